@@ -1,0 +1,103 @@
+"""Atomic file output: a file the user asked for is either the old one or the complete new one.
+
+Writing straight onto the target would leave a truncated workbook behind when a write fails
+halfway (disk full, Ctrl-C, a LibreOffice crash), and the user's previous, good file would be gone.
+So every output goes to a temporary file in the same folder (same filesystem, so the final
+`os.replace` is atomic) and only replaces the target once it is complete and on disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from backprop_xlsx.errors import BpxlError
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _check_writable_folder(path: Path) -> Path:
+    """Fail early, with one line, when `path` cannot be written (not after minutes of work)."""
+    folder = path.parent
+    if path.is_dir():
+        raise BpxlError(f"cannot write {path}: it is a folder")
+    if not folder.exists():
+        raise BpxlError(f"cannot write {path}: folder {folder} does not exist")
+    if not folder.is_dir():
+        raise BpxlError(f"cannot write {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BpxlError(f"cannot write {path}: folder {folder} is not writable")
+    return folder
+
+
+def _target_mode(path: Path) -> int:
+    """Mode for the new file: the existing file's mode, else 0o666 minus the umask (like open())."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable; not possible on every OS/filesystem, so best effort."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success move it onto `path`, on error discard it.
+
+    The caller writes the complete file to the yielded path (by any means: its own open(), a
+    zipfile, a subprocess). On normal exit the file is fsynced and atomically renamed onto `path`;
+    if the block raises, the temporary file is removed and an existing `path` is left untouched.
+    """
+    path = Path(path)
+    folder = _check_writable_folder(path)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise BpxlError(f"cannot write {path}: {_reason(exc)}") from exc
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if not tmp.is_file():
+            raise BpxlError(f"cannot write {path}: the temporary file {tmp} was not produced")
+        try:
+            os.chmod(tmp, _target_mode(path))
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise BpxlError(f"cannot write {path}: {_reason(exc)}") from exc
+        _fsync_folder(folder)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write `data` to `path` atomically (see `atomic_output`)."""
+    with atomic_output(Path(path)) as tmp:
+        try:
+            tmp.write_bytes(data)
+        except OSError as exc:
+            raise BpxlError(f"cannot write {path}: {_reason(exc)}") from exc
+
+
+def atomic_write_text(path: Path | str, text: str, encoding: str = "utf-8") -> None:
+    """Write `text` to `path` atomically (see `atomic_output`); newlines are written as given."""
+    atomic_write_bytes(path, text.encode(encoding))
