@@ -1,4 +1,4 @@
-"""One exception type for every user-facing failure, so the CLI can print one line and exit non-zero."""
+"""One exception type for every user-facing failure: the CLI prints one line and exits non-zero."""
 
 
 class BpxlError(Exception):
