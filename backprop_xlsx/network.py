@@ -66,8 +66,9 @@ def forward_backward(p: Mapping[str, np.ndarray | float]) -> dict[str, np.ndarra
     return {name: np.broadcast_to(values[name], E_total.shape).copy() for name in QUANTITIES}
 
 
-def gradient_step(p: Mapping[str, np.ndarray | float], grads: Mapping[str, np.ndarray],
-                  eta: np.ndarray | float) -> dict[str, np.ndarray]:
+def gradient_step(
+    p: Mapping[str, np.ndarray | float], grads: Mapping[str, np.ndarray], eta: np.ndarray | float
+) -> dict[str, np.ndarray]:
     """w ← w − η·∂E_total/∂w for all eight weights at once, from the same iteration."""
     new = {k: np.asarray(p[k], dtype=np.float64) for k in INPUTS}
     for w in WEIGHTS:
@@ -75,8 +76,9 @@ def gradient_step(p: Mapping[str, np.ndarray | float], grads: Mapping[str, np.nd
     return new
 
 
-def train(start: Mapping[str, float], etas: Sequence[float] | np.ndarray,
-          steps: int) -> dict[str, np.ndarray]:
+def train(
+    start: Mapping[str, float], etas: Sequence[float] | np.ndarray, steps: int
+) -> dict[str, np.ndarray]:
     """All iterations for every learning rate: each array has shape (steps + 1, len(etas)).
 
     Row 0 holds the initial weights; row k the weights after k gradient-descent updates.
