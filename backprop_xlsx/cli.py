@@ -143,11 +143,13 @@ def build(
     etas: tuple[float, ...], steps: int, config: Path | None, out: Path, recalc: bool
 ) -> None:
     """Write the workbook: a Setup sheet, one sheet per learning rate, and Error vs LR."""
+    lrs = check_learning_rates(list(etas) or list(DEFAULT_LRS))
+    check_steps(steps)
+    values = load_values(config)
+
     from .writer import build_workbook
 
-    lrs = check_learning_rates(list(etas) or list(DEFAULT_LRS))
-    values = load_values(config)
-    summary = build_workbook(values, lrs, check_steps(steps), out, recalc=recalc)
+    summary = build_workbook(values, lrs, steps, out, recalc=recalc)
     click.echo(summary)
 
 
