@@ -1,0 +1,302 @@
+"""LibreOffice, headless, as the real spreadsheet engine: recalculate workbooks and render them.
+
+openpyxl writes formulas but cannot compute them, so a freshly written workbook has no cached
+values (or stale ones). `recalculate` lets LibreOffice compute every formula and store the values,
+which is what makes the workbook checkable against NumPy without Excel. LibreOffice normally
+trusts cached values in xlsx files ("never recalculate" is what the headless default amounts to),
+so each call runs with its own throwaway user profile that sets "always recalculate on load";
+a private profile also means concurrent calls never share an instance or a lock.
+
+Precision (measured with LibreOffice 7.4): xlsx written by LibreOffice stores every number, the
+computed values *and* the typed-in constants, rounded to 15 significant digits (relative error
+up to ~5e-15, not round-trip exact); the computation itself is in doubles. LibreOffice also snaps
+nearly-cancelling additions/subtractions to 0 (`=0.1+0.2-0.3` gives 0, Python 5.55e-17), so
+compare differences that are close to 0 with an absolute tolerance too.
+
+PDF export prints every sheet in workbook order. By default each sheet is split into pages by its
+page setup (paper size, orientation, print area, fit-to-page); with `single_page_sheets=True`
+each sheet becomes exactly one page sized to its used area and drawings (the print area and
+fit-to-page settings are then ignored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.fileio import atomic_output
+
+XLSX_FILTER = "xlsx:Calc MS Excel 2007 XML"
+PDF_FILTER = "pdf:calc_pdf_Export"
+
+_COMMON_PATHS = (
+    "/usr/bin/soffice",
+    "/usr/local/bin/soffice",
+    "/usr/lib/libreoffice/program/soffice",
+    "/opt/libreoffice*/program/soffice",
+    "/snap/bin/libreoffice",
+    "/Applications/LibreOffice.app/Contents/MacOS/soffice",
+    r"C:\Program Files\LibreOffice\program\soffice.exe",
+    r"C:\Program Files (x86)\LibreOffice\program\soffice.exe",
+)
+
+NOT_INSTALLED = (
+    "LibreOffice is not installed: install it (e.g. apt-get install -y libreoffice-calc-nogui) "
+    "or set BPXL_SOFFICE to its soffice binary, or open and save the workbook in "
+    "Excel/LibreOffice, then retry"
+)
+
+# 0 = always recalculate on load, 1 = never, 2 = ask (headless: never). Both file families.
+_PROFILE_XCU = """<?xml version="1.0" encoding="UTF-8"?>
+<oor:items xmlns:oor="http://openoffice.org/2001/registry"
+ xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+<item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="OOXMLRecalcMode" \
+oor:op="fuse"><value>0</value></prop></item>
+<item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="ODFRecalcMode" \
+oor:op="fuse"><value>0</value></prop></item>
+</oor:items>
+"""
+
+# Noise LibreOffice prints on healthy runs; kept out of error messages.
+_NOISE = re.compile(r"javaldx|^convert .* using filter", re.IGNORECASE)
+
+
+def find_soffice() -> str | None:
+    """Locate the LibreOffice binary: $BPXL_SOFFICE, then PATH, then usual install folders.
+
+    A set but unusable BPXL_SOFFICE is an error rather than a silent fallback, so a user who
+    points at a specific LibreOffice never gets a different one.
+    """
+    override = os.environ.get("BPXL_SOFFICE", "").strip()
+    if override:
+        found = shutil.which(override)
+        if found is None:
+            raise BpxlError(f"BPXL_SOFFICE={override} is not an executable LibreOffice binary")
+        return found
+    for name in ("soffice", "libreoffice"):
+        found = shutil.which(name)
+        if found:
+            return found
+    for pattern in _COMMON_PATHS:
+        for candidate in sorted(glob.glob(pattern)):
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
+    return None
+
+
+def _require_soffice() -> str:
+    found = find_soffice()
+    if found is None:
+        raise BpxlError(NOT_INSTALLED)
+    return found
+
+
+def _check_package(src: Path) -> Path:
+    """LibreOffice opens nearly anything (a text file becomes a CSV import), so insist on a zip."""
+    src = Path(src)
+    if not src.exists():
+        raise BpxlError(f"cannot read {src}: no such file")
+    if not src.is_file():
+        raise BpxlError(f"cannot read {src}: not a file")
+    try:
+        ok = zipfile.is_zipfile(src)
+    except OSError as exc:
+        raise BpxlError(f"cannot read {src}: {exc.strerror or exc}") from exc
+    if not ok:
+        raise BpxlError(f"cannot read {src}: not an xlsx/ods workbook (not a zip package)")
+    return src
+
+
+@contextlib.contextmanager
+def _session(src: Path) -> Iterator[tuple[Path, Path, Path]]:
+    """A throwaway folder with a private profile, a copy of `src` and an empty output folder."""
+    root = Path(tempfile.mkdtemp(prefix="bpxl-lo-"))
+    try:
+        profile_user = root / "profile" / "user"
+        profile_user.mkdir(parents=True)
+        (profile_user / "registrymodifications.xcu").write_text(_PROFILE_XCU, encoding="utf-8")
+        suffix = src.suffix.lower() if re.fullmatch(r"\.[a-z0-9]{1,5}", src.suffix.lower()) else ""
+        work_copy = root / f"book{suffix or '.xlsx'}"
+        try:
+            shutil.copyfile(src, work_copy)
+        except OSError as exc:
+            raise BpxlError(f"cannot read {src}: {exc.strerror or exc}") from exc
+        outdir = root / "out"
+        outdir.mkdir()
+        yield root / "profile", work_copy, outdir
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _tail(text: str, limit: int = 300) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not _NOISE.search(ln)]
+    joined = " | ".join(lines)
+    return joined[-limit:] if joined else "no message"
+
+
+def _convert(src: Path, target_filter: str, ext: str, timeout: float, what: str) -> bytes:
+    """Run one headless conversion of `src` and return the produced file's bytes."""
+    src = _check_package(src)
+    soffice = _require_soffice()
+    with _session(src) as (profile, work_copy, outdir):
+        cmd = [
+            soffice,
+            f"-env:UserInstallation={profile.resolve().as_uri()}",
+            "--headless",
+            "--invisible",
+            "--norestore",
+            "--nolockcheck",
+            "--nodefault",
+            "--nologo",
+            "--convert-to",
+            target_filter,
+            "--outdir",
+            str(outdir),
+            str(work_copy),
+        ]
+        env = dict(os.environ)
+        env.setdefault("HOME", str(profile))  # LibreOffice wants a HOME even with a profile
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=outdir,
+                start_new_session=True,  # one process group: the wrapper script + soffice.bin
+            )
+        except OSError as exc:
+            raise BpxlError(f"cannot start LibreOffice ({soffice}): {exc.strerror or exc}") from exc
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise BpxlError(
+                f"LibreOffice did not finish {what} {src} within {timeout:g} s "
+                "(raise the timeout, or check that the workbook opens in LibreOffice)"
+            ) from None
+        except BaseException:
+            _kill_group(proc)
+            raise
+        log = out.decode("utf-8", "replace") + "\n" + err.decode("utf-8", "replace")
+        produced = outdir / f"{work_copy.stem}.{ext}"
+        if proc.returncode != 0 or not produced.is_file() or produced.stat().st_size == 0:
+            raise BpxlError(
+                f"LibreOffice failed {what} {src} (exit code {proc.returncode}): {_tail(log)}"
+            )
+        return produced.read_bytes()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(OSError):
+        if os.name == "posix":
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    with contextlib.suppress(Exception):
+        proc.communicate(timeout=10)
+
+
+def recalculate(src: Path, dst: Path, *, timeout: float = 600) -> Path:
+    """Write `dst`: `src` with every formula recalculated by LibreOffice and the values cached.
+
+    Formulas are kept. Stale or wrong cached values in `src` are ignored (full recalculation on
+    load is forced). `src` may equal `dst`; `dst` is replaced atomically, so it is either the old
+    file or the complete new one. Returns `dst`.
+    """
+    dst = Path(dst)
+    with atomic_output(dst) as tmp:  # checks the folder is writable before minutes of work
+        tmp.write_bytes(_convert(Path(src), XLSX_FILTER, "xlsx", timeout, "recalculating"))
+    return dst
+
+
+def export_pdf(
+    src: Path, dst_pdf: Path, *, timeout: float = 600, single_page_sheets: bool = False
+) -> Path:
+    """Render `src` as LibreOffice prints it (every sheet, charts included) to `dst_pdf`.
+
+    Formulas are recalculated first, so the picture shows current values. With
+    `single_page_sheets` every sheet becomes one page exactly as large as its content.
+    """
+    pdf_filter = PDF_FILTER
+    if single_page_sheets:
+        options = {"SinglePageSheets": {"type": "boolean", "value": "true"}}
+        pdf_filter += ":" + json.dumps(options, separators=(",", ":"))
+    dst_pdf = Path(dst_pdf)
+    with atomic_output(dst_pdf) as tmp:
+        tmp.write_bytes(_convert(Path(src), pdf_filter, "pdf", timeout, "exporting to PDF"))
+    return dst_pdf
+
+
+def pdf_to_png(
+    pdf: Path,
+    out_prefix: Path,
+    *,
+    dpi: int = 110,
+    first_page: int = 1,
+    last_page: int | None = None,
+    timeout: float = 300,
+) -> list[Path]:
+    """Rasterise PDF pages with pdftoppm into `<out_prefix>-<page>.png`, returned in page order.
+
+    Page numbers in the names are not zero-padded (unlike pdftoppm's own naming, which depends
+    on the page count), so callers and READMEs can rely on stable file names.
+    """
+    pdf, out_prefix = Path(pdf), Path(out_prefix)
+    if not pdf.is_file():
+        raise BpxlError(f"cannot read {pdf}: no such file")
+    if dpi <= 0 or first_page < 1 or (last_page is not None and last_page < first_page):
+        raise BpxlError(
+            f"bad page range or dpi for {pdf}: dpi={dpi}, pages {first_page}..{last_page}"
+        )
+    pdftoppm = shutil.which("pdftoppm")
+    if pdftoppm is None:
+        raise BpxlError(
+            "pdftoppm is not installed: install poppler-utils (apt-get install -y poppler-utils)"
+        )
+    folder = out_prefix.parent
+    if not folder.is_dir():
+        raise BpxlError(f"cannot write {out_prefix}-*.png: folder {folder} does not exist")
+    cmd = [pdftoppm, "-png", "-r", str(dpi), "-f", str(first_page)]
+    if last_page is not None:
+        cmd += ["-l", str(last_page)]
+    with tempfile.TemporaryDirectory(prefix=".bpxl-png-", dir=folder) as tmpdir:
+        try:
+            proc = subprocess.run(
+                [*cmd, str(pdf), str(Path(tmpdir) / "p")],
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise BpxlError(f"pdftoppm did not finish {pdf} within {timeout:g} s") from None
+        except OSError as exc:
+            raise BpxlError(f"cannot run pdftoppm: {exc.strerror or exc}") from exc
+        pages = sorted(
+            (int(m.group(1)), p)
+            for p in Path(tmpdir).iterdir()
+            if (m := re.fullmatch(r"p-0*(\d+)\.png", p.name))
+        )
+        if proc.returncode != 0 or not pages:
+            raise BpxlError(
+                f"pdftoppm failed on {pdf} (exit code {proc.returncode}): "
+                f"{_tail(proc.stderr.decode('utf-8', 'replace'))}"
+            )
+        results: list[Path] = []
+        for number, produced in pages:
+            target = folder / f"{out_prefix.name}-{number}.png"
+            os.replace(produced, target)
+            results.append(target)
+    return results
