@@ -1,0 +1,760 @@
+"""Move worksheets between xlsx packages at the zip/XML level, leaving everything else untouched.
+
+Why not openpyxl: loading and saving a workbook with openpyxl drops every cached formula value and
+rewrites (and sometimes alters) charts, so a workbook recalculated by LibreOffice or Excel would
+lose exactly what makes it checkable. Here the destination package is edited part by part: the
+moved sheet's XML and the parts it relates to (drawings, charts, chart styles/colours, images,
+comments, ...) are copied under fresh part names, and only the shared bookkeeping parts change:
+
+* ``xl/workbook.xml`` (``<sheet>`` entry, sheet-local defined names such as print areas),
+* ``xl/_rels/workbook.xml.rels``, ``[Content_Types].xml``,
+* ``xl/styles.xml`` (cell formats the moved sheet needs are appended or reused),
+* ``xl/calcChain.xml`` is dropped when a sheet is replaced (Excel rebuilds it; stale entries
+  would make Excel "repair" the file).
+
+Every other part of the destination stays byte-for-byte identical, including cached values.
+
+Choices and limits:
+
+* Shared strings of the moved sheet become inline strings (``t="inlineStr"``), so the
+  destination's ``sharedStrings.xml`` is never touched.
+* Cell formats keep number format, font, fill, border, alignment and protection; the named cell
+  style (``xfId``) becomes "Normal". Cells without a format (index 0) use the destination's
+  default format. Conditional-format ``dxf`` entries are copied.
+* ``docProps/app.xml`` (the sheet-title list some tools show) is left as it is; Excel and
+  LibreOffice ignore a stale list.
+* Sheet names match case-insensitively, as in Excel: a same-named sheet is replaced in place
+  (same position, same part name, same ``sheetId``); new sheets are appended.
+* Not supported (a `BpxlError` says so): tables, pivot tables, slicers, timelines and threaded
+  comments on the moved sheet, chartsheets, and Strict OOXML packages. Formulas, charts and
+  defined names that point at sheets not present in the destination are copied as they are.
+* If the destination does not exist: when ``names`` are exactly all sheets of ``src`` the result
+  is a byte copy of ``src``; otherwise the sheets are transplanted into a minimal empty package.
+"""
+
+from __future__ import annotations
+
+import copy
+import posixpath
+import re
+import shutil
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lxml import etree
+
+from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.fileio import atomic_output
+
+NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+NS_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+NS_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
+NS_CT = "http://schemas.openxmlformats.org/package/2006/content-types"
+NS_STRICT = "http://purl.oclc.org/ooxml/spreadsheetml/main"
+
+RT_OFFICE_DOCUMENT = f"{NS_R}/officeDocument"
+RT_WORKSHEET = f"{NS_R}/worksheet"
+RT_STYLES = f"{NS_R}/styles"
+RT_SHARED_STRINGS = f"{NS_R}/sharedStrings"
+RT_CALC_CHAIN = f"{NS_R}/calcChain"
+CT_WORKSHEET = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
+CT_CONTENT_TYPES = "[Content_Types].xml"
+
+# Relationship types whose parts carry workbook-wide identities (table ids, pivot caches...).
+_UNSUPPORTED = ("/table", "/pivotTable", "/slicer", "/timeline", "/threadedComment", "/queryTable")
+
+_STYLE_ORDER = (
+    "numFmts", "fonts", "fills", "borders", "cellStyleXfs", "cellXfs", "cellStyles",
+    "dxfs", "tableStyles", "colors", "extLst",
+)  # fmt: skip
+
+_NEW_PART_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def _m(tag: str) -> str:
+    return f"{{{NS_MAIN}}}{tag}"
+
+
+def _serialize(root: etree._Element) -> bytes:
+    """XML with the declaration Excel itself writes (double quotes, standalone)."""
+    return b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\r\n' + etree.tostring(
+        root, encoding="UTF-8"
+    )
+
+
+def _rels_name(part: str) -> str:
+    folder, base = posixpath.split(part)
+    return posixpath.join(folder, "_rels", f"{base}.rels")
+
+
+def _resolve(source_part: str, target: str) -> str:
+    """Part name a relationship target points to (targets are relative to the source's folder)."""
+    if target.startswith("/"):
+        return posixpath.normpath(target[1:])
+    return posixpath.normpath(posixpath.join(posixpath.dirname(source_part), target))
+
+
+def _relative(source_part: str, part: str) -> str:
+    return posixpath.relpath(part, posixpath.dirname(source_part) or ".")
+
+
+def _canon(el: etree._Element) -> bytes:
+    """Comparable form of a style record: exclusive C14N without whitespace-only text."""
+    clone = copy.deepcopy(el)
+    for node in clone.iter():
+        if node.text is not None and not node.text.strip():
+            node.text = None
+        if node.tail is not None and not node.tail.strip():
+            node.tail = None
+    return etree.tostring(clone, method="c14n", exclusive=True, with_tail=False)
+
+
+@dataclass
+class _Rel:
+    id: str
+    type: str
+    target: str
+    external: bool
+
+
+@dataclass
+class _SheetRef:
+    name: str
+    index: int
+    element: etree._Element
+    rel_id: str
+    part: str
+    rel_type: str
+
+
+class _Package:
+    """An xlsx package held in memory: part bytes in their zip order, parsed on demand."""
+
+    def __init__(self, label: str, infos: list[zipfile.ZipInfo], data: dict[str, bytes]) -> None:
+        self.label = label
+        self.infos = {i.filename: i for i in infos}
+        self.order = [i.filename for i in infos]
+        self.data = data
+        self._trees: dict[str, etree._Element] = {}
+        self.dirty: set[str] = set()
+
+    @classmethod
+    def read(cls, path: Path, role: str) -> _Package:
+        if not path.exists():
+            raise BpxlError(f"cannot read {role} {path}: no such file")
+        if not path.is_file():
+            raise BpxlError(f"cannot read {role} {path}: not a file")
+        try:
+            with zipfile.ZipFile(path) as z:
+                infos = [i for i in z.infolist() if not i.is_dir()]
+                data = {i.filename: z.read(i.filename) for i in infos}
+        except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+            raise BpxlError(f"cannot read {role} {path}: not an xlsx workbook ({exc})") from exc
+        except OSError as exc:
+            raise BpxlError(f"cannot read {role} {path}: {exc.strerror or exc}") from exc
+        pkg = cls(str(path), infos, data)
+        if CT_CONTENT_TYPES not in data or "_rels/.rels" not in data:
+            raise BpxlError(f"cannot read {role} {path}: not an xlsx workbook (no package parts)")
+        return pkg
+
+    @classmethod
+    def skeleton(cls) -> _Package:
+        """The smallest package the transplant can fill: a workbook without sheets, one style."""
+        wb_ct = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"
+        st_ct = "application/vnd.openxmlformats-officedocument.spreadsheetml.styles+xml"
+        parts = {
+            CT_CONTENT_TYPES: (
+                f'<Types xmlns="{NS_CT}">'
+                '<Default Extension="rels" '
+                'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+                '<Default Extension="xml" ContentType="application/xml"/>'
+                f'<Override PartName="/xl/workbook.xml" ContentType="{wb_ct}"/>'
+                f'<Override PartName="/xl/styles.xml" ContentType="{st_ct}"/></Types>'
+            ),
+            "_rels/.rels": (
+                f'<Relationships xmlns="{NS_PKG_REL}"><Relationship Id="rId1" '
+                f'Type="{RT_OFFICE_DOCUMENT}" Target="xl/workbook.xml"/></Relationships>'
+            ),
+            "xl/workbook.xml": (
+                f'<workbook xmlns="{NS_MAIN}" xmlns:r="{NS_R}"><bookViews><workbookView/>'
+                "</bookViews><sheets/></workbook>"
+            ),
+            "xl/_rels/workbook.xml.rels": (
+                f'<Relationships xmlns="{NS_PKG_REL}"><Relationship Id="rId1" '
+                f'Type="{RT_STYLES}" Target="styles.xml"/></Relationships>'
+            ),
+            "xl/styles.xml": (
+                f'<styleSheet xmlns="{NS_MAIN}">'
+                '<fonts count="1"><font><sz val="11"/><name val="Calibri"/><family val="2"/>'
+                "</font></fonts>"
+                '<fills count="2"><fill><patternFill patternType="none"/></fill>'
+                '<fill><patternFill patternType="gray125"/></fill></fills>'
+                '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border>'
+                "</borders>"
+                '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/>'
+                "</cellStyleXfs>"
+                '<cellXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" '
+                'xfId="0"/></cellXfs>'
+                '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/>'
+                "</cellStyles></styleSheet>"
+            ),
+        }
+        infos = []
+        for name in parts:
+            info = zipfile.ZipInfo(name, date_time=_NEW_PART_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            infos.append(info)
+        data = {k: _serialize(etree.fromstring(v.encode())) for k, v in parts.items()}
+        return cls("new workbook", infos, data)
+
+    # -- parts -------------------------------------------------------------------------------
+
+    def tree(self, part: str) -> etree._Element:
+        """Parsed part, cached; callers that modify it must call `touch`."""
+        if part not in self._trees:
+            if part not in self.data:
+                raise BpxlError(f"cannot read {self.label}: part {part} is missing")
+            try:
+                parser = etree.XMLParser(resolve_entities=False, huge_tree=True)
+                self._trees[part] = etree.fromstring(self.data[part], parser)
+            except etree.XMLSyntaxError as exc:
+                raise BpxlError(f"cannot read {self.label}: broken XML in {part} ({exc})") from exc
+        return self._trees[part]
+
+    def touch(self, part: str) -> None:
+        self.dirty.add(part)
+
+    def put(self, part: str, data: bytes) -> None:
+        """Add or overwrite a part with raw bytes (new parts go to the end of the zip)."""
+        if part not in self.data:
+            self.order.append(part)
+        self.data[part] = data
+        self._trees.pop(part, None)
+        self.dirty.discard(part)
+
+    def put_tree(self, part: str, root: etree._Element) -> None:
+        self.put(part, b"")
+        self._trees[part] = root
+        self.dirty.add(part)
+
+    def delete(self, part: str) -> None:
+        if part in self.data:
+            del self.data[part]
+            self.order.remove(part)
+        self._trees.pop(part, None)
+        self.dirty.discard(part)
+
+    def flush(self) -> None:
+        for part in sorted(self.dirty):
+            self.data[part] = _serialize(self._trees[part])
+        self.dirty.clear()
+
+    def rels(self, part: str) -> list[_Rel]:
+        """Relationships of `part` ("" for the package itself)."""
+        name = "_rels/.rels" if part == "" else _rels_name(part)
+        if name not in self.data and name not in self._trees:
+            return []
+        return [
+            _Rel(
+                id=el.get("Id", ""),
+                type=el.get("Type", ""),
+                target=el.get("Target", ""),
+                external=el.get("TargetMode") == "External",
+            )
+            for el in self.tree(name)
+            if el.tag == f"{{{NS_PKG_REL}}}Relationship"
+        ]
+
+    def reachable(self, start: Iterable[str]) -> set[str]:
+        """Parts reachable from `start` ("" = the package root) via internal relationships."""
+        seen: set[str] = set()
+        todo = list(start)
+        while todo:
+            part = todo.pop()
+            for rel in self.rels(part):
+                if rel.external:
+                    continue
+                target = _resolve(part, rel.target) if part else rel.target.lstrip("/")
+                if target not in seen and target in self.data:
+                    seen.add(target)
+                    todo.append(target)
+        return seen
+
+    # -- workbook ----------------------------------------------------------------------------
+
+    def workbook_part(self) -> str:
+        for rel in self.rels(""):
+            if rel.type == RT_OFFICE_DOCUMENT:
+                part = rel.target.lstrip("/")
+                if part in self.data:
+                    root = self.tree(part)
+                    if root.tag == f"{{{NS_STRICT}}}workbook":
+                        raise BpxlError(f"cannot read {self.label}: Strict OOXML is not supported")
+                    if root.tag != _m("workbook"):
+                        break
+                    return part
+        raise BpxlError(f"cannot read {self.label}: not an xlsx workbook (no workbook part)")
+
+    def workbook_rel(self, rel_type: str) -> str | None:
+        wb = self.workbook_part()
+        for rel in self.rels(wb):
+            if rel.type == rel_type and not rel.external:
+                return _resolve(wb, rel.target)
+        return None
+
+    def sheets(self) -> list[_SheetRef]:
+        wb = self.workbook_part()
+        by_id = {rel.id: rel for rel in self.rels(wb)}
+        sheets_el = self.tree(wb).find(_m("sheets"))
+        result = []
+        for index, el in enumerate([] if sheets_el is None else sheets_el.findall(_m("sheet"))):
+            rel_id = el.get(f"{{{NS_R}}}id", "")
+            rel = by_id.get(rel_id)
+            if rel is None:
+                raise BpxlError(f"cannot read {self.label}: sheet {el.get('name')!r} has no part")
+            result.append(
+                _SheetRef(
+                    name=el.get("name", ""),
+                    index=index,
+                    element=el,
+                    rel_id=rel_id,
+                    part=_resolve(wb, rel.target),
+                    rel_type=rel.type,
+                )
+            )
+        return result
+
+    def content_type(self, part: str) -> str | None:
+        types = self.tree(CT_CONTENT_TYPES)
+        for el in types.findall(f"{{{NS_CT}}}Override"):
+            if el.get("PartName", "").lstrip("/") == part:
+                return el.get("ContentType")
+        ext = posixpath.splitext(part)[1].lstrip(".").lower()
+        for el in types.findall(f"{{{NS_CT}}}Default"):
+            if el.get("Extension", "").lower() == ext:
+                return el.get("ContentType")
+        return None
+
+    def set_content_type(self, part: str, content_type: str) -> None:
+        if self.content_type(part) == content_type:
+            return
+        types = self.tree(CT_CONTENT_TYPES)
+        ext = posixpath.splitext(part)[1].lstrip(".").lower()
+        has_default = any(
+            el.get("Extension", "").lower() == ext for el in types.findall(f"{{{NS_CT}}}Default")
+        )
+        if ext and not has_default and not ext.endswith("xml"):  # e.g. png: a Default, as Excel
+            el = etree.SubElement(types, f"{{{NS_CT}}}Default")
+            el.set("Extension", ext)
+        else:
+            self.drop_content_type(part)
+            el = etree.SubElement(types, f"{{{NS_CT}}}Override")
+            el.set("PartName", f"/{part}")
+        el.set("ContentType", content_type)
+        self.touch(CT_CONTENT_TYPES)
+
+    def drop_content_type(self, part: str) -> None:
+        types = self.tree(CT_CONTENT_TYPES)
+        for el in types.findall(f"{{{NS_CT}}}Override"):
+            if el.get("PartName", "").lstrip("/") == part:
+                types.remove(el)
+                self.touch(CT_CONTENT_TYPES)
+
+    def free_name(self, like: str, taken: set[str]) -> str:
+        """A part name in `like`'s folder, with `like`'s stem and extension, not yet used."""
+        folder, base = posixpath.split(like)
+        stem, ext = posixpath.splitext(base)
+        stem = re.sub(r"\d+$", "", stem) or "part"
+        k = 1
+        while True:
+            name = posixpath.join(folder, f"{stem}{k}{ext}")
+            lowered = name.lower()  # zip names are case-sensitive, OPC part names are not
+            if not any(lowered == n.lower() for n in (*self.data, *taken)):
+                taken.add(name)
+                return name
+            k += 1
+
+
+class _Styles:
+    """Maps cell-format indices of the source styles.xml onto the destination's, appending."""
+
+    def __init__(self, src: _Package, dst: _Package) -> None:
+        self.src, self.dst = src, dst
+        self.src_root = self._load(src)
+        self.dst_part = dst.workbook_rel(RT_STYLES)
+        self.dst_root = dst.tree(self.dst_part) if self.dst_part else None
+        self._memo: dict[tuple[str, int], int] = {}
+
+    @staticmethod
+    def _load(pkg: _Package) -> etree._Element | None:
+        part = pkg.workbook_rel(RT_STYLES)
+        return pkg.tree(part) if part else None
+
+    def _section(self, root: etree._Element, tag: str, create: bool) -> etree._Element | None:
+        found = root.find(_m(tag))
+        if found is not None or not create:
+            return found
+        el = etree.Element(_m(tag))
+        later = _STYLE_ORDER[_STYLE_ORDER.index(tag) + 1 :]
+        for i, child in enumerate(root):
+            if etree.QName(child).localname in later:
+                root.insert(i, el)
+                break
+        else:
+            root.append(el)
+        return el
+
+    def _require_dst(self) -> etree._Element:
+        if self.dst_root is None or self.dst_part is None:
+            raise BpxlError(f"cannot transplant into {self.dst.label}: it has no styles part")
+        return self.dst_root
+
+    def _add(self, section: str, child: str, el: etree._Element) -> int:
+        """Index of an equal record in the destination section, appending one if needed."""
+        root = self._require_dst()
+        sec = self._section(root, section, create=True)
+        assert sec is not None
+        items = sec.findall(_m(child))
+        key = _canon(el)
+        for i, existing in enumerate(items):
+            if _canon(existing) == key:
+                return i
+        sec.append(el)
+        sec.set("count", str(len(items) + 1))
+        self.dst.touch(self.dst_part or "")
+        return len(items)
+
+    def _copy(self, section: str, child: str, index: int) -> int:
+        memo_key = (section, index)
+        if memo_key in self._memo:
+            return self._memo[memo_key]
+        src_items = (
+            [] if self.src_root is None else self.src_root.findall(f"{_m(section)}/{_m(child)}")
+        )
+        if not 0 <= index < len(src_items):
+            result = 0  # a dangling index in the source: fall back to the default record
+        else:
+            el = copy.deepcopy(src_items[index])
+            if child == "xf":
+                self._remap_xf(el)
+            elif child == "dxf":
+                self._remap_dxf(el)
+            result = self._add(section, child, el)
+        self._memo[memo_key] = result
+        return result
+
+    def _remap_xf(self, xf: etree._Element) -> None:
+        if xf.get("numFmtId") is not None:
+            xf.set("numFmtId", str(self._numfmt(int(xf.get("numFmtId", "0")))))
+        for attr, section, child in (
+            ("fontId", "fonts", "font"),
+            ("fillId", "fills", "fill"),
+            ("borderId", "borders", "border"),
+        ):
+            if xf.get(attr) is not None:
+                xf.set(attr, str(self._copy(section, child, int(xf.get(attr, "0")))))
+        if xf.get("xfId") is not None:
+            xf.set("xfId", "0")  # named cell styles are not carried over: "Normal"
+
+    def _remap_dxf(self, dxf: etree._Element) -> None:
+        fmt = dxf.find(_m("numFmt"))
+        if fmt is not None and fmt.get("formatCode") is not None:
+            fmt.set("numFmtId", str(self._numfmt_code(fmt.get("formatCode", ""))))
+
+    def _numfmt(self, fmt_id: int) -> int:
+        if self.src_root is not None:
+            for el in self.src_root.iterfind(f"{_m('numFmts')}/{_m('numFmt')}"):
+                if el.get("numFmtId") == str(fmt_id):
+                    return self._numfmt_code(el.get("formatCode", ""))
+        return fmt_id  # a built-in format: same id everywhere
+
+    def _numfmt_code(self, code: str) -> int:
+        root = self._require_dst()
+        sec = self._section(root, "numFmts", create=True)
+        assert sec is not None
+        ids = []
+        for el in sec.findall(_m("numFmt")):
+            if el.get("formatCode") == code:
+                return int(el.get("numFmtId", "0"))
+            ids.append(int(el.get("numFmtId", "0")))
+        new_id = max([163, *ids]) + 1
+        el = etree.SubElement(sec, _m("numFmt"))
+        el.set("numFmtId", str(new_id))
+        el.set("formatCode", code)
+        sec.set("count", str(len(ids) + 1))
+        self.dst.touch(self.dst_part or "")
+        return new_id
+
+    def xf(self, index: int) -> int:
+        return 0 if index == 0 else self._copy("cellXfs", "xf", index)
+
+    def dxf(self, index: int) -> int:
+        return self._copy("dxfs", "dxf", index)
+
+
+class _Transplant:
+    def __init__(self, src: _Package, dst: _Package) -> None:
+        self.src, self.dst = src, dst
+        self.styles = _Styles(src, dst)
+        self.copied: dict[str, str] = {}  # source part -> destination part
+        self.taken: set[str] = set()
+        self.orphans: set[str] = set()  # destination parts that may have lost their last user
+        self.replaced_any = False
+        sst_part = src.workbook_rel(RT_SHARED_STRINGS)
+        self.sst: list[etree._Element] = (
+            [] if sst_part is None else src.tree(sst_part).findall(_m("si"))
+        )
+        self.src_sheets = src.sheets()
+        self.src_wb = src.workbook_part()
+        self.dst_wb = dst.workbook_part()
+
+    # -- the sheet XML -----------------------------------------------------------------------
+
+    def _sheet_xml(self, sheet: _SheetRef, keep_selected: bool) -> etree._Element:
+        root = copy.deepcopy(self.src.tree(sheet.part))
+        if root.tag != _m("worksheet"):
+            raise BpxlError(f"sheet {sheet.name!r} of {self.src.label} is not a worksheet")
+        for cell in root.iter(_m("c")):
+            self._remap_attr(cell, "s", self.styles.xf)
+            if cell.get("t") == "s":
+                self._inline_string(cell, sheet.name)
+        for row in root.iter(_m("row")):
+            self._remap_attr(row, "s", self.styles.xf)
+        for col in root.iter(_m("col")):
+            self._remap_attr(col, "style", self.styles.xf)
+        for rule in root.iter(_m("cfRule")):
+            self._remap_attr(rule, "dxfId", self.styles.dxf)
+        if not keep_selected:  # two selected tabs would group the sheets in Excel
+            for view in root.iter(_m("sheetView")):
+                view.attrib.pop("tabSelected", None)
+        return root
+
+    @staticmethod
+    def _remap_attr(el: etree._Element, attr: str, mapping: Callable[[int], int]) -> None:
+        value = el.get(attr)
+        if value is not None and value.strip().isdigit():
+            el.set(attr, str(mapping(int(value))))
+
+    def _inline_string(self, cell: etree._Element, sheet_name: str) -> None:
+        v = cell.find(_m("v"))
+        try:
+            si = self.sst[int((v.text if v is not None else "") or "")]
+        except (ValueError, IndexError):
+            raise BpxlError(
+                f"cannot read {self.src.label}: cell {cell.get('r')} of sheet {sheet_name!r} "
+                "points to a missing shared string"
+            ) from None
+        inline = etree.Element(_m("is"))
+        for child in si:
+            inline.append(copy.deepcopy(child))
+        assert v is not None
+        v.addprevious(inline)
+        cell.remove(v)
+        cell.set("t", "inlineStr")
+
+    # -- related parts -----------------------------------------------------------------------
+
+    def _copy_part(self, part: str) -> str:
+        """Copy a source part (and, recursively, its relationships) under a fresh name."""
+        if part in self.copied:
+            return self.copied[part]
+        if part not in self.src.data:
+            raise BpxlError(f"cannot read {self.src.label}: part {part} is missing")
+        new = self.dst.free_name(part, self.taken)
+        self.copied[part] = new
+        content_type = self.src.content_type(part)
+        if content_type:
+            self.dst.set_content_type(new, content_type)
+        self.dst.put(new, self.src.data[part])
+        self._copy_rels(part, new)
+        return new
+
+    def _copy_rels(self, src_part: str, dst_part: str) -> bool:
+        """Write `dst_part`'s relationships: same ids, targets copied. False if there are none."""
+        rels = self.src.rels(src_part)
+        if not rels:
+            return False
+        root = etree.Element(f"{{{NS_PKG_REL}}}Relationships", nsmap={None: NS_PKG_REL})
+        for rel in rels:
+            el = etree.SubElement(root, f"{{{NS_PKG_REL}}}Relationship")
+            el.set("Id", rel.id)
+            el.set("Type", rel.type)
+            if rel.external:
+                el.set("Target", rel.target)
+                el.set("TargetMode", "External")
+                continue
+            if rel.type.endswith(_UNSUPPORTED):
+                kind = rel.type.rsplit("/", 1)[-1]
+                raise BpxlError(
+                    f"cannot transplant from {self.src.label}: {src_part} has a {kind} part, "
+                    "which is not supported"
+                )
+            el.set("Target", _relative(dst_part, self._copy_part(_resolve(src_part, rel.target))))
+        self.dst.put_tree(_rels_name(dst_part), root)
+        return True
+
+    # -- one sheet ---------------------------------------------------------------------------
+
+    def move(self, name: str) -> None:
+        sheet = next((s for s in self.src_sheets if s.name == name), None)
+        if sheet is None:
+            available = ", ".join(repr(s.name) for s in self.src_sheets)
+            raise BpxlError(f"sheet {name!r} is not in {self.src.label} (it has {available})")
+        if sheet.rel_type != RT_WORKSHEET:
+            raise BpxlError(f"sheet {name!r} of {self.src.label} is not a worksheet")
+        existing = next(
+            (s for s in self.dst.sheets() if s.name.casefold() == name.casefold()), None
+        )
+        if existing is not None:
+            self._replace(sheet, existing)
+        else:
+            self._append(sheet)
+
+    def _replace(self, sheet: _SheetRef, old: _SheetRef) -> None:
+        if old.rel_type != RT_WORKSHEET:
+            raise BpxlError(f"cannot replace {old.name!r} in {self.dst.label}: not a worksheet")
+        self.replaced_any = True
+        self.orphans |= self.dst.reachable([old.part])
+        old_root = self.dst.tree(old.part)
+        selected = any(
+            v.get("tabSelected") in ("1", "true") for v in old_root.iter(_m("sheetView"))
+        )
+        self.dst.put_tree(old.part, self._sheet_xml(sheet, keep_selected=selected))
+        self.dst.delete(_rels_name(old.part))
+        self._copy_rels(sheet.part, old.part)
+        if old.name != sheet.name:
+            old.element.set("name", sheet.name)
+            self.dst.touch(self.dst_wb)
+        self._move_local_names(sheet.index, old.index)
+
+    def _append(self, sheet: _SheetRef) -> None:
+        dst_sheets = self.dst.sheets()
+        part = self.dst.free_name("xl/worksheets/sheet1.xml", self.taken)
+        self.dst.put_tree(part, self._sheet_xml(sheet, keep_selected=not dst_sheets))
+        self.dst.set_content_type(part, self.src.content_type(sheet.part) or CT_WORKSHEET)
+        self._copy_rels(sheet.part, part)
+
+        rels_part = _rels_name(self.dst_wb)
+        rels_root = self.dst.tree(rels_part)
+        used_ids = {el.get("Id") for el in rels_root}
+        k = len(used_ids) + 1
+        while f"rId{k}" in used_ids:
+            k += 1
+        rel = etree.SubElement(rels_root, f"{{{NS_PKG_REL}}}Relationship")
+        rel.set("Id", f"rId{k}")
+        rel.set("Type", RT_WORKSHEET)
+        rel.set("Target", _relative(self.dst_wb, part))
+        self.dst.touch(rels_part)
+
+        wb = self.dst.tree(self.dst_wb)
+        sheets_el = wb.find(_m("sheets"))
+        assert sheets_el is not None
+        el = etree.SubElement(sheets_el, _m("sheet"), nsmap={"r": NS_R})
+        el.set("name", sheet.name)
+        sheet_ids = [int(s.element.get("sheetId", "0")) for s in dst_sheets]
+        el.set("sheetId", str(max([0, *sheet_ids]) + 1))
+        if sheet.element.get("state") not in (None, "visible"):
+            el.set("state", sheet.element.get("state", ""))
+        el.set(f"{{{NS_R}}}id", f"rId{k}")
+        self.dst.touch(self.dst_wb)
+        self._move_local_names(sheet.index, len(dst_sheets))
+
+    def _move_local_names(self, src_index: int, dst_index: int) -> None:
+        """Sheet-local defined names (print area, print titles, filters) follow the sheet."""
+        wb = self.dst.tree(self.dst_wb)
+        names_el = wb.find(_m("definedNames"))
+        if names_el is not None:
+            for el in names_el.findall(_m("definedName")):
+                if el.get("localSheetId") == str(dst_index):
+                    names_el.remove(el)
+                    self.dst.touch(self.dst_wb)
+        src_names = self.src.tree(self.src_wb).find(_m("definedNames"))
+        local = [] if src_names is None else [
+            el for el in src_names.findall(_m("definedName"))
+            if el.get("localSheetId") == str(src_index)
+        ]  # fmt: skip
+        if not local:
+            return
+        if names_el is None:
+            names_el = etree.Element(_m("definedNames"))
+            sheets_el = wb.find(_m("sheets"))
+            assert sheets_el is not None
+            sheets_el.addnext(names_el)
+        for el in local:
+            clone = copy.deepcopy(el)
+            clone.set("localSheetId", str(dst_index))
+            names_el.append(clone)
+        self.dst.touch(self.dst_wb)
+
+    # -- cleanup -----------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        if self.replaced_any:
+            self._drop_calc_chain()
+        self.dst.flush()
+        live = self.dst.reachable([""])
+        for part in sorted(self.orphans - live):
+            self.dst.delete(part)
+            self.dst.delete(_rels_name(part))
+            self.dst.drop_content_type(part)
+        self.dst.flush()
+
+    def _drop_calc_chain(self) -> None:
+        rels_part = _rels_name(self.dst_wb)
+        for el in self.dst.tree(rels_part).findall(f"{{{NS_PKG_REL}}}Relationship"):
+            if el.get("Type") == RT_CALC_CHAIN:
+                part = _resolve(self.dst_wb, el.get("Target", ""))
+                el.getparent().remove(el)
+                self.dst.touch(rels_part)
+                self.dst.delete(part)
+                self.dst.drop_content_type(part)
+
+
+def _write(pkg: _Package, out: Path) -> None:
+    with atomic_output(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        order = [CT_CONTENT_TYPES] + [p for p in pkg.order if p != CT_CONTENT_TYPES]
+        for part in order:
+            old = pkg.infos.get(part)  # keep dates and attributes, not stale zip headers
+            info = zipfile.ZipInfo(part, date_time=old.date_time if old else _NEW_PART_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            if old is not None:
+                info.external_attr = old.external_attr
+            z.writestr(info, pkg.data[part])
+
+
+def transplant_sheets(src: Path, dst: Path, names: Sequence[str], out: Path | None = None) -> None:
+    """Copy worksheets `names` from xlsx `src` into xlsx `dst`, written atomically to `out`.
+
+    `out` defaults to `dst`. Same-named sheets are replaced in place, others appended in the
+    order given; every other part of `dst` stays byte-identical (see the module docstring).
+    """
+    src, dst = Path(src), Path(dst)
+    out = dst if out is None else Path(out)
+    if isinstance(names, str):
+        names = [names]
+    names = list(names)
+    if not names:
+        raise BpxlError("no sheet names given to transplant")
+    folded = [n.casefold() for n in names]
+    if len(set(folded)) != len(folded):
+        raise BpxlError(f"sheet names given twice: {names}")
+
+    source = _Package.read(src, "source")
+    src_names = [s.name for s in source.sheets()]
+    missing = [n for n in names if n not in src_names]
+    if missing:
+        available = ", ".join(repr(n) for n in src_names)
+        raise BpxlError(f"sheet {missing[0]!r} is not in {src} (it has {available})")
+
+    if not dst.exists() and sorted(src_names) == sorted(names):
+        with atomic_output(out) as tmp:
+            shutil.copyfile(src, tmp)
+        return
+    target = _Package.read(dst, "destination") if dst.exists() else _Package.skeleton()
+    transplant = _Transplant(source, target)
+    for name in names:
+        transplant.move(name)
+    transplant.finish()
+    _write(target, out)
