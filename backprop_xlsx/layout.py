@@ -26,6 +26,12 @@ SUMMARY_SHEET = "Error vs LR"
 SETUP_FIRST_ROW = 4
 SETUP_ROW = {name: SETUP_FIRST_ROW + k for k, name in enumerate(PARAMS)}
 SETUP_VALUE_COLUMN = "B"
+SETUP_HEADER_ROW = SETUP_FIRST_ROW - 1  # name | value | meaning
+# The equations and chain-rule derivations, as text in column A, below the values.
+SETUP_EQUATIONS_ROW = SETUP_FIRST_ROW + len(PARAMS) + 2
+# The learning rates, right of the values: η (live) | sheet (hyperlink) | final E_total (live).
+SETUP_LR_HEADER_ROW = SETUP_HEADER_ROW
+SETUP_LR_COLUMNS = ("E", "F", "G")
 
 # LR sheets: η in B1, the header in row 3, iteration 0 (the initial weights) in row 4.
 ETA_CELL = "B1"
@@ -37,11 +43,31 @@ THRESHOLD_CELL = "B3"
 DEFAULT_THRESHOLD = 1e-3
 SUMMARY_HEADER_ROW = 5  # η | sheet | final E_total | first iteration below threshold
 NEVER = "never"  # what "first iteration below threshold" shows when E_total never gets there
+# Columns of the per-LR table on Error vs LR (rows SummaryLayout.lr_row).
+SUMMARY_COLUMNS = {"eta": "A", "sheet": "B", "final": "C", "first_below": "D"}
 
 
 def lr_sheet_title(eta: float) -> str:
     """`LR 0.1`, `LR 2`: the sheet of one learning rate."""
     return f"LR {eta:g}"
+
+
+def setup_lr_row(j: int) -> int:
+    """Row of the j-th learning rate in the Setup sheet's list of learning rates."""
+    return SETUP_LR_HEADER_ROW + 1 + j
+
+
+def is_bpxl_sheet(title: str) -> bool:
+    """Whether bpxl makes this sheet (and may rebuild it); any other sheet belongs to the user."""
+    if title in (SETUP_SHEET, SUMMARY_SHEET):
+        return True
+    if not title.startswith("LR "):
+        return False
+    try:
+        float(title[3:])
+    except ValueError:
+        return False
+    return True
 
 
 def sheet_ref(title: str) -> str:
@@ -115,6 +141,11 @@ class Column:
         pattern = self._patterns[0 if row == FIRST_ROW else 1]
         return pattern.format(r=row, p=row - 1)
 
+    def pattern(self, first: bool = False) -> str:
+        """`formula` as a str.format pattern ({r} this row, {p} the row above), for bulk writing:
+        pattern().format(r=row, p=row - 1) == formula(row) for every row after FIRST_ROW."""
+        return self._patterns[0 if first else 1]
+
 
 COLUMNS: tuple[Column, ...] = tuple(
     Column(key, HEADERS[key], get_column_letter(k + 1), NUMBER_FORMATS[key])
@@ -149,6 +180,21 @@ def last_row(steps: int) -> int:
     return FIRST_ROW + steps
 
 
+def eta_ref(title: str) -> str:
+    """Formula of a live reference to an LR sheet's η, e.g. ='LR 0.1'!$B$1."""
+    return f"={sheet_ref(title)}!{_abs(ETA_CELL)}"
+
+
+def final_e_total_ref(title: str, steps: int) -> str:
+    """Formula of a live reference to an LR sheet's last E_total, e.g. ='LR 0.1'!$W$104."""
+    return f"={sheet_ref(title)}!${LETTER['E_total']}${last_row(steps)}"
+
+
+def e_total_ref(title: str, k: int) -> str:
+    """Formula of a live reference to E_total of iteration k on an LR sheet, e.g. ='LR 0.1'!W4."""
+    return f"={sheet_ref(title)}!{LETTER['E_total']}{row_of_iteration(k)}"
+
+
 @dataclass(frozen=True)
 class SummaryLayout:
     """Positions on the Error vs LR sheet, which depend on how many learning rates there are."""
@@ -172,3 +218,16 @@ class SummaryLayout:
     def lr_column(j: int) -> str:
         """Column of the j-th learning rate in the per-iteration table (A holds the iteration)."""
         return get_column_letter(j + 2)
+
+    def lr_range(self, j: int) -> str:
+        """The j-th learning rate's E_total over all iterations in the per-iteration table."""
+        col = self.lr_column(j)
+        return f"{col}{self.iteration_row(0)}:{col}{self.iteration_row(self.steps)}"
+
+    def first_below_formula(self, j: int) -> str:
+        """First iteration whose E_total is below the threshold, or NEVER.
+
+        Written as a CSE array formula (the comparison runs over a range), which both Excel and
+        LibreOffice evaluate; MATCH gives a 1-based position, iteration numbers start at 0.
+        """
+        return f'=IFERROR(MATCH(TRUE,{self.lr_range(j)}<{_abs(THRESHOLD_CELL)},0)-1,"{NEVER}")'
