@@ -1,1 +1,1 @@
-"""A tiny CNN that reaches 99.4% on MNIST on a plain CPU, and writes its metrics into the workbook."""
+"""A tiny CNN that reaches 99.4% on MNIST on a plain CPU and writes its metrics to the workbook."""

@@ -1,0 +1,352 @@
+"""MNIST: models, the IDX reader (on small files written here), augmentation, the training CLI
+(smoke run, determinism, --resume, bad input) and the workbook export.
+
+Training runs use the real files from MNIST_DATA with a small --limit and one thread, so the whole
+file stays well under a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from backprop_xlsx.errors import BpxlError
+from mnist import data, export
+from mnist.augment import random_affine
+from mnist.model import MODELS, count_params
+from mnist.train import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--threads", "1", "--no-progress", "--batch-size", "64"]
+
+
+# ---- models
+def test_parameter_counts() -> None:
+    ours = count_params(MODELS["ours"]())
+    assert ours < 20_000
+    assert ours <= 8_000  # the aim, kept honest: a bigger net must fail this
+    assert count_params(MODELS["seed"]()) == 18_050
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_models_give_log_probabilities(name: str) -> None:
+    out = MODELS[name]().eval()(torch.randn(3, 1, 28, 28))
+    assert out.shape == (3, 10)
+    assert torch.allclose(out.exp().sum(1), torch.ones(3), atol=1e-5)
+
+
+# ---- IDX reader
+def idx_bytes(array: np.ndarray) -> bytes:
+    magic = 0x0800 | array.ndim
+    dims = b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return magic.to_bytes(4, "big") + dims + array.astype(np.uint8).tobytes()
+
+
+def images(n: int = 5) -> np.ndarray:
+    return np.arange(n * 28 * 28, dtype=np.uint64).reshape(n, 28, 28).astype(np.uint8)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_roundtrip(tmp_path: Path, gz: bool) -> None:
+    raw = idx_bytes(images())
+    path = tmp_path / ("x.gz" if gz else "x")
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    import hashlib
+
+    got = data.read_idx(path, data.MAGIC_IMAGES, hashlib.sha256(raw).hexdigest())
+    assert np.array_equal(got, images())
+    labels = np.array([0, 9, 3], dtype=np.uint8)
+    (tmp_path / "y").write_bytes(idx_bytes(labels))
+    assert np.array_equal(data.read_idx(tmp_path / "y", data.MAGIC_LABELS), labels)
+
+
+def corrupt_cases() -> dict[str, tuple[bytes, str]]:
+    raw = idx_bytes(images())
+    return {
+        "truncated": (raw[:-100], "truncated"),
+        "trailing bytes": (raw + b"\0", "longer than its header"),
+        "wrong magic": (b"\0\0\x08\x01" + raw[4:], "magic number 0x00000801"),
+        "labels as images": (idx_bytes(np.zeros(3, np.uint8)), "magic number"),
+        "too short": (b"\0\0", "too short"),
+        "header cut": (raw[:10], "truncated inside its header"),
+        "truncated gzip": (gzip.compress(raw)[:-30], "damaged or truncated gzip"),
+        "not gzip inside": (b"\x1f\x8b" + b"garbage" * 10, "damaged or truncated gzip"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(corrupt_cases()))
+def test_read_idx_rejects_corrupt_files(tmp_path: Path, case: str) -> None:
+    content, message = corrupt_cases()[case]
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(content)
+    with pytest.raises(BpxlError, match=message):
+        data.read_idx(path, data.MAGIC_IMAGES)
+
+
+def test_read_idx_checks_sha256(tmp_path: Path) -> None:
+    path = tmp_path / "x"
+    path.write_bytes(idx_bytes(images()))
+    with pytest.raises(BpxlError, match="wrong SHA-256"):
+        data.read_idx(path, data.MAGIC_IMAGES, "0" * 64)
+
+
+def write_small_set(folder: Path, n: int = 4) -> None:
+    """A well-formed but tiny MNIST folder (with its own SHA256SUMS, as the real one has)."""
+    import hashlib
+
+    folder.mkdir(exist_ok=True)
+    sums = []
+    for split in ("train", "test"):
+        for kind, array in (("images", images(n)), ("labels", np.arange(n) % 10)):
+            raw = idx_bytes(np.asarray(array))
+            stem = data.FILES[f"{split}_{kind}"]
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(raw))
+            sums.append(f"{hashlib.sha256(raw).hexdigest()}  {stem}")
+    (folder / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+
+
+def test_load_checks_counts_and_files(tmp_path: Path) -> None:
+    write_small_set(tmp_path / "small")
+    with pytest.raises(BpxlError, match="has 4 images, expected 60000"):
+        data.load(tmp_path / "small")
+    (tmp_path / "small" / "t10k-labels-idx1-ubyte.gz").unlink()
+    sums = data.read_sums(tmp_path / "small")
+    with pytest.raises(BpxlError, match=r"t10k-labels-idx1-ubyte.*missing.*--data-dir"):
+        data.read_split(tmp_path / "small", "test", sums)
+    with pytest.raises(BpxlError, match="does not exist"):
+        data.load(tmp_path / "nowhere")
+
+
+def test_load_rejects_a_file_that_differs_from_sha256sums(tmp_path: Path) -> None:
+    write_small_set(tmp_path)
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(idx_bytes(np.array([1, 1, 1, 1], np.uint8))))
+    with pytest.raises(BpxlError, match=r"train-labels-idx1-ubyte\.gz has the wrong SHA-256"):
+        data.read_split(tmp_path, "train", data.read_sums(tmp_path))
+
+
+def test_real_files_load(mnist_dir: Path) -> None:
+    d = data.load(mnist_dir)
+    assert d.train_x.shape == (60_000, 1, 28, 28) and d.test_x.shape == (10_000, 1, 28, 28)
+    assert d.train_y.bincount().tolist()[:2] == [5923, 6742]  # the known class counts
+    assert abs(d.train_x.mean().item()) < 1e-3  # normalised with MNIST's own mean and std
+
+
+# ---- augmentation
+def test_random_affine_is_seeded_per_sample_and_keeps_background() -> None:
+    x = torch.full((6, 1, 28, 28), (0 - data.MEAN) / data.STD)
+    x[:, :, 10:18, 12:16] = 2.0
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a = random_affine(x, g1, degrees=15, translate=0.1, scale=(0.9, 1.1))
+    b = random_affine(x, g2, degrees=15, translate=0.1, scale=(0.9, 1.1))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a[0], a[1])  # each image its own transform
+    assert torch.allclose(a[:, :, 0, 0], x[:, :, 0, 0], atol=1e-5)  # corners stay black
+    same = random_affine(x, torch.Generator().manual_seed(0), degrees=15, p=0.0)
+    assert torch.allclose(same, x, atol=1e-5)
+
+
+# ---- training CLI
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = cli([*FAST, *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def metrics_of(out: Path) -> list[dict]:
+    rows = json.loads((out / "mnist_metrics.json").read_text())["epochs"]
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_smoke_run_writes_every_output(mnist_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    code, stdout, _ = run(
+        ["--data-dir", str(mnist_dir), "--limit", "512", "--epochs", "1", "--out", str(out)], capsys
+    )
+    assert code == 0
+    assert "Param #" in stdout and "7,352" in stdout  # the summary table
+    assert "epoch  1/1" in stdout
+    record = json.loads((out / "mnist_metrics.json").read_text())
+    assert record["model"] == "ours" and record["seed"] == 1 and record["params"] == 7352
+    (row,) = record["epochs"]
+    assert set(row) == set(export.COLUMNS)
+    assert 10 < row["test_acc"] <= 100 and row["train_loss"] > 0  # learnt something, in percent
+    csv_lines = (out / "mnist_metrics.csv").read_text().splitlines()
+    assert csv_lines[0] == ",".join(export.COLUMNS) and len(csv_lines) == 2
+    for name in ("mnist_curves.png", "mnist_misclassified.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "checkpoints" / "mnist_last.pt").is_file()
+    assert (out / "checkpoints" / "mnist_best.pt").is_file()
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
+
+
+def test_same_seed_same_numbers(mnist_dir: Path, tmp_path: Path, capsys) -> None:
+    common = ["--data-dir", str(mnist_dir), "--limit", "256", "--epochs", "1", "--model", "seed"]
+    for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
+        assert run([*common, "--seed", seed, "--out", str(tmp_path / name)], capsys)[0] == 0
+    assert metrics_of(tmp_path / "a") == metrics_of(tmp_path / "b")
+    assert metrics_of(tmp_path / "a") != metrics_of(tmp_path / "c")
+
+
+def test_resume_continues_where_it_stopped(mnist_dir: Path, tmp_path: Path, capsys) -> None:
+    common = ["--data-dir", str(mnist_dir), "--limit", "256", "--epochs", "2"]
+    assert run([*common, "--out", str(tmp_path / "straight")], capsys)[0] == 0
+    split = ["--out", str(tmp_path / "split")]
+    code, stdout, _ = run([*common, *split, "--stop-after", "1"], capsys)
+    assert code == 0 and "stopped after epoch 1 of 2" in stdout
+    assert len(metrics_of(tmp_path / "split")) == 1
+    code, stdout, _ = run([*common, *split, "--resume"], capsys)
+    assert code == 0 and "resumed" in stdout and "epoch  1/2" not in stdout
+    assert metrics_of(tmp_path / "split") == metrics_of(tmp_path / "straight")
+    # other settings than the checkpoint's are refused, not silently mixed
+    code, _, err = run([*common, *split, "--resume", "--lr", "0.5"], capsys)
+    assert code == 2 and err.startswith("error: --resume") and "lr" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--epochs", "0"], "--epochs must be"),
+        (["--limit", "-1"], "--limit must be"),
+        (["--lr", "nan"], "--lr must be"),
+        (["--workbook", "metrics.txt"], "must be an .xlsx"),
+        (["--data-dir", "/nonexistent/mnist"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_error_line(flags, message, tmp_path: Path, capsys) -> None:
+    code, _, err = run(["--out", str(tmp_path / "o"), *flags], capsys)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_unwritable_out_and_fake_workbook(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("keep me")
+    code, _, err = run(["--out", str(blocker / "sub")], capsys)
+    assert code == 2 and err.startswith("error: cannot create --out")
+    fake = tmp_path / "fake.xlsx"
+    fake.write_text("not a zip")
+    code, _, err = run(["--out", str(tmp_path / "o"), "--workbook", str(fake)], capsys)
+    assert code == 2 and "not an xlsx workbook" in err
+    assert blocker.read_text() == "keep me" and fake.read_text() == "not a zip"
+
+
+def test_corrupt_data_via_the_real_entry_point(tmp_path: Path) -> None:
+    write_small_set(tmp_path / "d")
+    (tmp_path / "d" / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8bnot really gzip")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mnist.train",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ") and "damaged or truncated gzip" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+# ---- workbook export
+METRICS = {
+    "model": "ours",
+    "params": 7352,
+    "seed": 1,
+    "device": "cpu",
+    "epochs": [
+        {
+            "epoch": e,
+            "train_loss": 1 / e,
+            "train_acc": 90 + e,
+            "test_loss": 0.5 / e,
+            "test_acc": 91 + e / 2,
+            "lr": 0.1 / e,
+            "seconds": 10.0 + e,
+        }
+        for e in range(1, 4)
+    ],
+}
+
+
+def make_other_workbook(path: Path) -> None:
+    """A workbook like the backprop part writes: formulas and a native chart, not ours."""
+    from openpyxl import Workbook
+    from openpyxl.chart import LineChart, Reference
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Forward"
+    for i in range(1, 6):
+        ws.append([i, f"=A{i}*2", f"=SUM($B$1:B{i})"])
+    chart = LineChart()
+    chart.add_data(Reference(ws, min_col=2, min_row=1, max_row=5))
+    ws.add_chart(chart, "E2")
+    wb.create_sheet("Backward")["A1"] = "=Forward!C5/3"
+    wb.save(path)
+
+
+def sheet_parts(path: Path) -> dict[str, bytes]:
+    """The XML parts that belong to the other sheets: sheets, drawings and charts."""
+    with zipfile.ZipFile(path) as z:
+        return {
+            n: z.read(n)
+            for n in z.namelist()
+            if n.startswith(
+                ("xl/worksheets/sheet1", "xl/worksheets/sheet2", "xl/drawings/", "xl/charts/")
+            )
+        }
+
+
+def test_workbook_export_keeps_other_sheets_and_replaces_mnist(tmp_path: Path) -> None:
+    pytest.importorskip("backprop_xlsx.package")
+    from openpyxl import load_workbook
+
+    book = tmp_path / "book.xlsx"
+    make_other_workbook(book)
+    before = sheet_parts(book)
+    export.write_workbook(METRICS, book)
+    after = sheet_parts(book)
+    assert {k: v for k, v in after.items() if k in before} == before
+    export.write_workbook({**METRICS, "epochs": METRICS["epochs"][:2]}, book)
+    wb = load_workbook(book)
+    assert wb.sheetnames.count("MNIST") == 1 and wb.sheetnames[:2] == ["Forward", "Backward"]
+    ws = wb["MNIST"]
+    assert [c.value for c in ws[1]][:7] == list(export.COLUMNS)
+    # the second export's two rows, not the first's three
+    assert ws["A3"].value == 2 and ws["E3"].value == 92.0 and ws["A4"].value is None
+    assert ws.freeze_panes == "A2" and len(ws._charts) == 2
+    assert wb["Forward"]["B2"].value == "=A2*2"
+
+
+def test_workbook_export_creates_a_missing_workbook_and_cli(tmp_path: Path) -> None:
+    pytest.importorskip("backprop_xlsx.package")
+    from openpyxl import load_workbook
+
+    metrics = tmp_path / "m.json"
+    metrics.write_text(json.dumps(METRICS))
+    book = tmp_path / "new.xlsx"
+    assert export.main(["--metrics", str(metrics), "--workbook", str(book)]) == 0
+    assert load_workbook(book).sheetnames == ["MNIST"]
+
+
+def test_export_cli_rejects_bad_metrics(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "m.json"
+    bad.write_text("{not json")
+    assert export.main(["--metrics", str(bad), "--curves", str(tmp_path / "c.png")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert not (tmp_path / "c.png").exists()
