@@ -1,14 +1,93 @@
-"""Write the workbook from the layout: every computed cell a live formula. (Minimal first cut.)"""
+"""Write the workbook from the layout: every computed cell a live formula, nothing precomputed.
+
+openpyxl builds everything a person sees first (Setup, the headers, iteration 0 of every table,
+styles, charts, page setup), but writing the bulk of the rows through openpyxl costs ~1 µs of
+Python per cell and more with styles: 6 learning rates × 10,000 steps are 1.9 million formulas
+(~22 s unstyled, XlsxWriter ~100 s, its formula preparation runs ~30 regexes per cell). So the
+rows after iteration 0 are streamed straight into the sheets' XML from one str.format pattern per
+row, reusing the style ids openpyxl gave iteration 0's cells: the same cells openpyxl would write,
+~20× faster (see benchmarks/bench_workbook.py).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import io
+import posixpath
+import re
+import shutil
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape
 
-from openpyxl import Workbook
+from lxml import etree
+from openpyxl import Workbook, load_workbook
+from openpyxl.chart import LineChart, Reference
+from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+from openpyxl.utils import column_index_from_string, get_column_letter
+from openpyxl.worksheet.formula import ArrayFormula
+from openpyxl.worksheet.hyperlink import Hyperlink
+from openpyxl.worksheet.worksheet import Worksheet
 
 from . import layout
+from .errors import BpxlError
+from .fileio import atomic_output
 from .network import PARAMS
+
+MEANING = {
+    "i1": "input 1",
+    "i2": "input 2",
+    "t1": "target of output 1",
+    "t2": "target of output 2",
+    "w1": "weight i1 → h1",
+    "w2": "weight i2 → h1",
+    "w3": "weight i1 → h2",
+    "w4": "weight i2 → h2",
+    "w5": "weight a_h1 → o1",
+    "w6": "weight a_h2 → o1",
+    "w7": "weight a_h1 → o2",
+    "w8": "weight a_h2 → o2",
+}
+
+# (text, is a heading). Plain text cells: none may be read as a formula (see _text).
+EQUATIONS: tuple[tuple[str, bool], ...] = (
+    ("Forward pass, with σ(x) = 1/(1 + e^(−x))", True),
+    ("h1 = w1·i1 + w2·i2        a_h1 = σ(h1)", False),
+    ("h2 = w3·i1 + w4·i2        a_h2 = σ(h2)", False),
+    ("o1 = w5·a_h1 + w6·a_h2    a_o1 = σ(o1)", False),
+    ("o2 = w7·a_h1 + w8·a_h2    a_o2 = σ(o2)", False),
+    ("Error", True),
+    ("E1 = ½·(t1 − a_o1)²      E2 = ½·(t2 − a_o2)²      E_total = E1 + E2", False),
+    ("Backward pass: the chain rule, with σ'(x) = σ(x)·(1 − σ(x))", True),
+    ("∂E/∂w5 = ∂E/∂a_o1 · ∂a_o1/∂o1 · ∂o1/∂w5 = (a_o1 − t1)·a_o1·(1 − a_o1)·a_h1", False),
+    ("∂E/∂w6 = ∂E/∂a_o1 · ∂a_o1/∂o1 · ∂o1/∂w6 = (a_o1 − t1)·a_o1·(1 − a_o1)·a_h2", False),
+    ("∂E/∂w7 = ∂E/∂a_o2 · ∂a_o2/∂o2 · ∂o2/∂w7 = (a_o2 − t2)·a_o2·(1 − a_o2)·a_h1", False),
+    ("∂E/∂w8 = ∂E/∂a_o2 · ∂a_o2/∂o2 · ∂o2/∂w8 = (a_o2 − t2)·a_o2·(1 − a_o2)·a_h2", False),
+    ("Write δo1 = ∂E/∂o1 = (a_o1 − t1)·a_o1·(1 − a_o1) and δo2 = (a_o2 − t2)·a_o2·(1 − a_o2).", False),  # noqa: E501
+    ("w1 reaches E_total along both paths, through o1 (via w5) and through o2 (via w7):", False),
+    ("∂E/∂w1 = (∂E1/∂a_h1 + ∂E2/∂a_h1) · ∂a_h1/∂h1 · ∂h1/∂w1", False),
+    ("          with ∂E1/∂a_h1 = δo1·w5 and ∂E2/∂a_h1 = δo2·w7, ∂a_h1/∂h1 = a_h1·(1 − a_h1), ∂h1/∂w1 = i1", False),  # noqa: E501
+    ("∂E/∂w1 = (δo1·w5 + δo2·w7)·a_h1·(1 − a_h1)·i1", False),
+    ("∂E/∂w2 = (δo1·w5 + δo2·w7)·a_h1·(1 − a_h1)·i2", False),
+    ("∂E/∂w3 = (δo1·w6 + δo2·w8)·a_h2·(1 − a_h2)·i1", False),
+    ("∂E/∂w4 = (δo1·w6 + δo2·w8)·a_h2·(1 − a_h2)·i2", False),
+    ("Update: gradient descent, all eight weights at once", True),
+    ("w ← w − η·∂E/∂w: each row's weights are the row above's minus η times its gradients.", False),
+)  # fmt: skip
+
+BOLD = Font(bold=True)
+TITLE = Font(bold=True, size=14)
+HEADER_FILL = PatternFill("solid", start_color="DDEBF7")
+INPUT_FILL = PatternFill("solid", start_color="FFF2CC")  # cells a person is meant to edit
+HEADER_BORDER = Border(bottom=Side(style="thin"))
+CENTER = Alignment(horizontal="center", vertical="center", wrap_text=True)
+
+PRINT_ROWS = 40  # iterations of an LR sheet's table that go into its print area
+ZIP_LEVEL = 1  # deflate level for the streamed sheets: ~3× faster than 6, file ~25% larger
+CHUNK_ROWS = 2000
 
 
 def build_workbook(
@@ -19,20 +98,433 @@ def build_workbook(
     *,
     recalc: bool = False,
 ) -> str:
-    wb = Workbook(write_only=True)
-    setup = wb.create_sheet(layout.SETUP_SHEET)
-    rows: list[list] = [["bpxl"], [], ["name", "value"]]
-    rows += [[name, float(values[name])] for name in PARAMS]
-    for row in rows:
-        setup.append(row)
-    for eta in etas:
-        ws = wb.create_sheet(layout.lr_sheet_title(eta))
-        ws.append(["η", float(eta)])
-        ws.append([])
-        ws.append([c.header for c in layout.COLUMNS])
-        for k in range(steps + 1):
-            r = layout.row_of_iteration(k)
-            ws.append([c.formula(r) for c in layout.COLUMNS])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    wb.save(out)
-    return f"wrote {out}"
+    """Write the workbook to `out` atomically and return the line the CLI prints.
+
+    An existing `out` is replaced only by a complete new file, and only if it is an xlsx
+    workbook; its sheets that bpxl did not make (an MNIST sheet, a user's notes) are carried
+    over. With `recalc`, LibreOffice computes and stores every value before the replace.
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    foreign = foreign_sheets(out)
+    if recalc:
+        from .libreoffice import NOT_INSTALLED, find_soffice
+
+        if find_soffice() is None:
+            raise BpxlError(NOT_INSTALLED)
+    with atomic_output(out) as tmp, tempfile.TemporaryDirectory(prefix="bpxl-build-") as work:
+        book = Path(work) / "book.xlsx"
+        write_workbook(values, etas, steps, book)
+        if foreign:
+            from .package import transplant_sheets
+
+            transplant_sheets(out, book, foreign)
+        if recalc:
+            from .libreoffice import recalculate
+
+            recalculate(book, book)
+        shutil.copyfile(book, tmp)
+    seconds = time.perf_counter() - start
+    n = len(etas)
+    formulas = n * (steps + 1) * len(layout.COLUMNS)
+    line = (
+        f"wrote {out}: {n} learning-rate sheet{'s' if n != 1 else ''} × {steps + 1:,} iterations, "
+        f"{formulas:,} formulas"
+    )
+    if recalc:
+        line += ", values computed by LibreOffice"
+    if foreign:
+        line += f", kept {', '.join(foreign)}"
+    return f"{line} ({seconds:.1f} s)"
+
+
+def foreign_sheets(path: Path) -> list[str]:
+    """Sheets of an existing workbook at `path` that bpxl did not make, in order; [] if none.
+
+    Refuses (BpxlError) to go on when `path` exists but is not a readable xlsx workbook, so a
+    mistyped --out never replaces some other file.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    if path.is_dir():
+        raise BpxlError(f"cannot write {path}: it is a folder")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise BpxlError(f"refusing to replace {path}: cannot read it ({exc.strerror})") from None
+    try:
+        wb = load_workbook(path, read_only=True)
+        names = list(wb.sheetnames)
+        wb.close()
+    except Exception:  # zip, XML, openpyxl errors: all mean the same to the user
+        raise BpxlError(f"refusing to replace {path}: it is not an xlsx workbook") from None
+    return [name for name in names if not layout.is_bpxl_sheet(name)]
+
+
+def write_workbook(
+    values: Mapping[str, float], etas: Sequence[float], steps: int, path: Path
+) -> None:
+    """Write the complete workbook to `path` (not atomic: build_workbook wraps it)."""
+    titles = [layout.lr_sheet_title(eta) for eta in etas]
+    summary_layout = layout.SummaryLayout(len(etas), steps)
+    wb = Workbook()
+    setup = wb.active
+    setup.title = layout.SETUP_SHEET
+    sheets = [wb.create_sheet(title) for title in titles]
+    summary = wb.create_sheet(layout.SUMMARY_SHEET)
+    wb.calculation.fullCalcOnLoad = True  # Excel and LibreOffice compute everything on open
+
+    _fill_setup(setup, values, titles, steps)
+    iterations = Reference(
+        summary,
+        min_col=1,
+        min_row=summary_layout.iteration_row(0),
+        max_row=summary_layout.iteration_row(steps),
+    )
+    for ws, eta in zip(sheets, etas, strict=True):
+        _fill_lr_sheet(ws, eta, steps, iterations)
+    _fill_summary(summary, titles, summary_layout)
+
+    template = io.BytesIO()
+    wb.save(template)
+    bulks = [_lr_bulk(title, steps) for title in titles]
+    bulks.append(_summary_bulk(titles, summary_layout))
+    _save(template.getvalue(), path, bulks)
+
+
+# --- the sheets -------------------------------------------------------------------------------
+
+
+def _text(ws: Worksheet, coordinate: str, text: str, font: Font | None = None) -> None:
+    """A text cell that stays text even if it starts with '=' (openpyxl would make a formula)."""
+    cell = ws[coordinate]
+    cell.value = text
+    cell.data_type = "s"
+    if font is not None:
+        cell.font = font
+
+
+def _sheet_link(ws: Worksheet, coordinate: str, title: str) -> None:
+    """The sheet's name, linking to its first cell (an in-workbook link, no relationship)."""
+    _text(ws, coordinate, title)
+    cell = ws[coordinate]
+    cell.hyperlink = Hyperlink(ref=coordinate, location=f"{layout.sheet_ref(title)}!A1")
+    cell.style = "Hyperlink"
+
+
+def _header(ws: Worksheet, row: int, labels: Sequence[str], first_column: int = 1) -> None:
+    for k, label in enumerate(labels):
+        coordinate = f"{get_column_letter(first_column + k)}{row}"
+        _text(ws, coordinate, label, BOLD)
+        cell = ws[coordinate]
+        cell.fill, cell.border, cell.alignment = HEADER_FILL, HEADER_BORDER, CENTER
+
+
+def _page_setup(ws: Worksheet, areas: list[str], pages_wide: int, title_rows: str | None) -> None:
+    """Landscape A4, scaled to `pages_wide` pages across, each print area on its own pages."""
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.fitToWidth = pages_wide
+    ws.page_setup.fitToHeight = 0  # as many pages down as needed
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_area = areas
+    if title_rows:
+        ws.print_title_rows = title_rows
+
+
+def _chart(title: str, steps: int) -> LineChart:
+    """A line chart of E_total against iteration, on a log axis: E_total spans many decades.
+
+    (A log axis leaves out points where E_total is exactly 0, which large learning rates reach
+    after thousands of steps; the line simply ends there.)
+    """
+    chart = LineChart()
+    chart.title = title
+    chart.style = 2
+    chart.height, chart.width = 10, 20  # cm
+    chart.x_axis.title = "iteration"
+    chart.y_axis.title = "E_total (log scale)"
+    chart.y_axis.scaling.logBase = 10
+    chart.y_axis.number_format = "0.0E+00"
+    chart.x_axis.crosses = "min"  # the iteration axis at the bottom, not at E_total = 1
+    chart.x_axis.delete = chart.y_axis.delete = False  # openpyxl 3.1 hides axes otherwise
+    skip = max(1, steps // 10)
+    chart.x_axis.tickLblSkip = chart.x_axis.tickMarkSkip = skip
+    return chart
+
+
+def _style_series(chart: LineChart) -> None:
+    for series in chart.series:
+        series.marker.symbol = "none"
+        series.smooth = False
+        series.graphicalProperties.line.width = 19050  # 1.5 pt
+
+
+def _chart_area(anchor_column: int, anchor_row: int, chart: LineChart) -> str:
+    """The cells a chart covers (roughly: default column width and row height), to print it."""
+    columns = round(chart.width / 1.7) + 1
+    rows = round(chart.height / 0.53) + 1
+    last = get_column_letter(anchor_column + columns)
+    return f"{get_column_letter(anchor_column)}{anchor_row}:{last}{anchor_row + rows}"
+
+
+def _fill_setup(ws: Worksheet, values: Mapping[str, float], titles: list[str], steps: int) -> None:
+    _text(
+        ws,
+        "A1",
+        "bpxl: a 2-2-2 sigmoid network trained by gradient descent in live formulas",
+        TITLE,
+    )
+    _text(
+        ws,
+        "A2",
+        "Change any value in column B: every learning-rate sheet and Error vs LR recompute.",
+    )
+    _header(ws, layout.SETUP_HEADER_ROW, ["name", "value", "meaning"])
+    for name in PARAMS:
+        row = layout.SETUP_ROW[name]
+        _text(ws, f"A{row}", name, BOLD)
+        cell = ws[f"{layout.SETUP_VALUE_COLUMN}{row}"]
+        cell.value = float(values[name])
+        cell.fill = INPUT_FILL
+        _text(ws, f"C{row}", MEANING[name])
+
+    eta_col, sheet_col, final_col = layout.SETUP_LR_COLUMNS
+    first = column_index_from_string(eta_col)
+    _header(ws, layout.SETUP_LR_HEADER_ROW, ["η", "sheet", "final E_total"], first)
+    for j, title in enumerate(titles):
+        row = layout.setup_lr_row(j)
+        ws[f"{eta_col}{row}"] = layout.eta_ref(title)
+        _sheet_link(ws, f"{sheet_col}{row}", title)
+        ws[f"{final_col}{row}"] = layout.final_e_total_ref(title, steps)
+        ws[f"{final_col}{row}"].number_format = layout.COLUMN["E_total"].number_format
+
+    row = layout.SETUP_EQUATIONS_ROW
+    for text, heading in EQUATIONS:
+        if heading and row > layout.SETUP_EQUATIONS_ROW:
+            row += 1
+        _text(ws, f"A{row}", text, BOLD if heading else None)
+        row += 1
+
+    for col, width in {"A": 12, "B": 12, "C": 22, "D": 3, "E": 8, "F": 12, "G": 16}.items():
+        ws.column_dimensions[col].width = width
+    _page_setup(ws, [f"A1:H{row}"], 1, None)
+
+
+def _fill_lr_sheet(ws: Worksheet, eta: float, steps: int, iterations: Reference) -> None:
+    _text(ws, "A1", "η", BOLD)
+    ws["A1"].alignment = Alignment(horizontal="right")
+    eta_cell = ws[layout.ETA_CELL]
+    eta_cell.value = float(eta)
+    eta_cell.fill = INPUT_FILL
+    eta_cell.font = BOLD
+    _text(ws, "C1", "learning rate: change it and this sheet recomputes")
+    _text(
+        ws,
+        "A2",
+        f"Row {layout.FIRST_ROW} is iteration 0, the initial weights from Setup; every row below "
+        "is one gradient-descent step: w ← w − η·∂E/∂w with the gradients of the row above.",
+    )
+    _header(ws, layout.HEADER_ROW, [c.header for c in layout.COLUMNS])
+    for column in layout.COLUMNS:
+        cell = ws[f"{column.letter}{layout.FIRST_ROW}"]
+        cell.value = column.formula(layout.FIRST_ROW)
+        cell.number_format = column.number_format
+        wide = column.number_format.endswith("E+00") or column.number_format.count("0") > 4
+        ws.column_dimensions[column.letter].width = 13 if wide else 6
+    ws.freeze_panes = f"A{layout.FIRST_ROW}"
+
+    last = layout.last_row(steps)
+    e_total = layout.COLUMN["E_total"]
+    col = column_index_from_string(e_total.letter)
+    chart = _chart(f"E_total, {ws.title} (η = {eta:g})", steps)
+    chart.add_data(
+        Reference(ws, min_col=col, min_row=layout.HEADER_ROW, max_row=last), titles_from_data=True
+    )
+    chart.set_categories(iterations)
+    chart.legend = None
+    _style_series(chart)
+    anchor_column = len(layout.COLUMNS) + 2  # one empty column right of the table
+    ws.add_chart(chart, f"{get_column_letter(anchor_column)}{layout.HEADER_ROW}")
+
+    table = f"A1:{layout.COLUMNS[-1].letter}{min(last, layout.FIRST_ROW + PRINT_ROWS)}"
+    chart_area = _chart_area(anchor_column, layout.HEADER_ROW, chart)
+    _page_setup(ws, [table, chart_area], 2, f"{layout.HEADER_ROW}:{layout.HEADER_ROW}")
+
+
+def _fill_summary(ws: Worksheet, titles: list[str], s: layout.SummaryLayout) -> None:
+    _text(ws, "A1", "Error vs learning rate", TITLE)
+    threshold_row = int(re.sub(r"\D", "", layout.THRESHOLD_CELL))
+    _text(ws, f"A{threshold_row}", "threshold", BOLD)
+    cell = ws[layout.THRESHOLD_CELL]
+    cell.value = layout.DEFAULT_THRESHOLD
+    cell.fill = INPUT_FILL
+    cell.number_format = "0.0E+00"
+    _text(
+        ws,
+        f"C{threshold_row}",
+        "change it: the first iteration with E_total below it is found again for every η",
+    )
+
+    cols = layout.SUMMARY_COLUMNS
+    _header(
+        ws,
+        layout.SUMMARY_HEADER_ROW,
+        ["η", "sheet", "final E_total", "first iteration below threshold"],
+    )
+    ws.row_dimensions[layout.SUMMARY_HEADER_ROW].height = 30
+    e_format = layout.COLUMN["E_total"].number_format
+    for j, title in enumerate(titles):
+        row = s.lr_row(j)
+        ws[f"{cols['eta']}{row}"] = layout.eta_ref(title)
+        _sheet_link(ws, f"{cols['sheet']}{row}", title)
+        ws[f"{cols['final']}{row}"] = layout.final_e_total_ref(title, s.steps)
+        ws[f"{cols['final']}{row}"].number_format = e_format
+        first_below = f"{cols['first_below']}{row}"
+        ws[first_below] = ArrayFormula(first_below, s.first_below_formula(j))
+        ws[first_below].alignment = Alignment(horizontal="right")
+
+    _header(ws, s.table_header_row, ["iteration", *titles])
+    first = s.iteration_row(0)
+    ws[f"A{first}"] = 0
+    for j, title in enumerate(titles):
+        cell = ws[f"{s.lr_column(j)}{first}"]
+        cell.value = layout.e_total_ref(title, 0)
+        cell.number_format = e_format
+    for k in range(len(titles) + 1):
+        ws.column_dimensions[get_column_letter(k + 1)].width = 14
+
+    chart = _chart("E_total against iteration, one line per learning rate", s.steps)
+    chart.height, chart.width = 12, 24
+    for j in range(len(titles)):
+        col = column_index_from_string(s.lr_column(j))
+        chart.add_data(
+            Reference(
+                ws, min_col=col, min_row=s.table_header_row, max_row=s.iteration_row(s.steps)
+            ),
+            titles_from_data=True,
+        )
+    chart.set_categories(Reference(ws, min_col=1, min_row=first, max_row=s.iteration_row(s.steps)))
+    chart.legend.position = "r"
+    _style_series(chart)
+    anchor_column = max(len(titles) + 3, 6)
+    ws.add_chart(chart, f"{get_column_letter(anchor_column)}{threshold_row}")
+
+    last_column = get_column_letter(len(titles) + 1)
+    table = f"A1:{last_column}{min(s.iteration_row(s.steps), s.iteration_row(PRINT_ROWS))}"
+    chart_area = _chart_area(anchor_column, threshold_row, chart)
+    _page_setup(ws, [chart_area, table], 1, None)
+
+
+# --- streaming the bulk rows ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Bulk:
+    """Rows `first_row`..`last_row` of one sheet, written as XML from one pattern per row.
+
+    The row above `first_row` is the template: openpyxl wrote it (with the same columns), and its
+    cells' style ids are reused. Each cell pattern is the inner XML of a cell with {r} (this
+    row), {p} (the row above), {k} (the iteration) and {s} (the iteration's row on an LR sheet).
+    """
+
+    title: str
+    first_row: int
+    last_row: int
+    first_iteration: int  # the iteration of first_row
+    cells: tuple[tuple[str, str], ...]  # (column letter, inner XML pattern)
+
+    def rows(self, sheet_xml: str) -> Iterator[str]:
+        """The sheet's XML, with the bulk rows after the template row."""
+        end = sheet_xml.rindex("</sheetData>")
+        head, tail = sheet_xml[:end], sheet_xml[end:]
+        template = head[head.rfind("<row ") :]
+        number = re.match(r'<row r="(\d+)"', template)
+        if not number or int(number.group(1)) != self.first_row - 1 or "</row>" not in template:
+            raise AssertionError(f"{self.title}: row {self.first_row - 1} must be the last row")
+        styles = dict(re.findall(r'<c r="([A-Z]+)\d+" s="(\d+)"', template))
+        row_pattern = (
+            '<row r="{r}">'
+            + "".join(
+                f'<c r="{letter}{{r}}"'
+                + (f' s="{styles[letter]}"' if letter in styles else "")
+                + f">{inner}</c>"
+                for letter, inner in self.cells
+            )
+            + "</row>"
+        )
+        last_column = self.cells[-1][0]
+        yield re.sub(
+            r'<dimension ref="[^"]*"\s*/>',
+            f'<dimension ref="A1:{last_column}{self.last_row}"/>',
+            head,
+            count=1,
+        )
+        offset = self.first_iteration - self.first_row
+        for start in range(self.first_row, self.last_row + 1, CHUNK_ROWS):
+            stop = min(start + CHUNK_ROWS, self.last_row + 1)
+            yield "".join(
+                row_pattern.format(
+                    r=r, p=r - 1, k=r + offset, s=layout.row_of_iteration(r + offset)
+                )
+                for r in range(start, stop)
+            )
+        yield tail
+
+
+def _formula_xml(formula: str) -> str:
+    """A formula pattern (leading '=') as the inner XML of its cell."""
+    return f"<f>{escape(formula[1:])}</f>"
+
+
+def _lr_bulk(title: str, steps: int) -> _Bulk:
+    cells = tuple((c.letter, _formula_xml(c.pattern())) for c in layout.COLUMNS)
+    return _Bulk(title, layout.FIRST_ROW + 1, layout.last_row(steps), 1, cells)
+
+
+def _summary_bulk(titles: list[str], s: layout.SummaryLayout) -> _Bulk:
+    """Iterations 1..N of the E_total table: the iteration, then live references to each sheet."""
+    cells = [("A", "<v>{k}</v>")]
+    for j, title in enumerate(titles):
+        # layout.e_total_ref(title, k) with the row left open, e.g. ='LR 0.1'!W{s}
+        ref = re.sub(r"\d+$", "{s}", layout.e_total_ref(title, 0))
+        cells.append((s.lr_column(j), _formula_xml(ref)))
+    first = s.iteration_row(1)
+    return _Bulk(layout.SUMMARY_SHEET, first, s.iteration_row(s.steps), 1, tuple(cells))
+
+
+def _sheet_members(zin: zipfile.ZipFile) -> dict[str, str]:
+    """Sheet title → the zip member holding its XML, from the workbook and its relationships."""
+    ns = {
+        "m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+        "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
+        "p": "http://schemas.openxmlformats.org/package/2006/relationships",
+    }
+    book = etree.fromstring(zin.read("xl/workbook.xml"))
+    rels = etree.fromstring(zin.read("xl/_rels/workbook.xml.rels"))
+    targets = {rel.get("Id"): rel.get("Target") for rel in rels.iterfind("p:Relationship", ns)}
+    members = {}
+    for sheet in book.iterfind("m:sheets/m:sheet", ns):
+        target = targets[sheet.get(f"{{{ns['r']}}}id")]
+        member = target.lstrip("/") if target.startswith("/") else posixpath.join("xl", target)
+        members[sheet.get("name")] = posixpath.normpath(member)
+    return members
+
+
+def _save(template: bytes, path: Path, bulks: Sequence[_Bulk]) -> None:
+    """Copy openpyxl's package to `path`, streaming the bulk rows into their sheets."""
+    with zipfile.ZipFile(io.BytesIO(template)) as zin:
+        members = _sheet_members(zin)
+        by_member = {members[bulk.title]: bulk for bulk in bulks}
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as zout:
+            for info in zin.infolist():
+                data = zin.read(info)
+                bulk = by_member.get(info.filename)
+                if bulk is None:
+                    zout.writestr(info.filename, data)
+                    continue
+                with zout.open(info.filename, "w", force_zip64=True) as fh:
+                    for part in bulk.rows(data.decode("utf-8")):
+                        fh.write(part.encode("utf-8"))
