@@ -146,6 +146,8 @@ def build(
     lrs = check_learning_rates(list(etas) or list(DEFAULT_LRS))
     check_steps(steps)
     values = load_values(config)
+    if out == DEFAULT_OUT:  # outputs/ is not in a fresh checkout; any other folder must exist
+        out.parent.mkdir(exist_ok=True)
 
     from .writer import build_workbook
 

@@ -58,10 +58,14 @@ def setup_lr_row(j: int) -> int:
 
 
 def is_bpxl_sheet(title: str) -> bool:
-    """Whether bpxl makes this sheet (and may rebuild it); any other sheet belongs to the user."""
-    if title in (SETUP_SHEET, SUMMARY_SHEET):
+    """Whether bpxl makes this sheet (and may rebuild it); any other sheet belongs to the user.
+
+    Case-insensitive, as sheet names are in Excel: a `setup` sheet could not sit beside `Setup`.
+    """
+    folded = title.casefold()
+    if folded in (SETUP_SHEET.casefold(), SUMMARY_SHEET.casefold()):
         return True
-    if not title.startswith("LR "):
+    if not folded.startswith("lr "):
         return False
     try:
         float(title[3:])
