@@ -6,6 +6,7 @@ tool, 1 when `verify` finds a wrong cell.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -147,7 +148,8 @@ def build(
     check_steps(steps)
     values = load_values(config)
     if out == DEFAULT_OUT:  # outputs/ is not in a fresh checkout; any other folder must exist
-        out.parent.mkdir(exist_ok=True)
+        with contextlib.suppress(OSError):  # if it cannot be made, writing says why, in one line
+            out.parent.mkdir(exist_ok=True)
 
     from .writer import build_workbook
 
