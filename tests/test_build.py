@@ -1,0 +1,368 @@
+"""`bpxl build`: the workbook's structure, its values as real LibreOffice computes them, the CLI.
+
+LibreOffice takes seconds a run, so the module shares two: one `bpxl build --recalc` of the
+default workbook and, at the same time, a recalculation of a copy whose Setup t1 was changed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pytest
+from click.testing import CliRunner
+from openpyxl.chart import BarChart, Reference
+
+from backprop_xlsx import layout, writer
+from backprop_xlsx.cli import DEFAULT_LRS, cli
+from backprop_xlsx.config import default_values
+from backprop_xlsx.libreoffice import recalculate
+from backprop_xlsx.network import PARAMS, train
+from backprop_xlsx.writer import build_workbook
+
+STEPS = 100
+ETAS = list(DEFAULT_LRS)
+REL = 1e-12  # LibreOffice stores 15 significant digits; cancellation costs ~2 more (see report)
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    assert not isinstance(result.exception, AssertionError), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def lr_values(wb: openpyxl.Workbook, eta: float, steps: int) -> np.ndarray:
+    """The computed cells of one LR sheet as an (iterations, columns) float array."""
+    ws = wb[layout.lr_sheet_title(eta)]
+    rows = ws.iter_rows(
+        min_row=layout.FIRST_ROW,
+        max_row=layout.last_row(steps),
+        max_col=len(layout.COLUMNS),
+        values_only=True,
+    )
+    return np.array(list(rows), dtype=np.float64)
+
+
+def max_relative_error(wb: openpyxl.Workbook, start: dict[str, float]) -> float:
+    """Largest |sheet − NumPy| / |NumPy| over every computed cell of every LR sheet."""
+    history = train(start, ETAS, STEPS)
+    worst = 0.0
+    for j, eta in enumerate(ETAS):
+        found = lr_values(wb, eta, STEPS)
+        expected = np.stack([history[c.key][:, j] for c in layout.COLUMNS], axis=1)
+        assert found.shape == expected.shape
+        diff = np.abs(found - expected)
+        scale = np.abs(expected)
+        assert np.all((diff == 0) | (scale > 0)), f"LR {eta}: nonzero where NumPy has exactly 0"
+        worst = max(
+            worst, float(np.max(np.where(diff == 0, 0.0, diff / np.maximum(scale, 1e-300))))
+        )
+    return worst
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default workbook (6 learning rates × 100 steps), as the writer leaves it."""
+    out = tmp_path_factory.mktemp("built") / "backprop.xlsx"
+    line = build_workbook(default_values(), ETAS, STEPS, out)
+    assert line.startswith(f"wrote {out}: 6 learning-rate sheets × 101 iterations, 18,786 formulas")
+    return out
+
+
+@pytest.fixture(scope="module")
+def book(built: Path) -> openpyxl.Workbook:
+    return openpyxl.load_workbook(built)
+
+
+@pytest.fixture(scope="module")
+def recalculated(
+    soffice: str, built: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Two real LibreOffice runs at once: `bpxl build --recalc`, and the t1 = 0.3 copy."""
+    folder = tmp_path_factory.mktemp("recalc")
+    changed = folder / "t1.xlsx"
+    wb = openpyxl.load_workbook(built)
+    wb[layout.SETUP_SHEET][f"{layout.SETUP_VALUE_COLUMN}{layout.SETUP_ROW['t1']}"] = 0.3
+    wb.save(changed)
+    with ThreadPoolExecutor(1) as pool:
+        live = pool.submit(recalculate, changed, folder / "t1-recalculated.xlsx")
+        out = folder / "recalc.xlsx"
+        code, stdout, stderr = run("build", "--recalc", "--out", str(out))
+        assert code == 0, stderr
+        assert "values computed by LibreOffice" in stdout
+        return {"recalc": out, "live": live.result()}
+
+
+@pytest.fixture(scope="module")
+def values(recalculated: dict[str, Path]) -> openpyxl.Workbook:
+    return openpyxl.load_workbook(recalculated["recalc"], data_only=True)
+
+
+# --- structure --------------------------------------------------------------------------------
+
+
+def test_sheets_header_and_every_formula(book: openpyxl.Workbook) -> None:
+    titles = [layout.lr_sheet_title(eta) for eta in ETAS]
+    assert book.sheetnames == [layout.SETUP_SHEET, *titles, layout.SUMMARY_SHEET]
+    assert titles == ["LR 0.1", "LR 0.2", "LR 0.5", "LR 0.8", "LR 1", "LR 2"]
+    for eta, title in zip(ETAS, titles, strict=True):
+        ws = book[title]
+        assert ws[layout.ETA_CELL].value == eta
+        assert ws["A1"].value == "η"
+        header = [c.value for c in ws[layout.HEADER_ROW]]
+        assert header == [c.header for c in layout.COLUMNS]
+        assert ws.max_row == layout.last_row(STEPS) == layout.FIRST_ROW + STEPS
+        assert ws.max_column == len(layout.COLUMNS)
+        assert ws.freeze_panes == f"A{layout.FIRST_ROW}"
+        for row in ws.iter_rows(min_row=layout.FIRST_ROW):
+            for cell, column in zip(row, layout.COLUMNS, strict=True):
+                assert cell.value == column.formula(cell.row), cell.coordinate
+                assert cell.number_format == column.number_format, cell.coordinate
+        assert len(ws._charts) == 1
+    assert book.calculation.fullCalcOnLoad
+
+
+def test_setup_values_and_learning_rates(book: openpyxl.Workbook) -> None:
+    ws = book[layout.SETUP_SHEET]
+    start = default_values()
+    assert start["w1"] == 0.15  # templates/network.toml
+    for name in PARAMS:
+        row = layout.SETUP_ROW[name]
+        assert ws[f"A{row}"].value == name
+        assert ws[f"{layout.SETUP_VALUE_COLUMN}{row}"].value == start[name]
+    texts = [str(c.value) for c in ws["A"] if isinstance(c.value, str)]
+    assert "h1 = w1·i1 + w2·i2        a_h1 = σ(h1)" in texts
+    assert any("(a_o1 − t1)·a_o1·(1 − a_o1)·a_h1" in t and "∂o1/∂w5" in t for t in texts)
+    assert any(t.startswith("∂E/∂w1 = (δo1·w5 + δo2·w7)") for t in texts)
+    assert any("w ← w − η·∂E/∂w" in t for t in texts)
+    eta_col, sheet_col, final_col = layout.SETUP_LR_COLUMNS
+    for j, eta in enumerate(ETAS):
+        title, row = layout.lr_sheet_title(eta), layout.setup_lr_row(j)
+        assert ws[f"{eta_col}{row}"].value == layout.eta_ref(title)
+        assert ws[f"{sheet_col}{row}"].value == title
+        assert ws[f"{sheet_col}{row}"].hyperlink.location == f"{layout.sheet_ref(title)}!A1"
+        assert ws[f"{final_col}{row}"].value == f"={layout.sheet_ref(title)}!$W${STEPS + 4}"
+
+
+def test_summary_formulas(book: openpyxl.Workbook) -> None:
+    ws = book[layout.SUMMARY_SHEET]
+    s = layout.SummaryLayout(len(ETAS), STEPS)
+    cols = layout.SUMMARY_COLUMNS
+    assert ws[layout.THRESHOLD_CELL].value == layout.DEFAULT_THRESHOLD
+    for j, eta in enumerate(ETAS):
+        title, row = layout.lr_sheet_title(eta), s.lr_row(j)
+        assert ws[f"{cols['eta']}{row}"].value == layout.eta_ref(title)
+        assert ws[f"{cols['sheet']}{row}"].hyperlink.location == f"'{title}'!A1"
+        assert ws[f"{cols['final']}{row}"].value == layout.final_e_total_ref(title, STEPS)
+        first_below = ws[f"{cols['first_below']}{row}"].value
+        assert first_below.text == s.first_below_formula(j)  # a CSE array formula
+        assert ws.cell(s.table_header_row, j + 2).value == title
+    assert ws.max_row == s.iteration_row(STEPS)
+    for k in range(STEPS + 1):
+        assert ws[f"A{s.iteration_row(k)}"].value == k
+        for j, eta in enumerate(ETAS):
+            cell = ws[f"{s.lr_column(j)}{s.iteration_row(k)}"]
+            assert cell.value == layout.e_total_ref(layout.lr_sheet_title(eta), k)
+    assert len(ws._charts) == 1 and len(ws._charts[0].series) == len(ETAS)
+
+
+# --- values, computed by real LibreOffice -----------------------------------------------------
+
+
+def test_libreoffice_values_equal_numpy(values: openpyxl.Workbook) -> None:
+    worst = max_relative_error(values, default_values())
+    print(f"max relative error, LibreOffice vs NumPy: {worst:.2e}")
+    assert worst <= REL
+
+
+def test_summary_values_equal_numpy(values: openpyxl.Workbook) -> None:
+    ws = values[layout.SUMMARY_SHEET]
+    s = layout.SummaryLayout(len(ETAS), STEPS)
+    e_total = train(default_values(), ETAS, STEPS)["E_total"]
+    cols = layout.SUMMARY_COLUMNS
+    below = e_total < layout.DEFAULT_THRESHOLD
+    firsts = [int(np.argmax(below[:, j])) if below[:, j].any() else layout.NEVER for j in range(6)]
+    assert firsts == [layout.NEVER, layout.NEVER, 85, 53, 43, 21]  # some never, some do
+    for j, eta in enumerate(ETAS):
+        row = s.lr_row(j)
+        assert ws[f"{cols['eta']}{row}"].value == eta
+        assert ws[f"{cols['final']}{row}"].value == pytest.approx(e_total[-1, j], rel=REL)
+        assert ws[f"{cols['first_below']}{row}"].value == firsts[j]
+        column = [ws[f"{s.lr_column(j)}{s.iteration_row(k)}"].value for k in range(STEPS + 1)]
+        np.testing.assert_allclose(column, e_total[:, j], rtol=REL, atol=0)
+    setup = values[layout.SETUP_SHEET]
+    final = [setup[f"{layout.SETUP_LR_COLUMNS[2]}{layout.setup_lr_row(j)}"].value for j in range(6)]
+    np.testing.assert_allclose(final, e_total[-1], rtol=REL, atol=0)
+
+
+def test_recalc_keeps_formulas(recalculated: dict[str, Path]) -> None:
+    wb = openpyxl.load_workbook(recalculated["recalc"])
+    assert wb["LR 2"][f"W{layout.FIRST_ROW + 7}"].value == layout.COLUMN["E_total"].formula(11)
+
+
+def test_setup_is_live(recalculated: dict[str, Path]) -> None:
+    wb = openpyxl.load_workbook(recalculated["live"], data_only=True)
+    start = default_values() | {"t1": 0.3}
+    assert lr_values(wb, 0.5, STEPS)[0, 0] == 0.3
+    assert max_relative_error(wb, start) <= REL
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+
+def test_cli_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = run("build")
+    assert code == 0, stderr
+    assert stdout.startswith("wrote outputs/backprop.xlsx: 6 learning-rate sheets × 101 iter")
+    wb = openpyxl.load_workbook(tmp_path / "outputs" / "backprop.xlsx", read_only=True)
+    assert wb.sheetnames[1:-1] == [layout.lr_sheet_title(eta) for eta in ETAS]
+
+
+def test_cli_variadic_lr_steps_and_out(tmp_path: Path) -> None:
+    out = tmp_path / "book.xlsx"
+    code, stdout, stderr = run(
+        "build", "--lr", "0.1", "0.2", "0.5", "0.8", "1", "2", "--out", str(out)
+    )
+    assert code == 0, stderr
+    assert openpyxl.load_workbook(out, read_only=True).sheetnames[1:-1] == [
+        "LR 0.1", "LR 0.2", "LR 0.5", "LR 0.8", "LR 1", "LR 2"
+    ]  # fmt: skip
+    code, stdout, stderr = run("build", "--lr", "0.5", "--steps", "3", "--out", str(out))
+    assert code == 0, stderr
+    assert stdout.startswith(f"wrote {out}: 1 learning-rate sheet × 4 iterations, 124 formulas")
+    wb = openpyxl.load_workbook(out)
+    assert wb.sheetnames == ["Setup", "LR 0.5", "Error vs LR"]
+    assert wb["LR 0.5"].max_row == layout.FIRST_ROW + 3
+    assert wb["LR 0.5"]["W7"].value == layout.COLUMN["E_total"].formula(7)
+
+
+def test_cli_config(tmp_path: Path) -> None:
+    config = tmp_path / "net.toml"
+    config.write_text("t1 = 0.01\nw5 = -0.4  # a comment\n")
+    out = tmp_path / "book.xlsx"
+    code, _, stderr = run("build", "--config", str(config), "--steps", "2", "--out", str(out))
+    assert code == 0, stderr
+    ws = openpyxl.load_workbook(out)[layout.SETUP_SHEET]
+    expected = default_values() | {"t1": 0.01, "w5": -0.4}
+    got = {n: ws[f"{layout.SETUP_VALUE_COLUMN}{layout.SETUP_ROW[n]}"].value for n in PARAMS}
+    assert got == expected
+
+
+def _unwritable_folder(tmp_path: Path) -> Path:
+    if os.geteuid() == 0:  # root writes anywhere a mode allows; sysfs refuses new files
+        return Path("/sys")
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o555)
+    return folder
+
+
+BAD = {
+    "lr zero": ["--lr", "0"],
+    "lr negative": ["--lr", "0.1", "-0.5"],
+    "lr not a number": ["--lr", "abc"],
+    "lr nan": ["--lr", "nan"],
+    "lr missing value": ["--lr"],
+    "lr missing value before option": ["--lr", "--steps", "3"],
+    "lr duplicate": ["--lr", "0.5", "0.50"],
+    "steps 0": ["--steps", "0"],
+    "steps too many": ["--steps", "100001"],
+    "steps not an integer": ["--steps", "2.5"],
+    "config missing": ["--config", "{tmp}/nope.toml"],
+    "config unreadable": ["--config", "{tmp}/binary.toml"],
+    "config not toml": ["--config", "{tmp}/bad.toml"],
+    "config unknown key": ["--config", "{tmp}/unknown.toml"],
+    "config not a number": ["--config", "{tmp}/text.toml"],
+    "out missing folder": ["--out", "{tmp}/no/such/folder/b.xlsx"],
+    "out unwritable folder": ["--out", "{locked}/b.xlsx"],
+    "out not xlsx": ["--out", "{tmp}/notes.xlsx"],
+    "recalc without LibreOffice": ["--recalc", "--env", "BPXL_SOFFICE=/no/soffice"],
+}
+
+
+@pytest.mark.parametrize("args", BAD.values(), ids=BAD.keys())
+def test_cli_bad_input(args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "binary.toml").write_bytes(b"\xff\xfe\x00 not utf-8")
+    (tmp_path / "bad.toml").write_text("w1 = = 3\n")
+    (tmp_path / "unknown.toml").write_text("w9 = 1.0\n")
+    (tmp_path / "text.toml").write_text('w1 = "big"\n')
+    notes = tmp_path / "notes.xlsx"
+    notes.write_text("my notes, not a workbook\n")
+    existing = tmp_path / "existing.xlsx"
+    build_workbook(default_values(), [0.5], 2, existing)
+    before = {p: p.read_bytes() for p in (existing, notes)}
+
+    args = [a.format(tmp=tmp_path, locked=_unwritable_folder(tmp_path)) for a in args]
+    if "--env" in args:
+        monkeypatch.setenv(*args.pop(args.index("--env") + 1).split("="))
+        args.remove("--env")
+    if "--out" not in args:
+        args += ["--out", str(existing)]
+    code, stdout, stderr = run("build", *args)
+
+    assert code != 0
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert "Traceback" not in stderr + stdout
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp") == []
+
+
+def test_foreign_sheet_survives_rebuild(tmp_path: Path) -> None:
+    out = tmp_path / "book.xlsx"
+    wb = openpyxl.Workbook()
+    wb.active.title = "Setup"  # a stale bpxl sheet, rebuilt
+    wb.create_sheet("LR 7")  # a learning rate no longer asked for: dropped
+    mnist = wb.create_sheet("MNIST")
+    mnist.append(["epoch", "accuracy"])
+    for epoch, acc in enumerate([0.91, 0.95, 0.97], start=1):
+        mnist.append([epoch, acc])
+    chart = BarChart()
+    chart.add_data(Reference(mnist, min_col=2, min_row=1, max_row=4), titles_from_data=True)
+    mnist.add_chart(chart, "D2")
+    wb.save(out)
+
+    code, stdout, stderr = run("build", "--steps", "5", "--out", str(out))
+    assert code == 0, stderr
+    assert "kept MNIST" in stdout
+    wb = openpyxl.load_workbook(out)
+    assert wb.sheetnames == [
+        "Setup",
+        *(layout.lr_sheet_title(e) for e in ETAS),
+        "Error vs LR",
+        "MNIST",
+    ]
+    assert [[c.value for c in row] for row in wb["MNIST"]["A1:B4"]] == [
+        ["epoch", "accuracy"], [1, 0.91], [2, 0.95], [3, 0.97]
+    ]  # fmt: skip
+    assert len(wb["MNIST"]._charts) == 1
+    assert wb["Setup"]["A4"].value == "i1"
+    with zipfile.ZipFile(out) as z:
+        charts = [n for n in z.namelist() if re.fullmatch(r"xl/charts/chart\d+\.xml", n)]
+        assert len(charts) == len(ETAS) + 2  # one per LR sheet, the summary's, MNIST's
+        assert sum(b"barChart" in z.read(n) for n in charts) == 1
+
+
+def test_failed_build_leaves_existing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails halfway (disk full, Ctrl-C) never touches the old file."""
+    out = tmp_path / "book.xlsx"
+    build_workbook(default_values(), [0.5], 2, out)
+    before = out.read_bytes()
+
+    def half_written(template: bytes, path: Path, bulks: object) -> None:
+        path.write_bytes(template[:1000])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer, "_save", half_written)
+    with pytest.raises(OSError, match="No space left"):
+        build_workbook(default_values(), [0.5, 1], 3, out)
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["book.xlsx"]
