@@ -21,9 +21,9 @@ import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from lxml import etree
 from openpyxl import Workbook, load_workbook
 from openpyxl.chart import LineChart, Reference
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
@@ -502,8 +502,8 @@ def _sheet_members(zin: zipfile.ZipFile) -> dict[str, str]:
         "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
         "p": "http://schemas.openxmlformats.org/package/2006/relationships",
     }
-    book = etree.fromstring(zin.read("xl/workbook.xml"))
-    rels = etree.fromstring(zin.read("xl/_rels/workbook.xml.rels"))
+    book = ElementTree.fromstring(zin.read("xl/workbook.xml"))  # openpyxl's own, trusted
+    rels = ElementTree.fromstring(zin.read("xl/_rels/workbook.xml.rels"))
     targets = {rel.get("Id"): rel.get("Target") for rel in rels.iterfind("p:Relationship", ns)}
     members = {}
     for sheet in book.iterfind("m:sheets/m:sheet", ns):
