@@ -93,12 +93,14 @@ class Finding:
 
     def text(self) -> str:
         parts = [f"{self.where}: {self.problem}"]
-        if self.found_formula is not None or self.expected_formula is not None:
-            parts.append(f"found ={self.found_formula}" if self.found_formula else "no formula")
-            if self.expected_formula:
-                parts.append(f"expected ={self.expected_formula}")
-        if self.expected is not None or self.found is not None:
+        if self.found_formula is not None:
+            parts.append(f"found ={self.found_formula}")
+        if self.expected_formula is not None:
+            parts.append(f"expected ={self.expected_formula}")
+        if self.expected is not None:
             parts.append(f"expected {_show(self.expected)}, found {_show(self.found)}")
+        elif self.found is not None:
+            parts.append(f"found {_show(self.found)}")
         return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -310,6 +312,9 @@ def relative_key(tokens: list[Token]) -> tuple:
     return tuple(key)
 
 
+_MAX_COLUMN = 16384  # XFD
+
+
 class Template(NamedTuple):
     """A formula as a str.format pattern for one column: render(row) gives its A1 text."""
 
@@ -329,7 +334,11 @@ def template(tokens: list[Token], col: int) -> Template:
             parts.append(value.replace("{", "{{").replace("}", "}}"))
             continue
         ref: Ref = value
-        letters = get_column_letter(ref.col if ref.col_abs else col + ref.col)
+        number = ref.col if ref.col_abs else col + ref.col
+        if not 1 <= number <= _MAX_COLUMN:
+            parts.append("#REF!")  # what Excel shows for a reference moved off the sheet
+            continue
+        letters = get_column_letter(number)
         text = ref.prefix.replace("{", "{{").replace("}", "}}")
         text += ("$" if ref.col_abs else "") + letters
         if ref.row_abs:

@@ -1,0 +1,287 @@
+"""`bpxl verify` on real workbooks: built by the writer, recalculated by real LibreOffice, and
+spoiled by editing the sheet XML inside the zip, the way a hand edit or a bad writer would."""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from backprop_xlsx import layout
+from backprop_xlsx.cli import cli
+from backprop_xlsx.config import default_values
+from backprop_xlsx.verify import Package, compile_formula, tokenize, verify_workbook
+from backprop_xlsx.writer import build_workbook
+
+ETAS = (0.5, 2.0)
+STEPS = 60
+SHEET = "LR 0.5"
+WHERE = "'LR 0.5'!"  # how findings name a cell of SHEET
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workbook as `bpxl build` writes it: formulas only, no computed values."""
+    out = tmp_path_factory.mktemp("verify") / "built.xlsx"
+    build_workbook(default_values(), ETAS, STEPS, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def recalculated(built: Path, soffice: str) -> Path:
+    """The same workbook after a real LibreOffice recalculation: formulas and cached values."""
+    from backprop_xlsx.libreoffice import recalculate
+
+    return recalculate(built, built.with_name("recalculated.xlsx"))
+
+
+def spoil(src: Path, edit: Callable[[str], str], title: str = SHEET) -> Path:
+    """A copy of `src` whose sheet `title` has its XML text passed through `edit`."""
+    pkg = Package(src)
+    part = pkg.parts[title]
+    pkg.close()
+    dst = src.with_name(f"spoiled-{spoil.count}.xlsx")
+    spoil.count += 1
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename == part:
+                changed = edit(data.decode("utf-8"))
+                assert changed != data.decode("utf-8"), "the spoil changed nothing"
+                data = changed.encode("utf-8")
+            zout.writestr(item, data)
+    return dst
+
+
+spoil.count = 0
+
+
+def edit_cell(ref: str, change: Callable[[str], str]) -> Callable[[str], str]:
+    """An edit of the XML of one cell, `<c r="U41" …>…</c>`."""
+    pattern = re.compile(rf'<c r="{ref}"[^>]*?(?:/>|>.*?</c>)', re.S)
+
+    def edit(xml: str) -> str:
+        return pattern.sub(lambda m: change(m.group()), xml, count=1)
+
+    return edit
+
+
+def every_cell(column: str, change: Callable[[str], str]) -> Callable[[str], str]:
+    """An edit of the XML of every cell of a column."""
+    pattern = re.compile(rf'<c r="{column}\d+"[^>]*?(?:/>|>.*?</c>)', re.S)
+    return lambda xml: pattern.sub(lambda m: change(m.group()), xml)
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["verify", *map(str, args)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+# --- good workbooks pass --------------------------------------------------------------------
+
+
+def test_built_workbook_passes_through_libreoffice(built: Path, soffice: str) -> None:
+    report = verify_workbook(built)  # auto: no cached values, so LibreOffice recalculates
+    assert report.ok, report.text()
+    assert report.engine == "libreoffice"
+    cells = len(ETAS) * (STEPS + 1) * len(layout.COLUMNS)
+    assert sum(s.cells for s in report.sheets) == cells
+    assert report.summary_cells > len(ETAS) * (STEPS + 1)
+    assert report.formulas_checked == len(ETAS) * 2 * len(layout.COLUMNS)
+    assert [s.eta for s in report.sheets] == list(ETAS)
+
+
+def test_recalculated_workbook_passes_with_cached_values(recalculated: Path) -> None:
+    for engine in ("cached", "auto"):
+        report = verify_workbook(recalculated, engine)
+        assert report.ok, report.text()
+        assert report.engine == "cached"
+        assert max(s.max_rel for s in report.sheets) < 1e-12  # measured 3.4e-13 on LR 2
+
+
+def test_json_report_matches(recalculated: Path) -> None:
+    code, out, _ = run(recalculated, "--json")
+    assert code == 0
+    data = json.loads(out)
+    report = verify_workbook(recalculated)
+    assert data["ok"] is True
+    assert data["engine"] == "cached"
+    assert data["cells_checked"] == report.cells_checked
+    assert [s["title"] for s in data["sheets"]] == [layout.lr_sheet_title(e) for e in ETAS]
+    assert data["findings"] == []
+
+
+def test_text_report_is_one_screen(recalculated: Path) -> None:
+    code, out, _ = run(recalculated)
+    assert code == 0
+    assert "OK" in out.splitlines()[0]
+    assert len(out.splitlines()) < 24
+
+
+def shared_down(column: str, si: int = 7) -> Callable[[str], str]:
+    """Excel's shared formulas: the first cell below the first row keeps the text for the
+    whole column, every cell after it only points to it (`<f t="shared" si="7"/>`)."""
+    first, last = layout.FIRST_ROW + 1, layout.last_row(STEPS)
+    pattern = re.compile(rf'<c r="{column}(\d+)"([^>]*)><f([^>]*)>([^<]*)</f>')
+
+    def share(m: re.Match[str]) -> str:
+        row, attrs, f_attrs, text = int(m[1]), m[2], m[3], m[4]
+        if row < first:
+            return m.group()
+        head = f'<c r="{column}{row}"{attrs}><f{f_attrs} t="shared" '
+        if row == first:
+            return head + f'ref="{column}{first}:{column}{last}" si="{si}">{text}</f>'
+        return head + f'si="{si}"/>'
+
+    return lambda xml: pattern.sub(share, xml)
+
+
+def excel_style(xml: str) -> str:
+    """What Excel may do on save: 'Setup' quoted, exp lower-case, shared formulas."""
+    xml = xml.replace("Setup!", "'Setup'!").replace("EXP(", "exp(")
+    return shared_down("W", 3)(shared_down("X", 4)(xml))
+
+
+def test_excel_style_rewrites_pass(recalculated: Path) -> None:
+    spoiled = spoil(recalculated, excel_style)
+    assert (
+        't="shared" si="4"/>' in zipfile.ZipFile(spoiled).read("xl/worksheets/sheet2.xml").decode()
+    )
+    report = verify_workbook(spoiled, "cached")
+    assert report.ok, report.text()
+    assert report.formula_cells == verify_workbook(recalculated).formula_cells
+
+
+def test_wrong_shared_formula_is_caught_in_every_copy(recalculated: Path) -> None:
+    spoiled = spoil(recalculated, lambda xml: shared_down("U")(every_cell("U", t2_for_t1)(xml)))
+    report = verify_workbook(spoiled, "cached")
+    assert [f.where for f in report.findings] == [f"{WHERE}U4", f"{WHERE}U5"]
+
+
+# --- spoiled workbooks are caught, with the cell named --------------------------------------
+
+
+def t2_for_t1(cell: str) -> str:
+    """E1 = 0.5*(t1 − a_o1)^2 written with t2 (column B) instead of t1 (column A)."""
+    return re.sub(r"<f([^>]*)>0\.5\*\(A(\d+)-", r"<f\1>0.5*(B\2-", cell)
+
+
+def test_wrong_reference_in_one_cell(recalculated: Path) -> None:
+    spoiled = spoil(recalculated, edit_cell("U41", t2_for_t1))
+    code, out, _ = run(spoiled, "--engine", "cached")
+    assert code == 1
+    assert f"{WHERE}U41: formula differs from the rest of its column" in out
+    assert "found =0.5*(B41-R41)^2" in out and "expected =0.5*(A41-R41)^2" in out
+
+
+def test_wrong_reference_in_the_whole_column(recalculated: Path) -> None:
+    """Every value stays right (t1 = t2 = 0.5): only the changed-inputs check can see it."""
+    spoiled = spoil(recalculated, every_cell("U", t2_for_t1))
+    report = verify_workbook(spoiled, "cached")
+    assert not report.ok
+    where = {f.where for f in report.findings}
+    assert where == {f"{WHERE}U{layout.FIRST_ROW}", f"{WHERE}U{layout.FIRST_ROW + 1}"}
+    assert all("wrong E1 on changed inputs" in f.problem for f in report.findings)
+    code, out, _ = run(spoiled, "--engine", "cached")
+    assert code == 1 and f"{WHERE}U{layout.FIRST_ROW + 1}" in out
+
+
+def test_typed_constant_instead_of_formula(recalculated: Path) -> None:
+    spoiled = spoil(recalculated, edit_cell("U41", lambda c: re.sub(r"<f[^>]*>.*?</f>", "", c)))
+    code, out, _ = run(spoiled, "--engine", "cached")
+    assert code == 1
+    assert f"{WHERE}U41: typed-in value instead of a formula" in out
+
+
+def test_small_offset_appended_to_a_formula(built: Path, soffice: str) -> None:
+    spoiled = spoil(built, edit_cell("U41", lambda c: c.replace("^2</f>", "^2+1E-9</f>")))
+    code, out, _ = run(spoiled, "--engine", "libreoffice")
+    assert code == 1
+    assert f"{WHERE}U41: formula differs from the rest of its column" in out
+    assert f"{WHERE}U41: wrong value of E1 in iteration 37" in out
+
+
+def test_cached_value_nudged_by_1e_9_relative(recalculated: Path) -> None:
+    def nudge(cell: str) -> str:
+        return re.sub(r"<v>([^<]+)</v>", lambda m: f"<v>{float(m[1]) * (1 + 1e-9)!r}</v>", cell)
+
+    spoiled = spoil(recalculated, edit_cell("M41", nudge))
+    report = verify_workbook(spoiled, "cached")
+    assert [f.where for f in report.findings] == [f"{WHERE}M41"]
+    finding = report.findings[0]
+    assert finding.found == pytest.approx(finding.expected * (1 + 1e-9), rel=1e-15)
+    code, out, _ = run(spoiled)
+    assert code == 1 and f"{WHERE}M41: wrong value of w5 in iteration 37" in out
+
+
+def test_changed_eta_cell_still_passes(built: Path, soffice: str) -> None:
+    """The title says 0.5, B1 says 0.7: verify recomputes from the sheet's own η."""
+    spoiled = spoil(built, edit_cell("B1", lambda c: c.replace("<v>0.5</v>", "<v>0.7</v>")))
+    report = verify_workbook(spoiled, "libreoffice")
+    assert report.ok, report.text()
+    assert report.sheets[0].eta == 0.7
+
+
+def test_structure_findings_name_the_cell(recalculated: Path) -> None:
+    spoiled = spoil(recalculated, edit_cell("B1", lambda c: re.sub(r"<v>.*?</v>", "<v>-1</v>", c)))
+    report = verify_workbook(spoiled, "cached")
+    assert f"{WHERE}B1" in {f.where for f in report.findings}
+
+
+# --- errors: one line, exit 2 ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "zip", "no-values"])
+def test_unusable_input_is_one_line_error(kind: str, tmp_path: Path, built: Path) -> None:
+    args: list[str | Path] = []
+    if kind == "missing":
+        args = [tmp_path / "nope.xlsx"]
+    elif kind == "text":
+        (tmp_path / "a.xlsx").write_text("not a workbook\n")
+        args = [tmp_path / "a.xlsx"]
+    elif kind == "zip":
+        with zipfile.ZipFile(tmp_path / "z.xlsx", "w") as z:
+            z.writestr("hello.txt", "hi")
+        args = [tmp_path / "z.xlsx"]
+    else:
+        args = [built, "--engine", "cached"]
+    code, out, err = run(*args)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    if kind == "no-values":
+        assert "LibreOffice" in err and "bpxl build --recalc" in err
+
+
+# --- the formula compiler -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("formula", "value"),
+    [
+        ("-2^2", 4.0),
+        ("2^3^2", 64.0),
+        ("2*3+4/8-1", 5.5),
+        ("EXP(0)+exp(1)", 1 + np.e),
+        ("1E-9", 1e-9),
+    ],
+)
+def test_compiler_follows_excel_precedence(formula: str, value: float) -> None:
+    tokens = tokenize(formula, 5, 1, SHEET, {})
+    source, _ = compile_formula(tokens, 5, 1, first=False)
+    assert eval(source, {"np": np}) == pytest.approx(value, rel=1e-15)
+
+
+@pytest.mark.parametrize("formula", ["SUM(A5:B5)", "A5&B5", "A3", "A5>B5", "Other!A5", "B$5"])
+def test_compiler_rejects_what_the_network_does_not_need(formula: str) -> None:
+    from backprop_xlsx.verify import Unsupported
+
+    tokens = tokenize(formula, 5, 1, SHEET, {"other": "Other"})
+    with pytest.raises(Unsupported):
+        compile_formula(tokens, 5, 1, first=False)
