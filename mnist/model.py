@@ -10,44 +10,34 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def conv_bn(
-    c_in: int,
-    c_out: int,
-    size: int = 3,
-    relu: bool = True,
-    dropout: float = 0.0,
-    bias: bool = False,
-) -> nn.Sequential:
-    """conv → BatchNorm → ReLU → dropout; 'same' padding so pooling alone sets the resolution."""
-    layers: list[nn.Module] = [
-        nn.Conv2d(c_in, c_out, size, padding=size // 2, bias=bias),
-        nn.BatchNorm2d(c_out),
-    ]
+def conv_bn(c_in: int, c_out: int, size: int = 3, relu: bool = True) -> nn.Sequential:
+    """conv ('valid', no bias: BatchNorm has one) → BatchNorm → ReLU."""
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, size, bias=False), nn.BatchNorm2d(c_out)]
     if relu:
         layers.append(nn.ReLU(inplace=True))
-    if dropout:
-        layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
 
 
 class Net(nn.Module):
-    """Ours: 7,352 parameters, 0.9 M multiply-adds per image.
+    """Ours: 7,568 parameters, 0.96 M multiply-adds per image.
 
-    Pooling right after the first conv keeps the expensive part (channels × pixels) small: only
-    8 channels ever see 28×28, 16 see 14×14, 24 see 7×7. A 1×1 conv maps to 10 class maps and
-    global average pooling turns them into logits, so there is no dense layer to pay for.
+    Two convs at full resolution (8 and 12 channels: few, because every channel there costs
+    576-676 multiply-adds per weight), one max-pool, then three 16-channel convs on 12→10→8→6
+    pixels where channels are cheap. A 1×1 conv maps to 10 class maps and global average pooling
+    turns them into logits, so there is no dense layer to pay for. No dropout: at this size the
+    net underfits, and the random affine augmentation is regularisation enough.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            conv_bn(1, 8),  # 28×28
-            nn.MaxPool2d(2),
-            conv_bn(8, 16),  # 14×14
-            conv_bn(16, 16),
-            nn.MaxPool2d(2),
-            conv_bn(16, 24),  # 7×7
-            nn.Conv2d(24, 10, 1, bias=False),
+            conv_bn(1, 8),  # 26×26
+            conv_bn(8, 12),  # 24×24
+            nn.MaxPool2d(2),  # 12×12
+            conv_bn(12, 16),  # 10×10
+            conv_bn(16, 16),  # 8×8
+            conv_bn(16, 16),  # 6×6
+            nn.Conv2d(16, 10, 1, bias=False),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
