@@ -12,6 +12,7 @@ row, reusing the style ids openpyxl gave iteration 0's cells: the same cells ope
 from __future__ import annotations
 
 import io
+import math
 import posixpath
 import re
 import shutil
@@ -24,6 +25,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
+import numpy as np
 from openpyxl import Workbook, load_workbook
 from openpyxl.chart import LineChart, Reference
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
@@ -35,7 +37,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 from . import layout
 from .errors import BpxlError
 from .fileio import atomic_output
-from .network import PARAMS
+from .network import PARAMS, train
 
 MEANING = {
     "i1": "input 1",
@@ -176,6 +178,8 @@ def write_workbook(
     summary = wb.create_sheet(layout.SUMMARY_SHEET)
     wb.calculation.fullCalcOnLoad = True  # Excel and LibreOffice compute everything on open
 
+    with np.errstate(all="ignore"):  # only for the charts' axes; sigmoid may saturate
+        e_total = train(values, etas, steps)["E_total"]
     _fill_setup(setup, values, titles, steps)
     iterations = Reference(
         summary,
@@ -183,9 +187,9 @@ def write_workbook(
         min_row=summary_layout.iteration_row(0),
         max_row=summary_layout.iteration_row(steps),
     )
-    for ws, eta in zip(sheets, etas, strict=True):
-        _fill_lr_sheet(ws, eta, steps, iterations)
-    _fill_summary(summary, titles, summary_layout)
+    for j, (ws, eta) in enumerate(zip(sheets, etas, strict=True)):
+        _fill_lr_sheet(ws, eta, steps, iterations, _log_bounds(e_total[:, j]))
+    _fill_summary(summary, titles, summary_layout, _log_bounds(e_total))
 
     template = io.BytesIO()
     wb.save(template)
@@ -234,12 +238,23 @@ def _page_setup(ws: Worksheet, areas: list[str], pages_wide: int, title_rows: st
         ws.print_title_rows = title_rows
 
 
-def _chart(title: str, steps: int) -> LineChart:
-    """A line chart of E_total against iteration, on a log axis: E_total spans many decades.
+def _log_bounds(e_total: np.ndarray) -> tuple[float, float] | None:
+    """Fixed bounds for the log axis when E_total reaches exactly 0, else None (auto).
 
-    (A log axis leaves out points where E_total is exactly 0, which large learning rates reach
-    after thousands of steps; the line simply ends there.)
+    Large learning rates drive E_total to exactly 0 after some hundred steps; LibreOffice then
+    draws an empty chart on an auto-scaled log axis, but with fixed bounds it draws the line up
+    to the zero and ends it there. Auto-scaling is kept otherwise, as it follows later edits of
+    the Setup values; the bounds come from NumPy's run of the same values, whole decades.
     """
+    positive = e_total[e_total > 0]
+    if positive.size == 0 or positive.size == e_total.size:
+        return None
+    low, high = np.log10(positive.min()), np.log10(positive.max())
+    return 10.0 ** math.floor(low), 10.0 ** math.ceil(high)
+
+
+def _chart(title: str, steps: int, bounds: tuple[float, float] | None) -> LineChart:
+    """A line chart of E_total against iteration, on a log axis: E_total spans many decades."""
     chart = LineChart()
     chart.title = title
     chart.style = 2
@@ -247,6 +262,8 @@ def _chart(title: str, steps: int) -> LineChart:
     chart.x_axis.title = "iteration"
     chart.y_axis.title = "E_total (log scale)"
     chart.y_axis.scaling.logBase = 10
+    if bounds is not None:
+        chart.y_axis.scaling.min, chart.y_axis.scaling.max = bounds
     chart.y_axis.number_format = "0.0E+00"
     chart.x_axis.crosses = "min"  # the iteration axis at the bottom, not at E_total = 1
     chart.x_axis.delete = chart.y_axis.delete = False  # openpyxl 3.1 hides axes otherwise
@@ -313,7 +330,13 @@ def _fill_setup(ws: Worksheet, values: Mapping[str, float], titles: list[str], s
     _page_setup(ws, [f"A1:H{row}"], 1, None)
 
 
-def _fill_lr_sheet(ws: Worksheet, eta: float, steps: int, iterations: Reference) -> None:
+def _fill_lr_sheet(
+    ws: Worksheet,
+    eta: float,
+    steps: int,
+    iterations: Reference,
+    bounds: tuple[float, float] | None,
+) -> None:
     _text(ws, "A1", "η", BOLD)
     ws["A1"].alignment = Alignment(horizontal="right")
     eta_cell = ws[layout.ETA_CELL]
@@ -339,7 +362,7 @@ def _fill_lr_sheet(ws: Worksheet, eta: float, steps: int, iterations: Reference)
     last = layout.last_row(steps)
     e_total = layout.COLUMN["E_total"]
     col = column_index_from_string(e_total.letter)
-    chart = _chart(f"E_total, {ws.title} (η = {eta:g})", steps)
+    chart = _chart(f"E_total, {ws.title} (η = {eta:g})", steps, bounds)
     chart.add_data(
         Reference(ws, min_col=col, min_row=layout.HEADER_ROW, max_row=last), titles_from_data=True
     )
@@ -354,7 +377,12 @@ def _fill_lr_sheet(ws: Worksheet, eta: float, steps: int, iterations: Reference)
     _page_setup(ws, [table, chart_area], 2, f"{layout.HEADER_ROW}:{layout.HEADER_ROW}")
 
 
-def _fill_summary(ws: Worksheet, titles: list[str], s: layout.SummaryLayout) -> None:
+def _fill_summary(
+    ws: Worksheet,
+    titles: list[str],
+    s: layout.SummaryLayout,
+    bounds: tuple[float, float] | None,
+) -> None:
     _text(ws, "A1", "Error vs learning rate", TITLE)
     threshold_row = int(re.sub(r"\D", "", layout.THRESHOLD_CELL))
     _text(ws, f"A{threshold_row}", "threshold", BOLD)
@@ -396,7 +424,7 @@ def _fill_summary(ws: Worksheet, titles: list[str], s: layout.SummaryLayout) -> 
     for k in range(len(titles) + 1):
         ws.column_dimensions[get_column_letter(k + 1)].width = 14
 
-    chart = _chart("E_total against iteration, one line per learning rate", s.steps)
+    chart = _chart("E_total against iteration, one line per learning rate", s.steps, bounds)
     chart.height, chart.width = 12, 24
     for j in range(len(titles)):
         col = column_index_from_string(s.lr_column(j))

@@ -366,3 +366,16 @@ def test_failed_build_leaves_existing_file(tmp_path: Path, monkeypatch: pytest.M
         build_workbook(default_values(), [0.5, 1], 3, out)
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["book.xlsx"]
+
+
+def test_log_axis_bounds_when_error_reaches_zero(tmp_path: Path, book: openpyxl.Workbook) -> None:
+    """LibreOffice draws nothing on an auto-scaled log axis once E_total is exactly 0."""
+    assert book[layout.SUMMARY_SHEET]._charts[0].y_axis.scaling.min is None  # auto: no zeros
+    out = tmp_path / "zero.xlsx"
+    build_workbook(default_values(), [0.5, 10], 150, out)  # η = 10 reaches 0 at step 91
+    assert train(default_values(), [10], 150)["E_total"][91:].max() == 0
+    wb = openpyxl.load_workbook(out)
+    scaling = wb[layout.SUMMARY_SHEET]._charts[0].y_axis.scaling
+    assert scaling.logBase == 10
+    assert 0 < scaling.min <= 1e-30 and scaling.max == 0.1
+    assert wb["LR 0.5"]._charts[0].y_axis.scaling.min is None
