@@ -316,13 +316,21 @@ _MAX_COLUMN = 16384  # XFD
 
 
 class Template(NamedTuple):
-    """A formula as a str.format pattern for one column: render(row) gives its A1 text."""
+    """A formula as a str.format pattern for one column: field i is the row plus offsets[i]."""
 
     pattern: str
-    offsets: tuple[int, ...]
+    offsets: tuple[int, ...]  # distinct row offsets of the relative references
 
     def render(self, row: int) -> str:
         return self.pattern.format(*[row + d for d in self.offsets])
+
+    def render_rows(self, first: int, n: int) -> list[str]:
+        """render(first), render(first + 1), … for n rows, in C (map over ranges)."""
+        if not self.offsets:
+            return [self.pattern] * n
+        return list(
+            map(self.pattern.format, *[range(first + d, first + d + n) for d in self.offsets])
+        )
 
 
 def template(tokens: list[Token], col: int) -> Template:
@@ -344,8 +352,9 @@ def template(tokens: list[Token], col: int) -> Template:
         if ref.row_abs:
             text += f"${ref.row}"
         else:
-            text += "{" + str(len(offsets)) + "}"
-            offsets.append(ref.row)
+            if ref.row not in offsets:
+                offsets.append(ref.row)
+            text += "{" + str(offsets.index(ref.row)) + "}"
         parts.append(text)
     return Template("".join(parts), tuple(offsets))
 
@@ -685,43 +694,81 @@ class LrSheet:
 
 
 def read_lr_sheet(pkg: Package, title: str, with_formulas: bool = True) -> LrSheet:
+    """Read one LR sheet; cells right of the 31 columns are not the verifier's business."""
     top: dict[tuple[int, int], Cell] = {}
-    by_row: dict[int, list[Cell | None]] = {}
+    present: list[int] = []  # flat index k * NCOL + j of every cell
+    formula_at: list[int] = []
+    formula_text: list[str] = []
+    number_at: list[int] = []
+    number_text: list[str] = []
+    odd: dict[tuple[int, int], str] = {}
     for row, row_cells in pkg.rows(title):
         if row < layout.FIRST_ROW:
             top.update(((row, col), cell) for col, cell in row_cells)
             continue
-        cells: list[Cell | None] = [None] * NCOL
-        for col, cell in row_cells:
-            if col <= NCOL:
-                cells[col - 1] = cell
-        if any(cells):
-            by_row[row] = cells
-    rows = max(by_row, default=layout.FIRST_ROW - 1) - layout.FIRST_ROW + 1
-    values = np.full((rows, NCOL), np.nan)
-    present = np.zeros((rows, NCOL), bool)
-    has_value = np.zeros((rows, NCOL), bool)
-    has_formula = np.zeros((rows, NCOL), bool)
-    formulas: list[list[str | None]] = [[None] * rows for _ in range(NCOL)]
-    odd: dict[tuple[int, int], str] = {}
-    for row, cells in by_row.items():
-        k = row - layout.FIRST_ROW
-        for j, cell in enumerate(cells):
-            if cell is None:
+        base = (row - layout.FIRST_ROW) * NCOL - 1
+        for col, (formula, value, kind) in row_cells:
+            if col > NCOL:
                 continue
-            present[k, j] = True
-            has_formula[k, j] = cell.formula is not None
-            if with_formulas:
-                formulas[j][k] = cell.formula
-            if cell.value is None:
+            at = base + col
+            present.append(at)
+            if formula is not None:
+                formula_at.append(at)
+                formula_text.append(formula)
+            if value is None:
                 continue
-            has_value[k, j] = True
-            number = _number(cell)
-            if number is None:
-                odd[(k, j)] = f"{cell.value} ({_TYPE_NAMES.get(cell.type, cell.type)})"
+            if kind == "n":
+                number_at.append(at)
+                number_text.append(value)
             else:
-                values[k, j] = number
-    return LrSheet(title, top, formulas, values, has_formula, present, has_value, odd)
+                odd[divmod(at, NCOL)] = f"{value} ({_TYPE_NAMES.get(kind, kind)})"
+    rows = max(present, default=-1) // NCOL + 1
+    values = np.full(rows * NCOL, np.nan)
+    numbers = _floats(number_text)
+    values[number_at] = numbers
+    for i in np.flatnonzero(np.isnan(numbers)):
+        odd[divmod(number_at[i], NCOL)] = f"{number_text[i]} (not a number)"
+    has_value = np.zeros(rows * NCOL, bool)
+    has_value[number_at] = True
+    has_value[[k * NCOL + j for k, j in odd]] = True
+    formulas: list[list[str | None]] = [[None] * rows for _ in range(NCOL)]
+    if with_formulas:
+        for at, text in zip(formula_at, formula_text, strict=True):
+            k, j = divmod(at, NCOL)
+            formulas[j][k] = text
+    shape = (rows, NCOL)
+    return LrSheet(
+        title,
+        top,
+        formulas,
+        values.reshape(shape),
+        _mask(formula_at, shape),
+        _mask(present, shape),
+        has_value.reshape(shape),
+        odd,
+    )
+
+
+def _mask(flat: list[int], shape: tuple[int, int]) -> np.ndarray:
+    mask = np.zeros(shape[0] * shape[1], bool)
+    mask[flat] = True
+    return mask.reshape(shape)
+
+
+def _floats(texts: list[str]) -> np.ndarray:
+    """Parse cached numbers in C; a malformed one (never written by Excel or LibreOffice)
+    becomes NaN, which the value check reports as wrong."""
+    try:
+        return np.array(texts, dtype=np.str_).astype(np.float64)
+    except ValueError:
+        return np.array([_float_or_nan(t) for t in texts], dtype=np.float64)
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
 
 
 _TYPE_NAMES = {"e": "error", "s": "text", "str": "text", "inlineStr": "text", "b": "boolean"}
@@ -820,8 +867,7 @@ def _column_formula(
         tokens = tokenize(cells[guess_k], row, col, sheet.title, titles)
         guess_key = relative_key(tokens)
         forms[guess_key] = (tokens, guess_k)
-        tpl = template(tokens, col)
-        expected = [tpl.render(layout.FIRST_ROW + k) for k in range(len(cells))]
+        expected = template(tokens, col).render_rows(layout.FIRST_ROW, len(cells))
     else:
         expected = [None] * len(cells)
     for k in range(1, len(cells)):
@@ -1057,27 +1103,13 @@ def check_summary(
     titles = list(lr)
     steps = max((len(e) - 1 for _, e in lr.values() if e is not None), default=0)
     where = layout.SummaryLayout(len(titles), steps)
-    sheet = layout.SUMMARY_SHEET
     columns = {k: column_index_from_string(v) for k, v in layout.SUMMARY_COLUMNS.items()}
-    checked = 0
-
-    def compare(row: int, col: int, what: str, want: float) -> None:
-        nonlocal checked
-        cell = cells.get((row, col))
-        got = _number(cell)
-        name = f"{get_column_letter(col)}{row}"
-        if got is None:
-            report.add(Finding(sheet, name, f"{what}: not a number", want, cell and cell.value))
-        elif not _within(np.array(got), np.array(want), report):
-            report.add(Finding(sheet, name, f"wrong {what}", want, got))
-        checked += 1
-
-    threshold = _number(cells.get((3, 2)))
     threshold_cell = cells.get(_cell_key(layout.THRESHOLD_CELL))
     threshold = _number(threshold_cell)
     if threshold is None:
         found = threshold_cell and threshold_cell.value
-        report.add(Finding(sheet, layout.THRESHOLD_CELL, "threshold must be a number", None, found))
+        report.add(Finding(layout.SUMMARY_SHEET, layout.THRESHOLD_CELL, "threshold", None, found))
+    checked = 0
     order: list[str] = []
     for j, fallback in enumerate(titles):
         row = where.lr_row(j)
@@ -1085,29 +1117,51 @@ def check_summary(
         title = named.value if named is not None and named.value in lr else fallback
         if named is None or named.value != title:
             cell = f"{layout.SUMMARY_COLUMNS['sheet']}{row}"
-            report.add(Finding(sheet, cell, "sheet name", title, named and named.value))
+            report.add(
+                Finding(layout.SUMMARY_SHEET, cell, "sheet name", title, named and named.value)
+            )
         order.append(title)
         eta, e_total = lr[title]
         if eta is not None:
-            compare(row, columns["eta"], f"η of {title}", eta)
+            checked += _compare(cells, [row], columns["eta"], [eta], f"η of {title}", report)
         if e_total is None:
             continue
-        compare(row, columns["final"], f"final E_total of {title}", float(e_total[-1]))
+        what = f"final E_total of {title}"
+        checked += _compare(cells, [row], columns["final"], e_total[-1:], what, report)
         if threshold is not None:
-            _check_first_below(
-                cells, row, columns["first_below"], title, e_total, threshold, report
-            )
+            col = columns["first_below"]
+            _check_first_below(cells, row, col, title, e_total, threshold, report)
             checked += 1
+    rows = [where.iteration_row(k) for k in range(steps + 1)]
     for j, title in enumerate(order):
         e_total = lr[title][1]
-        if e_total is None:
-            continue
-        col = column_index_from_string(where.lr_column(j))
-        for k, value in enumerate(e_total):
-            compare(where.iteration_row(k), col, f"E_total of {title}, iteration {k}", value)
-    for k in range(steps + 1):
-        compare(where.iteration_row(k), 1, "iteration number", float(k))
+        if e_total is not None:
+            col = column_index_from_string(where.lr_column(j))
+            what = f"E_total of {title}"
+            checked += _compare(cells, rows[: len(e_total)], col, e_total, what, report)
+    checked += _compare(cells, rows, 1, np.arange(steps + 1.0), "iteration number", report)
     report.summary_cells = checked
+
+
+def _compare(
+    cells: dict[tuple[int, int], Cell],
+    rows: list[int],
+    col: int,
+    expected: np.ndarray | list[float],
+    what: str,
+    report: Report,
+) -> int:
+    """Compare a column of Error vs LR with NumPy; returns how many cells were compared."""
+    found = [cells.get((row, col)) for row in rows]
+    got = np.array([math.nan if (x := _number(c)) is None else x for c in found])
+    want = np.asarray(expected, dtype=np.float64)
+    for i in np.flatnonzero(~_within(got, want, report)):
+        cell = f"{get_column_letter(col)}{rows[i]}"
+        problem = f"wrong {what}" if len(rows) == 1 else f"wrong {what}, iteration {i}"
+        value = float(got[i]) if found[i] is not None and not np.isnan(got[i]) else None
+        value = value if value is not None else found[i] and found[i].value
+        report.add(Finding(layout.SUMMARY_SHEET, cell, problem, float(want[i]), value))
+    return len(rows)
 
 
 def _check_first_below(

@@ -220,6 +220,29 @@ def test_cached_value_nudged_by_1e_9_relative(recalculated: Path) -> None:
     assert code == 1 and f"{WHERE}M41: wrong value of w5 in iteration 37" in out
 
 
+def test_summary_values_are_checked(recalculated: Path) -> None:
+    summary = layout.SummaryLayout(len(ETAS), STEPS)
+    final = f"{layout.SUMMARY_COLUMNS['final']}{summary.lr_row(0)}"
+    first_below = f"{layout.SUMMARY_COLUMNS['first_below']}{summary.lr_row(1)}"
+
+    def nudge(cell: str) -> str:
+        return re.sub(r"<v>([^<]+)</v>", lambda m: f"<v>{float(m[1]) * (1 + 1e-9)!r}</v>", cell)
+
+    def later(cell: str) -> str:  # one iteration later than LibreOffice found
+        return re.sub(r"<v>(\d+)</v>", lambda m: f"<v>{int(m[1]) + 1}</v>", cell)
+
+    spoiled = spoil(
+        recalculated,
+        lambda xml: edit_cell(first_below, later)(edit_cell(final, nudge)(xml)),
+        layout.SUMMARY_SHEET,
+    )
+    report = verify_workbook(spoiled, "cached")
+    assert [f.where for f in report.findings] == [
+        f"'Error vs LR'!{final}",
+        f"'Error vs LR'!{first_below}",
+    ]
+
+
 def test_changed_eta_cell_still_passes(built: Path, soffice: str) -> None:
     """The title says 0.5, B1 says 0.7: verify recomputes from the sheet's own η."""
     spoiled = spoil(built, edit_cell("B1", lambda c: c.replace("<v>0.5</v>", "<v>0.7</v>")))
