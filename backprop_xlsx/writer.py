@@ -6,7 +6,7 @@ Python per cell and more with styles: 6 learning rates × 10,000 steps are 1.9 m
 (~22 s unstyled, XlsxWriter ~100 s, its formula preparation runs ~30 regexes per cell). So the
 rows after iteration 0 are streamed straight into the sheets' XML from one str.format pattern per
 row, reusing the style ids openpyxl gave iteration 0's cells: the same cells openpyxl would write,
-~20× faster (see benchmarks/bench_workbook.py).
+~10× faster (see benchmarks/bench_workbook.py).
 """
 
 from __future__ import annotations
