@@ -12,8 +12,9 @@ Two independent checks, because each one alone can be fooled:
   column's formula, as found in the file, is compiled to NumPy and run on random *changed*
   inputs (t1 ≠ t2, random weights and η) against `network.forward_backward`.
 
-The sheet XML is read in one streaming lxml pass (formula and cached value of each cell); that is
-several times faster than openpyxl, which matters at 6 × 10,001 rows × 31 columns.
+The sheet XML is read in one streaming lxml pass (formula and cached value of each cell): measured
+at 1.6 s CPU per 10,001-row sheet, against 4.5 s for the two openpyxl loads (formulas, values)
+it replaces; regular expressions over the XML were no faster. That matters at 6 × 10,001 × 31.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import posixpath
 import re
 import tempfile
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,9 +58,16 @@ _C, _F, _V, _IS, _T, _ROW = (f"{{{_MAIN}}}{t}" for t in ("c", "f", "v", "is", "t
 
 KEYS = tuple(c.key for c in layout.COLUMNS)
 NCOL = len(layout.COLUMNS)
-_ETA_ROW, _ETA_COL = (lambda m: (int(m[2]), column_index_from_string(m[1])))(
-    re.fullmatch(r"([A-Z]+)(\d+)", layout.ETA_CELL)
-)
+_CELL_REF = re.compile(r"([A-Za-z]+)(\d+)")
+
+
+def _cell_key(a1: str) -> tuple[int, int]:
+    """(row, column) of an A1 cell name."""
+    m = _CELL_REF.fullmatch(a1)
+    return int(m[2]), column_index_from_string(m[1].upper())
+
+
+_ETA_ROW, _ETA_COL = _cell_key(layout.ETA_CELL)
 _SETUP_VALUE_COL = column_index_from_string(layout.SETUP_VALUE_COLUMN)
 _SETUP_NAME_AT_ROW = {row: name for name, row in layout.SETUP_ROW.items()}
 
@@ -137,7 +146,9 @@ class SheetStats:
     steps: int
     cells: int = 0
     max_abs: float = 0.0
-    max_rel: float = 0.0  # over cells with |expected| > ATOL, above the rounding-noise floor
+    # over cells with |expected| ≥ atol/rtol, where the relative term governs the tolerance;
+    # below that, values near 0 (o1, o2 and gradients converge to ~1e-16) are judged by max_abs
+    max_rel: float = 0.0
     formulas: int = 0  # formulas compiled and run on changed inputs
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,7 +210,10 @@ class Report:
     def text(self) -> str:
         source = _ENGINE_NAMES.get(self.engine, self.engine)
         lines = [f"{self.path}: {'OK' if self.ok else 'FAILED'} (values {source})"]
-        lines.append(f"tolerance |found − expected| ≤ {self.rtol:g}·|expected| + {self.atol:g}")
+        lines.append(
+            f"tolerance |found − expected| ≤ {self.rtol:g}·|expected| + {self.atol:g}; "
+            f"max rel over |expected| ≥ {self.atol / self.rtol:g}"
+        )
         lines.append(
             f"{'sheet':<14}{'η':>10}{'steps':>8}{'cells':>11}{'max abs':>10}{'max rel':>10}"
         )
@@ -395,8 +409,7 @@ class _Compiler:
         return False
 
     def compile(self) -> str:
-        if self.take("="):
-            pass
+        self.take("=")  # as typed; the file's XML has none
         expr = self.sum()
         if self.peek() is not None:
             raise Unsupported(f"unexpected {self.peek()[1]!r}")
@@ -470,6 +483,8 @@ def compile_formula(tokens: list[Token], row: int, col: int, first: bool) -> tup
     def resolve(ref: Ref) -> str:
         r = ref.row if ref.row_abs else row + ref.row
         c = ref.col if ref.col_abs else col + ref.col
+        if not (1 <= c <= _MAX_COLUMN and r >= 1):
+            raise Unsupported("a reference off the sheet (#REF!)")
         where = f"{ref.prefix}{get_column_letter(c)}{r}"
         if ref.sheet == layout.SETUP_SHEET:
             name = _SETUP_NAME_AT_ROW.get(r)
@@ -635,7 +650,7 @@ class Package:
                         elif tag == _IS:
                             value = "".join(child.itertext(_T))
                     if kind == "s" and value is not None:
-                        value = strings[int(value)]
+                        value = _shared_string(strings, value)
                     cells.append((col, Cell(formula, value, kind)))
                 yield row, cells
                 row_el.clear()
@@ -655,7 +670,12 @@ class Package:
         return templates[col].render(row)
 
 
-_CELL_REF = re.compile(r"([A-Za-z]+)(\d+)")
+def _shared_string(strings: list[str], index: str) -> str | None:
+    """The text of a shared-string cell; None (no value) for an index the table lacks."""
+    try:
+        return strings[int(index)]
+    except (ValueError, IndexError):
+        return None
 
 
 def _number(cell: Cell | None) -> float | None:
@@ -922,58 +942,47 @@ def _changed_inputs(
     start, eta = _random_inputs(rng)
     truth = _reference_rows(start, eta)
     compiled = 0
-    for part, formulas in (("first", first), ("rest", rest)):
-        programs: dict[str, Any] = {}
+    for first_row, formulas in ((True, first), (False, rest)):
         deps: dict[str, set[str]] = {}
         for key, (tokens, k) in formulas.items():
             j = KEYS.index(key)
             row = layout.FIRST_ROW + k
-            found = render(tokens, row, j + 1)
+            finding = Finding(
+                sheet.title,
+                _a1(k, j),
+                "",
+                found_formula=render(tokens, row, j + 1),
+                expected_formula=layout.COLUMNS[j].formula(row)[1:],
+            )
             try:
-                source, deps[key] = compile_formula(tokens, row, j + 1, part == "first")
-                programs[key] = compile(source, f"{sheet.title}!{_a1(k, j)}", "eval")
-            except (Unsupported, SyntaxError) as exc:
-                report.add(
-                    Finding(
-                        sheet.title,
-                        _a1(k, j),
-                        f"formula not supported or wrong: {exc}",
-                        found_formula=found,
-                        expected_formula=layout.COLUMNS[j].formula(row)[1:],
-                    )
-                )
+                source, deps[key] = compile_formula(tokens, row, j + 1, first_row)
+            except Unsupported as exc:
+                finding.problem = f"formula not supported or wrong: {exc}"
+                report.add(finding)
                 continue
             compiled += 1
-            its = range(0, 1) if part == "first" else range(1, ITERATIONS)
-            worst = 0.0
-            for it in its:
-                env = {"np": np, "cur": truth[it], "setup": start, "eta": eta}
-                env["prev"] = truth[it - 1] if it else {}
+            iterations = range(0, 1) if first_row else range(1, ITERATIONS)
+            for it in iterations:
+                env = {"np": np, "cur": truth[it], "prev": truth[it - 1] if it else {}}
                 with np.errstate(all="ignore"):
-                    got = np.broadcast_to(eval(programs[key], env), eta.shape)
-                want = truth[it][key]
-                bad = ~(np.abs(got - want) <= report.rtol * np.abs(want) + report.atol)
-                if bad.any():
-                    i = int(np.argmax(bad))
-                    worst = max(worst, 1.0)
-                    report.add(
-                        Finding(
-                            sheet.title,
-                            _a1(k, j),
-                            f"formula gives a wrong {key} on changed inputs "
-                            f"(iteration {it}, input set {i})",
-                            expected=float(want[i]),
-                            found=float(got[i]),
-                            found_formula=found,
-                            expected_formula=layout.COLUMNS[j].formula(row)[1:],
-                        )
+                    got = np.broadcast_to(
+                        eval(source, env | {"setup": start, "eta": eta}), eta.shape
                     )
+                want = truth[it][key]
+                bad = np.flatnonzero(~_within(got, want, report))
+                if len(bad):
+                    i = bad[0]
+                    finding.problem = (
+                        f"formula gives a wrong {key} on changed inputs "
+                        f"(iteration {it}, input set {i})"
+                    )
+                    finding.expected, finding.found = float(want[i]), float(got[i])
+                    report.add(finding)
                     break
         cycle = _cycle(deps)
         if cycle:
-            k = 0 if part == "first" else 1
-            j = KEYS.index(cycle[0])
-            report.add(Finding(sheet.title, _a1(k, j), "circular reference: " + " → ".join(cycle)))
+            where = _a1(0 if first_row else 1, KEYS.index(cycle[0]))
+            report.add(Finding(sheet.title, where, "circular reference: " + " → ".join(cycle)))
     return compiled
 
 
@@ -1023,8 +1032,8 @@ def check_values(sheet: LrSheet, expected: np.ndarray, report: Report) -> SheetS
     with np.errstate(all="ignore"):
         diff = np.abs(found - want)
         stats.max_abs = float(np.nanmax(diff, initial=0.0))
-        above_noise = numeric & (np.abs(want) > report.atol)
-        rel = np.where(above_noise, diff / np.where(above_noise, np.abs(want), 1.0), 0.0)
+        relative = numeric & (np.abs(want) >= report.atol / report.rtol)
+        rel = np.where(relative, diff / np.where(relative, np.abs(want), 1.0), 0.0)
         stats.max_rel = float(np.nanmax(rel, initial=0.0))
     stats.cells = int(numeric.sum())
     bad = numeric & ~_within(found, want, report)
@@ -1193,11 +1202,6 @@ def _check_first_below(
         )
 
 
-def _cell_key(a1: str) -> tuple[int, int]:
-    m = _CELL_REF.fullmatch(a1)
-    return int(m[2]), _column_number(m[1])
-
-
 def _sheet_cells(pkg: Package, title: str) -> dict[tuple[int, int], Cell]:
     return {(row, col): cell for row, cells in pkg.rows(title) for col, cell in cells}
 
@@ -1207,6 +1211,8 @@ def _sheet_cells(pkg: Package, title: str) -> dict[tuple[int, int], Cell]:
 
 
 ENGINES = ("auto", "cached", "libreoffice")
+# What a damaged package raises while its sheets are streamed.
+_CORRUPT = (etree.XMLSyntaxError, zipfile.BadZipFile, zlib.error, EOFError)
 
 
 def verify_workbook(
@@ -1223,7 +1229,9 @@ def verify_workbook(
     report = Report(str(path), rtol=rtol, atol=atol)
     pkg = Package(path)
     try:
-        titles = [t for t in pkg.parts if t.startswith("LR ")]
+        titles = [
+            t for t in pkg.parts if layout.is_bpxl_sheet(t) and t.casefold().startswith("lr ")
+        ]
         if not titles:
             raise BpxlError(f"{path} has no LR sheets (named like 'LR 0.5'): not a bpxl workbook?")
         rng = np.random.default_rng(20240611)
@@ -1245,6 +1253,10 @@ def verify_workbook(
         report.engine = _choose_engine(path, engine, sheets, report)
         if report.engine == "libreoffice":
             setup_cells, summary_cells = _recalculated(path, sheets, setup_cells, summary_cells)
+    except _CORRUPT as exc:
+        raise BpxlError(
+            f"cannot read {path}: a damaged xlsx ({type(exc).__name__}: {exc})"
+        ) from None
     finally:
         pkg.close()
 
