@@ -12,32 +12,39 @@ Two independent checks, because each one alone can be fooled:
   column's formula, as found in the file, is compiled to NumPy and run on random *changed*
   inputs (t1 ≠ t2, random weights and η) against `network.forward_backward`.
 
-The sheet XML is read in one streaming lxml pass (formula and cached value of each cell): measured
-at 1.6 s CPU per 10,001-row sheet, against 4.5 s for the two openpyxl loads (formulas, values)
-it replaces; regular expressions over the XML were no faster. That matters at 6 × 10,001 × 31.
+The formula language (tokens, rendering, compiling to NumPy) is `formula.py`; reading the package
+is `xlsxread.py`; this module holds the checks, the report and `verify_workbook`.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import posixpath
-import re
 import tempfile
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from lxml import etree
-from openpyxl.utils import column_index_from_string, get_column_letter
+from openpyxl.utils import get_column_letter
 
 from . import layout, network
 from .errors import BpxlError
+from .formula import (
+    Token,
+    Unsupported,
+    cell_key,
+    column_number,
+    compile_formula,
+    relative_key,
+    render,
+    template,
+    tokenize,
+)
+from .xlsxread import Cell, Package, cell_number
 
 # |found − expected| ≤ RTOL·|expected| + ATOL. Measured with LibreOffice 7.4 against NumPy: at
 # most 8.5e-15 relative for 100 steps (3.4e-13 on a small E1); at 10,000 steps o1, o2 and the
@@ -52,25 +59,10 @@ ITERATIONS = 4  # rows evaluated per set: the first row and three gradient steps
 MAX_FINDINGS = 1000  # findings kept in the report; the rest are only counted
 SHOWN = 20  # findings printed by Report.text()
 
-_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
-_C, _F, _V, _IS, _T, _ROW = (f"{{{_MAIN}}}{t}" for t in ("c", "f", "v", "is", "t", "row"))
-
 KEYS = tuple(c.key for c in layout.COLUMNS)
 NCOL = len(layout.COLUMNS)
-_CELL_REF = re.compile(r"([A-Za-z]+)(\d+)")
-
-
-def _cell_key(a1: str) -> tuple[int, int]:
-    """(row, column) of an A1 cell name."""
-    m = _CELL_REF.fullmatch(a1)
-    return int(m[2]), column_index_from_string(m[1].upper())
-
-
-_ETA_ROW, _ETA_COL = _cell_key(layout.ETA_CELL)
-_SETUP_VALUE_COL = column_index_from_string(layout.SETUP_VALUE_COLUMN)
-_SETUP_NAME_AT_ROW = {row: name for name, row in layout.SETUP_ROW.items()}
+_ETA = cell_key(layout.ETA_CELL)
+_SETUP_VALUE_COL = column_number(layout.SETUP_VALUE_COLUMN)
 
 
 def _no_values_message(path: Path) -> str:
@@ -240,274 +232,6 @@ class Report:
         return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------------------------
-# Formulas: tokens, relative form, rendering
-
-
-class Ref(NamedTuple):
-    """A cell reference; `row`/`col` are absolute numbers where `*_abs`, else offsets."""
-
-    sheet: str | None  # canonical sheet title; None for the formula's own sheet
-    prefix: str  # the sheet prefix exactly as written ("'Setup'!"), for rendering
-    col_abs: bool
-    col: int
-    row_abs: bool
-    row: int
-
-
-_TOKEN = re.compile(
-    r"""
-    (?P<ws>\s+)
-  | (?P<str>"(?:[^"]|"")*")
-  | (?P<ref>(?:(?P<sheet>'(?:[^']|'')+'|[A-Za-z_\\][\w.]*)!)?
-        (?P<cabs>\$?)(?P<col>[A-Za-z]{1,3})(?P<rabs>\$?)(?P<row>[0-9]+)(?![\w(.!:$]|:\$?[A-Za-z]))
-  | (?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[Ee][+-]?[0-9]+)?)
-  | (?P<name>[A-Za-z_\\][\w.]*)
-  | (?P<op>.)
-    """,
-    re.X | re.S,
-)
-
-Token = tuple[str, Any]  # ("ref", Ref) | ("num", text) | ("name", text) | ("op", text) | …
-
-
-def _canonical_sheet(written: str, titles: dict[str, str]) -> str:
-    name = written[1:-1].replace("''", "'") if written.startswith("'") else written
-    return titles.get(name.casefold(), name)
-
-
-@functools.cache
-def _column_number(letters: str) -> int:
-    """Column number of `letters` ("AE" → 31), cached: called for every cell read."""
-    return column_index_from_string(letters.upper())
-
-
-def tokenize(formula: str, row: int, col: int, own: str, titles: dict[str, str]) -> list[Token]:
-    """Split a formula (no leading '=') into tokens, references made relative to (row, col)."""
-    tokens: list[Token] = []
-    for m in _TOKEN.finditer(formula):
-        kind = m.lastgroup
-        if kind == "ws":
-            continue
-        if kind != "ref":
-            tokens.append((kind, m.group()))
-            continue
-        sheet = m["sheet"]
-        canon = _canonical_sheet(sheet, titles) if sheet else None
-        c, r = _column_number(m["col"]), int(m["row"])
-        cabs, rabs = bool(m["cabs"]), bool(m["rabs"])
-        ref = Ref(
-            None if canon == own else canon,
-            sheet + "!" if sheet else "",
-            cabs,
-            c if cabs else c - col,
-            rabs,
-            r if rabs else r - row,
-        )
-        tokens.append(("ref", ref))
-    return tokens
-
-
-def relative_key(tokens: list[Token]) -> tuple:
-    """What must be equal for two cells to hold the same formula: refs as offsets, names
-    upper-cased, sheet names canonical, numbers by value, spaces and quoting ignored."""
-    key: list[Any] = []
-    for kind, value in tokens:
-        if kind == "ref":
-            key.append(value._replace(prefix=""))
-        elif kind == "num":
-            key.append(float(value))
-        else:
-            key.append(value.upper() if kind == "name" else value)
-    return tuple(key)
-
-
-_MAX_COLUMN = 16384  # XFD
-
-
-class Template(NamedTuple):
-    """A formula as a str.format pattern for one column: field i is the row plus offsets[i]."""
-
-    pattern: str
-    offsets: tuple[int, ...]  # distinct row offsets of the relative references
-
-    def render(self, row: int) -> str:
-        return self.pattern.format(*[row + d for d in self.offsets])
-
-    def render_rows(self, first: int, n: int) -> list[str]:
-        """render(first), render(first + 1), … for n rows, in C (map over ranges)."""
-        if not self.offsets:
-            return [self.pattern] * n
-        return list(
-            map(self.pattern.format, *[range(first + d, first + d + n) for d in self.offsets])
-        )
-
-
-def template(tokens: list[Token], col: int) -> Template:
-    """The tokens, as written, ready to be rendered in any row of column `col`."""
-    parts: list[str] = []
-    offsets: list[int] = []
-    for kind, value in tokens:
-        if kind != "ref":
-            parts.append(value.replace("{", "{{").replace("}", "}}"))
-            continue
-        ref: Ref = value
-        number = ref.col if ref.col_abs else col + ref.col
-        if not 1 <= number <= _MAX_COLUMN:
-            parts.append("#REF!")  # what Excel shows for a reference moved off the sheet
-            continue
-        letters = get_column_letter(number)
-        text = ref.prefix.replace("{", "{{").replace("}", "}}")
-        text += ("$" if ref.col_abs else "") + letters
-        if ref.row_abs:
-            text += f"${ref.row}"
-        else:
-            if ref.row not in offsets:
-                offsets.append(ref.row)
-            text += "{" + str(offsets.index(ref.row)) + "}"
-        parts.append(text)
-    return Template("".join(parts), tuple(offsets))
-
-
-def render(tokens: list[Token], row: int, col: int) -> str:
-    """A1 text of a (relative) formula placed in (row, col); spaces are not kept."""
-    return template(tokens, col).render(row)
-
-
-# ---------------------------------------------------------------------------------------------
-# Formulas compiled to NumPy
-
-
-class Unsupported(Exception):
-    """A formula outside the arithmetic the network needs: + - * / ^ ( ) numbers EXP."""
-
-
-class _Compiler:
-    """Excel-precedence recursive descent to a fully parenthesised NumPy expression.
-
-    Excel binds unary minus tighter than ^ (-2^2 = 4) and evaluates ^ left to right, unlike
-    Python, so the output is parenthesised explicitly rather than translated token by token.
-    """
-
-    def __init__(self, tokens: list[Token], resolve) -> None:  # type: ignore[no-untyped-def]
-        self.tokens = tokens
-        self.pos = 0
-        self.resolve = resolve
-
-    def peek(self) -> Token | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
-
-    def take(self, text: str) -> bool:
-        token = self.peek()
-        if token is not None and token[0] == "op" and token[1] == text:
-            self.pos += 1
-            return True
-        return False
-
-    def compile(self) -> str:
-        self.take("=")  # as typed; the file's XML has none
-        expr = self.sum()
-        if self.peek() is not None:
-            raise Unsupported(f"unexpected {self.peek()[1]!r}")
-        return expr
-
-    def sum(self) -> str:
-        expr = self.product()
-        while True:
-            for op in "+-":
-                if self.take(op):
-                    expr = f"({expr} {op} {self.product()})"
-                    break
-            else:
-                return expr
-
-    def product(self) -> str:
-        expr = self.power()
-        while True:
-            for op in "*/":
-                if self.take(op):
-                    expr = f"({expr} {op} {self.power()})"
-                    break
-            else:
-                return expr
-
-    def power(self) -> str:
-        expr = self.unary()
-        while self.take("^"):
-            expr = f"({expr} ** {self.unary()})"
-        return expr
-
-    def unary(self) -> str:
-        if self.take("-"):
-            return f"(-{self.unary()})"
-        if self.take("+"):
-            return self.unary()
-        return self.primary()
-
-    def primary(self) -> str:
-        token = self.peek()
-        if token is None:
-            raise Unsupported("formula ends too early")
-        kind, value = token
-        self.pos += 1
-        if kind == "num":
-            return repr(float(value))
-        if kind == "ref":
-            return self.resolve(value)
-        if kind == "name" and value.upper() == "EXP" and self.take("("):
-            arg = self.sum()
-            if not self.take(")"):
-                raise Unsupported("EXP( without )")
-            return f"np.exp({arg})"
-        if kind == "op" and value == "(":
-            expr = self.sum()
-            if not self.take(")"):
-                raise Unsupported("( without )")
-            return expr
-        raise Unsupported(f"{value!r} is not allowed (only + - * / ^ ( ) numbers EXP)")
-
-
-def compile_formula(tokens: list[Token], row: int, col: int, first: bool) -> tuple[str, set[str]]:
-    """NumPy source of a formula in (row, col) of an LR sheet, and the same-row keys it reads.
-
-    References map to variables through the layout: this row → cur[key], the row above →
-    prev[key], Setup's value cells → setup[name], the sheet's η cell → eta. Anything else (other
-    cells, ranges, functions other than EXP) raises Unsupported.
-    """
-    same_row: set[str] = set()
-
-    def resolve(ref: Ref) -> str:
-        r = ref.row if ref.row_abs else row + ref.row
-        c = ref.col if ref.col_abs else col + ref.col
-        if not (1 <= c <= _MAX_COLUMN and r >= 1):
-            raise Unsupported("a reference off the sheet (#REF!)")
-        where = f"{ref.prefix}{get_column_letter(c)}{r}"
-        if ref.sheet == layout.SETUP_SHEET:
-            name = _SETUP_NAME_AT_ROW.get(r)
-            if c != _SETUP_VALUE_COL or name is None:
-                raise Unsupported(f"{where} is not a Setup value cell")
-            if not (ref.row_abs or first):
-                raise Unsupported(f"{where} moves down the column (write ${r})")
-            return f"setup[{name!r}]"
-        if ref.sheet is not None:
-            raise Unsupported(f"{where} is on another sheet")
-        if (r, c) == (_ETA_ROW, _ETA_COL):
-            if not (ref.row_abs or first):
-                raise Unsupported(f"{where} moves down the column (write the η cell absolute)")
-            return "eta"
-        if c > NCOL or (ref.row_abs and not first):
-            raise Unsupported(f"{where} is not a cell of this or the previous iteration")
-        key = KEYS[c - 1]
-        if r == row:
-            same_row.add(key)
-            return f"cur[{key!r}]"
-        if r == row - 1 and not first:
-            return f"prev[{key!r}]"
-        raise Unsupported(f"{where} is not a cell of this or the previous iteration")
-
-    return _Compiler(tokens, resolve).compile(), same_row
-
-
 def _random_inputs(rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Changed inputs that separate every pair of quantities: t1 ≠ t2, i1 ≠ i2, all w distinct."""
     n = INPUT_SETS
@@ -533,158 +257,6 @@ def _reference_rows(start: dict[str, np.ndarray], eta: np.ndarray) -> list[dict[
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading the package
-
-
-class Cell(NamedTuple):
-    formula: str | None
-    value: str | None  # text of the cached value (shared strings resolved); None if none
-    type: str  # the cell's t attribute: "n", "s", "str", "b", "e", "inlineStr"
-
-
-class Package:
-    """An xlsx file opened for reading: sheet titles, their XML parts, the shared strings."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
-            raise BpxlError(f"cannot read {path}: no such file")
-        if not self.path.is_file():
-            raise BpxlError(f"cannot read {path}: not a file")
-        try:
-            self.zip = zipfile.ZipFile(self.path)
-        except zipfile.BadZipFile:
-            raise BpxlError(
-                f"cannot read {path}: not an xlsx workbook (not a zip package)"
-            ) from None
-        except OSError as exc:
-            raise BpxlError(f"cannot read {path}: {exc.strerror or exc}") from None
-        try:
-            self.parts = self._sheet_parts()
-            self.strings = self._shared_strings()
-        except (KeyError, etree.XMLSyntaxError, zipfile.BadZipFile, OSError) as exc:
-            raise BpxlError(f"cannot read {path}: not an xlsx workbook ({exc})") from None
-        self.titles = {t.casefold(): t for t in self.parts}
-
-    def close(self) -> None:
-        self.zip.close()
-
-    def _xml(self, name: str) -> etree._Element:
-        return etree.fromstring(self.zip.read(name), etree.XMLParser(resolve_entities=False))
-
-    def _rels(self, part: str) -> dict[str, tuple[str, str]]:
-        """Relationship id → (type, part name) for `part`."""
-        folder, base = posixpath.split(part)
-        rels_name = posixpath.join(folder, "_rels", base + ".rels")
-        if rels_name not in self.zip.NameToInfo:
-            return {}
-        out = {}
-        for rel in self._xml(rels_name).iter(f"{{{_PKG_REL}}}Relationship"):
-            target = rel.get("Target", "")
-            name = target.lstrip("/") if target.startswith("/") else posixpath.join(folder, target)
-            out[rel.get("Id")] = (rel.get("Type", ""), posixpath.normpath(name))
-        return out
-
-    def _workbook_part(self) -> str:
-        for kind, name in self._rels("").values():
-            if kind.endswith("/officeDocument"):
-                return name
-        return "xl/workbook.xml"
-
-    def _sheet_parts(self) -> dict[str, str]:
-        self.workbook = self._workbook_part()
-        if self.workbook not in self.zip.NameToInfo:
-            raise KeyError("no workbook part")
-        rels = self._rels(self.workbook)
-        parts = {}
-        for sheet in self._xml(self.workbook).iter(f"{{{_MAIN}}}sheet"):
-            rid = sheet.get(f"{{{_REL}}}id")
-            if rid in rels and rels[rid][0].endswith("/worksheet"):
-                parts[sheet.get("name")] = rels[rid][1]
-        return parts
-
-    def _shared_strings(self) -> list[str]:
-        for kind, name in self._rels(self.workbook).values():
-            if kind.endswith("/sharedStrings") and name in self.zip.NameToInfo:
-                return ["".join(si.itertext(_T)) for si in self._xml(name).iter(f"{{{_MAIN}}}si")]
-        return []
-
-    def rows(self, title: str) -> Iterator[tuple[int, list[tuple[int, Cell]]]]:
-        """(row, [(column, cell), …]) of a sheet in one streaming pass, shared formulas expanded.
-
-        The hot loop of the verifier (1.9 M cells at 6 × 10,000 steps), hence written inline.
-        """
-        shared: dict[str, tuple[list[Token], dict[int, Template]]] = {}
-        strings = self.strings
-        with self.zip.open(self.parts[title]) as fh:
-            row = 0
-            for _, row_el in etree.iterparse(fh, events=("end",), tag=_ROW, huge_tree=True):
-                row = int(row_el.get("r") or row + 1)
-                col = 0
-                cells = []
-                for c in row_el:
-                    if c.tag != _C:
-                        continue
-                    ref = c.get("r")
-                    if ref:
-                        letters = ref.rstrip("0123456789")
-                        col = _column_number(letters)
-                    else:
-                        col += 1
-                    kind = c.get("t") or "n"
-                    formula = value = None
-                    for child in c:
-                        tag = child.tag
-                        if tag == _V:
-                            value = child.text or None
-                        elif tag == _F:
-                            formula = child.text or None
-                            if child.get("t") == "shared":
-                                formula = self._shared(
-                                    formula, child.get("si"), row, col, title, shared
-                                )
-                        elif tag == _IS:
-                            value = "".join(child.itertext(_T))
-                    if kind == "s" and value is not None:
-                        value = _shared_string(strings, value)
-                    cells.append((col, Cell(formula, value, kind)))
-                yield row, cells
-                row_el.clear()
-                while row_el.getprevious() is not None:
-                    del row_el.getparent()[0]
-
-    def _shared(self, text: str | None, si: str, row: int, col: int, title: str, shared: dict):  # type: ignore[no-untyped-def]
-        """Excel's shared formulas: the master holds the text, the others are its copies."""
-        if text is not None:  # the master
-            shared[si] = (tokenize(text, row, col, title, self.titles), {})
-            return text
-        if si not in shared:
-            return None
-        tokens, templates = shared[si]
-        if col not in templates:
-            templates[col] = template(tokens, col)
-        return templates[col].render(row)
-
-
-def _shared_string(strings: list[str], index: str) -> str | None:
-    """The text of a shared-string cell; None (no value) for an index the table lacks."""
-    try:
-        return strings[int(index)]
-    except (ValueError, IndexError):
-        return None
-
-
-def _number(cell: Cell | None) -> float | None:
-    """The cell's cached value as a float, or None if it has none or is not a number."""
-    if cell is None or cell.value is None or cell.type not in ("n", ""):
-        return None
-    try:
-        return float(cell.value)
-    except ValueError:
-        return None
-
-
-# ---------------------------------------------------------------------------------------------
 # One LR sheet
 
 
@@ -706,7 +278,7 @@ class LrSheet:
         return self.values.shape[0]
 
     def eta(self) -> float | None:
-        return _number(self.top.get((_ETA_ROW, _ETA_COL)))
+        return cell_number(self.top.get(_ETA))
 
 
 def read_lr_sheet(pkg: Package, title: str, with_formulas: bool = True) -> LrSheet:
@@ -798,7 +370,7 @@ def _a1(k: int, j: int) -> str:
 def check_structure(sheet: LrSheet, report: Report) -> bool:
     """η numeric and > 0, the header row exact, every data cell present. False: skip values."""
     ok = True
-    eta_cell = sheet.top.get((_ETA_ROW, _ETA_COL))
+    eta_cell = sheet.top.get(_ETA)
     eta = sheet.eta()
     if eta is None or not math.isfinite(eta) or eta <= 0:
         found = None if eta_cell is None else eta_cell.value
@@ -1074,7 +646,7 @@ def read_setup(cells: dict[tuple[int, int], Cell], report: Report) -> dict[str, 
     values: dict[str, float] = {}
     for name, row in layout.SETUP_ROW.items():
         cell = cells.get((row, _SETUP_VALUE_COL))
-        number = _number(cell)
+        number = cell_number(cell)
         if number is None or not math.isfinite(number):
             where = f"{layout.SETUP_VALUE_COLUMN}{row}"
             found = None if cell is None else cell.value
@@ -1108,9 +680,9 @@ def check_summary(
     titles = list(lr)
     steps = max((len(e) - 1 for _, e in lr.values() if e is not None), default=0)
     where = layout.SummaryLayout(len(titles), steps)
-    columns = {k: column_index_from_string(v) for k, v in layout.SUMMARY_COLUMNS.items()}
-    threshold_cell = cells.get(_cell_key(layout.THRESHOLD_CELL))
-    threshold = _number(threshold_cell)
+    columns = {k: column_number(v) for k, v in layout.SUMMARY_COLUMNS.items()}
+    threshold_cell = cells.get(cell_key(layout.THRESHOLD_CELL))
+    threshold = cell_number(threshold_cell)
     if threshold is None:
         found = threshold_cell and threshold_cell.value
         report.add(Finding(layout.SUMMARY_SHEET, layout.THRESHOLD_CELL, "threshold", None, found))
@@ -1141,7 +713,7 @@ def check_summary(
     for j, title in enumerate(order):
         e_total = lr[title][1]
         if e_total is not None:
-            col = column_index_from_string(where.lr_column(j))
+            col = column_number(where.lr_column(j))
             what = f"E_total of {title}"
             checked += _compare(cells, rows[: len(e_total)], col, e_total, what, report)
     checked += _compare(cells, rows, 1, np.arange(steps + 1.0), "iteration number", report)
@@ -1158,7 +730,7 @@ def _compare(
 ) -> int:
     """Compare a column of Error vs LR with NumPy; returns how many cells were compared."""
     found = [cells.get((row, col)) for row in rows]
-    got = np.array([math.nan if (x := _number(c)) is None else x for c in found])
+    got = np.array([math.nan if (x := cell_number(c)) is None else x for c in found])
     want = np.asarray(expected, dtype=np.float64)
     for i in np.flatnonzero(~_within(got, want, report)):
         cell = f"{get_column_letter(col)}{rows[i]}"
@@ -1181,7 +753,7 @@ def _check_first_below(
     surely, maybe = _first_below(e_total, threshold, report)
     never = len(e_total)
     cell = cells.get((row, col))
-    found: float | str | None = _number(cell)
+    found: float | str | None = cell_number(cell)
     if found is None and cell is not None and cell.value == layout.NEVER:
         found = never
     ok = isinstance(found, float | int) and found == int(found) and maybe <= found <= surely

@@ -16,8 +16,10 @@ from click.testing import CliRunner
 from backprop_xlsx import layout
 from backprop_xlsx.cli import cli
 from backprop_xlsx.config import default_values
-from backprop_xlsx.verify import Package, compile_formula, tokenize, verify_workbook
+from backprop_xlsx.formula import Unsupported, compile_formula, tokenize
+from backprop_xlsx.verify import verify_workbook
 from backprop_xlsx.writer import build_workbook
+from backprop_xlsx.xlsxread import Package
 
 ETAS = (0.5, 2.0)
 STEPS = 60
@@ -303,8 +305,6 @@ def test_compiler_follows_excel_precedence(formula: str, value: float) -> None:
 
 @pytest.mark.parametrize("formula", ["SUM(A5:B5)", "A5&B5", "A3", "A5>B5", "Other!A5", "B$5"])
 def test_compiler_rejects_what_the_network_does_not_need(formula: str) -> None:
-    from backprop_xlsx.verify import Unsupported
-
     tokens = tokenize(formula, 5, 1, SHEET, {"other": "Other"})
     with pytest.raises(Unsupported):
         compile_formula(tokens, 5, 1, first=False)

@@ -1,0 +1,297 @@
+"""The spreadsheet formula language, as far as the verifier needs it.
+
+A formula is tokenized with its references made relative to the cell it sits in, so that the
+cells of a column compare equal when they hold the same formula (`relative_key`); a `Template`
+renders it back into any row, fast enough for every row of a sheet and for Excel's shared
+formulas; `compile_formula` turns an LR sheet's formula into NumPy source, so that it can be
+run on inputs other than the sheet's own.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any, NamedTuple
+
+from openpyxl.utils import column_index_from_string, get_column_letter
+
+from . import layout
+
+_MAX_COLUMN = 16384  # XFD
+_CELL_REF = re.compile(r"([A-Za-z]+)(\d+)")
+
+
+@functools.cache
+def column_number(letters: str) -> int:
+    """Column number of `letters` ("AE" → 31), cached: called for every cell read."""
+    return column_index_from_string(letters.upper())
+
+
+def cell_key(a1: str) -> tuple[int, int]:
+    """(row, column) of an A1 cell name."""
+    m = _CELL_REF.fullmatch(a1)
+    return int(m[2]), column_number(m[1])
+
+
+_ETA = cell_key(layout.ETA_CELL)
+_SETUP_VALUE_COL = column_number(layout.SETUP_VALUE_COLUMN)
+_SETUP_NAME_AT_ROW = {row: name for name, row in layout.SETUP_ROW.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens, relative form, rendering
+
+
+class Ref(NamedTuple):
+    """A cell reference; `row`/`col` are absolute numbers where `*_abs`, else offsets."""
+
+    sheet: str | None  # canonical sheet title; None for the formula's own sheet
+    prefix: str  # the sheet prefix exactly as written ("'Setup'!"), for rendering
+    col_abs: bool
+    col: int
+    row_abs: bool
+    row: int
+
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<str>"(?:[^"]|"")*")
+  | (?P<ref>(?:(?P<sheet>'(?:[^']|'')+'|[A-Za-z_\\][\w.]*)!)?
+        (?P<cabs>\$?)(?P<col>[A-Za-z]{1,3})(?P<rabs>\$?)(?P<row>[0-9]+)(?![\w(.!:$]|:\$?[A-Za-z]))
+  | (?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[Ee][+-]?[0-9]+)?)
+  | (?P<name>[A-Za-z_\\][\w.]*)
+  | (?P<op>.)
+    """,
+    re.X | re.S,
+)
+
+Token = tuple[str, Any]  # ("ref", Ref) | ("num", text) | ("name", text) | ("op", text) | …
+
+
+def _canonical_sheet(written: str, titles: dict[str, str]) -> str:
+    name = written[1:-1].replace("''", "'") if written.startswith("'") else written
+    return titles.get(name.casefold(), name)
+
+
+def tokenize(formula: str, row: int, col: int, own: str, titles: dict[str, str]) -> list[Token]:
+    """Split a formula (no leading '=') into tokens, references made relative to (row, col)."""
+    tokens: list[Token] = []
+    for m in _TOKEN.finditer(formula):
+        kind = m.lastgroup
+        if kind == "ws":
+            continue
+        if kind != "ref":
+            tokens.append((kind, m.group()))
+            continue
+        sheet = m["sheet"]
+        canon = _canonical_sheet(sheet, titles) if sheet else None
+        c, r = column_number(m["col"]), int(m["row"])
+        cabs, rabs = bool(m["cabs"]), bool(m["rabs"])
+        ref = Ref(
+            None if canon == own else canon,
+            sheet + "!" if sheet else "",
+            cabs,
+            c if cabs else c - col,
+            rabs,
+            r if rabs else r - row,
+        )
+        tokens.append(("ref", ref))
+    return tokens
+
+
+def relative_key(tokens: list[Token]) -> tuple:
+    """What must be equal for two cells to hold the same formula: refs as offsets, names
+    upper-cased, sheet names canonical, numbers by value, spaces and quoting ignored."""
+    key: list[Any] = []
+    for kind, value in tokens:
+        if kind == "ref":
+            key.append(value._replace(prefix=""))
+        elif kind == "num":
+            key.append(float(value))
+        else:
+            key.append(value.upper() if kind == "name" else value)
+    return tuple(key)
+
+
+class Template(NamedTuple):
+    """A formula as a str.format pattern for one column: field i is the row plus offsets[i]."""
+
+    pattern: str
+    offsets: tuple[int, ...]  # distinct row offsets of the relative references
+
+    def render(self, row: int) -> str:
+        return self.pattern.format(*[row + d for d in self.offsets])
+
+    def render_rows(self, first: int, n: int) -> list[str]:
+        """render(first), render(first + 1), … for n rows, in C (map over ranges)."""
+        if not self.offsets:
+            return [self.pattern] * n
+        return list(
+            map(self.pattern.format, *[range(first + d, first + d + n) for d in self.offsets])
+        )
+
+
+def template(tokens: list[Token], col: int) -> Template:
+    """The tokens, as written, ready to be rendered in any row of column `col`."""
+    parts: list[str] = []
+    offsets: list[int] = []
+    for kind, value in tokens:
+        if kind != "ref":
+            parts.append(value.replace("{", "{{").replace("}", "}}"))
+            continue
+        ref: Ref = value
+        number = ref.col if ref.col_abs else col + ref.col
+        if not 1 <= number <= _MAX_COLUMN:
+            parts.append("#REF!")  # what Excel shows for a reference moved off the sheet
+            continue
+        letters = get_column_letter(number)
+        text = ref.prefix.replace("{", "{{").replace("}", "}}")
+        text += ("$" if ref.col_abs else "") + letters
+        if ref.row_abs:
+            text += f"${ref.row}"
+        else:
+            if ref.row not in offsets:
+                offsets.append(ref.row)
+            text += "{" + str(offsets.index(ref.row)) + "}"
+        parts.append(text)
+    return Template("".join(parts), tuple(offsets))
+
+
+def render(tokens: list[Token], row: int, col: int) -> str:
+    """A1 text of a (relative) formula placed in (row, col); spaces are not kept."""
+    return template(tokens, col).render(row)
+
+
+# ---------------------------------------------------------------------------------------------
+# Formulas compiled to NumPy
+
+
+class Unsupported(Exception):
+    """A formula outside the arithmetic the network needs: + - * / ^ ( ) numbers EXP."""
+
+
+class _Compiler:
+    """Excel-precedence recursive descent to a fully parenthesised NumPy expression.
+
+    Excel binds unary minus tighter than ^ (-2^2 = 4) and evaluates ^ left to right, unlike
+    Python, so the output is parenthesised explicitly rather than translated token by token.
+    """
+
+    def __init__(self, tokens: list[Token], resolve) -> None:  # type: ignore[no-untyped-def]
+        self.tokens = tokens
+        self.pos = 0
+        self.resolve = resolve
+
+    def peek(self) -> Token | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self, text: str) -> bool:
+        token = self.peek()
+        if token is not None and token[0] == "op" and token[1] == text:
+            self.pos += 1
+            return True
+        return False
+
+    def compile(self) -> str:
+        self.take("=")  # as typed; the file's XML has none
+        expr = self.sum()
+        if self.peek() is not None:
+            raise Unsupported(f"unexpected {self.peek()[1]!r}")
+        return expr
+
+    def sum(self) -> str:
+        expr = self.product()
+        while True:
+            for op in "+-":
+                if self.take(op):
+                    expr = f"({expr} {op} {self.product()})"
+                    break
+            else:
+                return expr
+
+    def product(self) -> str:
+        expr = self.power()
+        while True:
+            for op in "*/":
+                if self.take(op):
+                    expr = f"({expr} {op} {self.power()})"
+                    break
+            else:
+                return expr
+
+    def power(self) -> str:
+        expr = self.unary()
+        while self.take("^"):
+            expr = f"({expr} ** {self.unary()})"
+        return expr
+
+    def unary(self) -> str:
+        if self.take("-"):
+            return f"(-{self.unary()})"
+        if self.take("+"):
+            return self.unary()
+        return self.primary()
+
+    def primary(self) -> str:
+        token = self.peek()
+        if token is None:
+            raise Unsupported("formula ends too early")
+        kind, value = token
+        self.pos += 1
+        if kind == "num":
+            return repr(float(value))
+        if kind == "ref":
+            return self.resolve(value)
+        if kind == "name" and value.upper() == "EXP" and self.take("("):
+            arg = self.sum()
+            if not self.take(")"):
+                raise Unsupported("EXP( without )")
+            return f"np.exp({arg})"
+        if kind == "op" and value == "(":
+            expr = self.sum()
+            if not self.take(")"):
+                raise Unsupported("( without )")
+            return expr
+        raise Unsupported(f"{value!r} is not allowed (only + - * / ^ ( ) numbers EXP)")
+
+
+def compile_formula(tokens: list[Token], row: int, col: int, first: bool) -> tuple[str, set[str]]:
+    """NumPy source of a formula in (row, col) of an LR sheet, and the same-row keys it reads.
+
+    References map to variables through the layout: this row → cur[key], the row above →
+    prev[key], Setup's value cells → setup[name], the sheet's η cell → eta. Anything else (other
+    cells, ranges, functions other than EXP) raises Unsupported.
+    """
+    same_row: set[str] = set()
+
+    def resolve(ref: Ref) -> str:
+        r = ref.row if ref.row_abs else row + ref.row
+        c = ref.col if ref.col_abs else col + ref.col
+        if not (1 <= c <= _MAX_COLUMN and r >= 1):
+            raise Unsupported("a reference off the sheet (#REF!)")
+        where = f"{ref.prefix}{get_column_letter(c)}{r}"
+        if ref.sheet == layout.SETUP_SHEET:
+            name = _SETUP_NAME_AT_ROW.get(r)
+            if c != _SETUP_VALUE_COL or name is None:
+                raise Unsupported(f"{where} is not a Setup value cell")
+            if not (ref.row_abs or first):
+                raise Unsupported(f"{where} moves down the column (write ${r})")
+            return f"setup[{name!r}]"
+        if ref.sheet is not None:
+            raise Unsupported(f"{where} is on another sheet")
+        if (r, c) == _ETA:
+            if not (ref.row_abs or first):
+                raise Unsupported(f"{where} moves down the column (write the η cell absolute)")
+            return "eta"
+        if c > len(layout.COLUMNS) or (ref.row_abs and not first):
+            raise Unsupported(f"{where} is not a cell of this or the previous iteration")
+        key = layout.COLUMNS[c - 1].key
+        if r == row:
+            same_row.add(key)
+            return f"cur[{key!r}]"
+        if r == row - 1 and not first:
+            return f"prev[{key!r}]"
+        raise Unsupported(f"{where} is not a cell of this or the previous iteration")
+
+    return _Compiler(tokens, resolve).compile(), same_row
