@@ -47,10 +47,8 @@ from lxml import etree
 
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.fileio import atomic_output
+from backprop_xlsx.xlsxread import NS_MAIN, NS_PKG_REL, NS_R, rels_name, resolve_target
 
-NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-NS_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-NS_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
 NS_CT = "http://schemas.openxmlformats.org/package/2006/content-types"
 NS_STRICT = "http://purl.oclc.org/ooxml/spreadsheetml/main"
 
@@ -82,18 +80,6 @@ def _serialize(root: etree._Element) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\r\n' + etree.tostring(
         root, encoding="UTF-8"
     )
-
-
-def _rels_name(part: str) -> str:
-    folder, base = posixpath.split(part)
-    return posixpath.join(folder, "_rels", f"{base}.rels")
-
-
-def _resolve(source_part: str, target: str) -> str:
-    """Part name a relationship target points to (targets are relative to the source's folder)."""
-    if target.startswith("/"):
-        return posixpath.normpath(target[1:])
-    return posixpath.normpath(posixpath.join(posixpath.dirname(source_part), target))
 
 
 def _relative(source_part: str, part: str) -> str:
@@ -253,7 +239,7 @@ class _Package:
 
     def rels(self, part: str) -> list[_Rel]:
         """Relationships of `part` ("" for the package itself)."""
-        name = "_rels/.rels" if part == "" else _rels_name(part)
+        name = rels_name(part)
         if name not in self.data and name not in self._trees:
             return []
         return [
@@ -276,7 +262,7 @@ class _Package:
             for rel in self.rels(part):
                 if rel.external:
                     continue
-                target = _resolve(part, rel.target) if part else rel.target.lstrip("/")
+                target = resolve_target(part, rel.target) if part else rel.target.lstrip("/")
                 if target not in seen and target in self.data:
                     seen.add(target)
                     todo.append(target)
@@ -301,7 +287,7 @@ class _Package:
         wb = self.workbook_part()
         for rel in self.rels(wb):
             if rel.type == rel_type and not rel.external:
-                return _resolve(wb, rel.target)
+                return resolve_target(wb, rel.target)
         return None
 
     def sheets(self) -> list[_SheetRef]:
@@ -320,7 +306,7 @@ class _Package:
                     index=index,
                     element=el,
                     rel_id=rel_id,
-                    part=_resolve(wb, rel.target),
+                    part=resolve_target(wb, rel.target),
                     rel_type=rel.type,
                 )
             )
@@ -591,8 +577,9 @@ class _Transplant:
                     f"cannot transplant from {self.src.label}: {src_part} has a {kind} part, "
                     "which is not supported"
                 )
-            el.set("Target", _relative(dst_part, self._copy_part(_resolve(src_part, rel.target))))
-        self.dst.put_tree(_rels_name(dst_part), root)
+            copied = self._copy_part(resolve_target(src_part, rel.target))
+            el.set("Target", _relative(dst_part, copied))
+        self.dst.put_tree(rels_name(dst_part), root)
         return True
 
     # -- one sheet ---------------------------------------------------------------------------
@@ -622,7 +609,7 @@ class _Transplant:
             v.get("tabSelected") in ("1", "true") for v in old_root.iter(_m("sheetView"))
         )
         self.dst.put_tree(old.part, self._sheet_xml(sheet, keep_selected=selected))
-        self.dst.delete(_rels_name(old.part))
+        self.dst.delete(rels_name(old.part))
         self._copy_rels(sheet.part, old.part)
         if old.name != sheet.name:
             old.element.set("name", sheet.name)
@@ -636,7 +623,7 @@ class _Transplant:
         self.dst.set_content_type(part, self.src.content_type(sheet.part) or CT_WORKSHEET)
         self._copy_rels(sheet.part, part)
 
-        rels_part = _rels_name(self.dst_wb)
+        rels_part = rels_name(self.dst_wb)
         rels_root = self.dst.tree(rels_part)
         used_ids = {el.get("Id") for el in rels_root}
         k = len(used_ids) + 1
@@ -697,15 +684,15 @@ class _Transplant:
         live = self.dst.reachable([""])
         for part in sorted(self.orphans - live):
             self.dst.delete(part)
-            self.dst.delete(_rels_name(part))
+            self.dst.delete(rels_name(part))
             self.dst.drop_content_type(part)
         self.dst.flush()
 
     def _drop_calc_chain(self) -> None:
-        rels_part = _rels_name(self.dst_wb)
+        rels_part = rels_name(self.dst_wb)
         for el in self.dst.tree(rels_part).findall(f"{{{NS_PKG_REL}}}Relationship"):
             if el.get("Type") == RT_CALC_CHAIN:
-                part = _resolve(self.dst_wb, el.get("Target", ""))
+                part = resolve_target(self.dst_wb, el.get("Target", ""))
                 el.getparent().remove(el)
                 self.dst.touch(rels_part)
                 self.dst.delete(part)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import math
-import posixpath
 import re
 import shutil
 import tempfile
@@ -22,7 +21,6 @@ import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -38,6 +36,7 @@ from . import layout
 from .errors import BpxlError
 from .fileio import atomic_output
 from .network import PARAMS, train
+from .xlsxread import sheet_parts
 
 MEANING = {
     "i1": "input 1",
@@ -523,28 +522,10 @@ def _summary_bulk(titles: list[str], s: layout.SummaryLayout) -> _Bulk:
     return _Bulk(layout.SUMMARY_SHEET, first, s.iteration_row(s.steps), 1, tuple(cells))
 
 
-def _sheet_members(zin: zipfile.ZipFile) -> dict[str, str]:
-    """Sheet title → the zip member holding its XML, from the workbook and its relationships."""
-    ns = {
-        "m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
-        "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships",
-        "p": "http://schemas.openxmlformats.org/package/2006/relationships",
-    }
-    book = ElementTree.fromstring(zin.read("xl/workbook.xml"))  # openpyxl's own, trusted
-    rels = ElementTree.fromstring(zin.read("xl/_rels/workbook.xml.rels"))
-    targets = {rel.get("Id"): rel.get("Target") for rel in rels.iterfind("p:Relationship", ns)}
-    members = {}
-    for sheet in book.iterfind("m:sheets/m:sheet", ns):
-        target = targets[sheet.get(f"{{{ns['r']}}}id")]
-        member = target.lstrip("/") if target.startswith("/") else posixpath.join("xl", target)
-        members[sheet.get("name")] = posixpath.normpath(member)
-    return members
-
-
 def _save(template: bytes, path: Path, bulks: Sequence[_Bulk]) -> None:
     """Copy openpyxl's package to `path`, streaming the bulk rows into their sheets."""
     with zipfile.ZipFile(io.BytesIO(template)) as zin:
-        members = _sheet_members(zin)
+        _, members = sheet_parts(zin)
         by_member = {members[bulk.title]: bulk for bulk in bulks}
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as zout:
             for info in zin.infolist():

@@ -18,10 +18,70 @@ from lxml import etree
 from .errors import BpxlError
 from .formula import Template, Token, column_number, template, tokenize
 
-_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
-_C, _F, _V, _IS, _T, _ROW = (f"{{{_MAIN}}}{t}" for t in ("c", "f", "v", "is", "t", "row"))
+NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+NS_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+NS_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
+_C, _F, _V, _IS, _T, _ROW, _SI, _SHEET = (
+    f"{{{NS_MAIN}}}{t}" for t in ("c", "f", "v", "is", "t", "row", "si", "sheet")
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parts and relationships (shared with writer.py and package.py)
+
+
+def rels_name(part: str) -> str:
+    """The part holding `part`'s relationships; "" (the package itself) gives _rels/.rels."""
+    folder, base = posixpath.split(part)
+    return posixpath.join(folder, "_rels", f"{base}.rels")
+
+
+def resolve_target(source_part: str, target: str) -> str:
+    """The part a relationship target names: absolute, or relative to the source's folder."""
+    if target.startswith("/"):
+        return posixpath.normpath(target.lstrip("/"))
+    return posixpath.normpath(posixpath.join(posixpath.dirname(source_part), target))
+
+
+def _xml(zf: zipfile.ZipFile, name: str) -> etree._Element:
+    return etree.fromstring(zf.read(name), etree.XMLParser(resolve_entities=False))
+
+
+def part_rels(zf: zipfile.ZipFile, part: str) -> dict[str, tuple[str, str]]:
+    """Relationship id → (type, part name) of `part`; {} when it has no relationships."""
+    name = rels_name(part)
+    if name not in zf.NameToInfo:
+        return {}
+    return {
+        rel.get("Id"): (rel.get("Type", ""), resolve_target(part, rel.get("Target", "")))
+        for rel in _xml(zf, name).iter(f"{{{NS_PKG_REL}}}Relationship")
+    }
+
+
+def sheet_parts(zf: zipfile.ZipFile) -> tuple[str, dict[str, str]]:
+    """The workbook part, and sheet title → part of each worksheet, in workbook order.
+
+    Read from the package's relationships, xl/workbook.xml and its relationships: part names
+    are not fixed (LibreOffice and Excel name them differently). KeyError if there is no
+    workbook part.
+    """
+    workbook = next(
+        (name for kind, name in part_rels(zf, "").values() if kind.endswith("/officeDocument")),
+        "xl/workbook.xml",
+    )
+    if workbook not in zf.NameToInfo:
+        raise KeyError("no workbook part")
+    rels = part_rels(zf, workbook)
+    parts = {}
+    for sheet in _xml(zf, workbook).iter(_SHEET):
+        rid = sheet.get(f"{{{NS_R}}}id")
+        if rid in rels and rels[rid][0].endswith("/worksheet"):
+            parts[sheet.get("name")] = rels[rid][1]
+    return workbook, parts
+
+
+# ---------------------------------------------------------------------------------------------
+# Cells
 
 
 class Cell(NamedTuple):
@@ -48,7 +108,7 @@ class Package:
         except OSError as exc:
             raise BpxlError(f"cannot read {path}: {exc.strerror or exc}") from None
         try:
-            self.parts = self._sheet_parts()
+            self.workbook, self.parts = sheet_parts(self.zip)
             self.strings = self._shared_strings()
         except (KeyError, etree.XMLSyntaxError, zipfile.BadZipFile, OSError) as exc:
             raise BpxlError(f"cannot read {path}: not an xlsx workbook ({exc})") from None
@@ -57,44 +117,10 @@ class Package:
     def close(self) -> None:
         self.zip.close()
 
-    def _xml(self, name: str) -> etree._Element:
-        return etree.fromstring(self.zip.read(name), etree.XMLParser(resolve_entities=False))
-
-    def _rels(self, part: str) -> dict[str, tuple[str, str]]:
-        """Relationship id → (type, part name) for `part`."""
-        folder, base = posixpath.split(part)
-        rels_name = posixpath.join(folder, "_rels", base + ".rels")
-        if rels_name not in self.zip.NameToInfo:
-            return {}
-        out = {}
-        for rel in self._xml(rels_name).iter(f"{{{_PKG_REL}}}Relationship"):
-            target = rel.get("Target", "")
-            name = target.lstrip("/") if target.startswith("/") else posixpath.join(folder, target)
-            out[rel.get("Id")] = (rel.get("Type", ""), posixpath.normpath(name))
-        return out
-
-    def _workbook_part(self) -> str:
-        for kind, name in self._rels("").values():
-            if kind.endswith("/officeDocument"):
-                return name
-        return "xl/workbook.xml"
-
-    def _sheet_parts(self) -> dict[str, str]:
-        self.workbook = self._workbook_part()
-        if self.workbook not in self.zip.NameToInfo:
-            raise KeyError("no workbook part")
-        rels = self._rels(self.workbook)
-        parts = {}
-        for sheet in self._xml(self.workbook).iter(f"{{{_MAIN}}}sheet"):
-            rid = sheet.get(f"{{{_REL}}}id")
-            if rid in rels and rels[rid][0].endswith("/worksheet"):
-                parts[sheet.get("name")] = rels[rid][1]
-        return parts
-
     def _shared_strings(self) -> list[str]:
-        for kind, name in self._rels(self.workbook).values():
+        for kind, name in part_rels(self.zip, self.workbook).values():
             if kind.endswith("/sharedStrings") and name in self.zip.NameToInfo:
-                return ["".join(si.itertext(_T)) for si in self._xml(name).iter(f"{{{_MAIN}}}si")]
+                return ["".join(si.itertext(_T)) for si in _xml(self.zip, name).iter(_SI)]
         return []
 
     def rows(self, title: str) -> Iterator[tuple[int, list[tuple[int, Cell]]]]:
