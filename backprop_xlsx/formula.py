@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from openpyxl.utils import column_index_from_string, get_column_letter
@@ -178,7 +179,7 @@ class _Compiler:
     Python, so the output is parenthesised explicitly rather than translated token by token.
     """
 
-    def __init__(self, tokens: list[Token], resolve) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tokens: list[Token], resolve: Callable[[Ref], str]) -> None:
         self.tokens = tokens
         self.pos = 0
         self.resolve = resolve
@@ -200,31 +201,25 @@ class _Compiler:
             raise Unsupported(f"unexpected {self.peek()[1]!r}")
         return expr
 
-    def sum(self) -> str:
-        expr = self.product()
+    def _left_to_right(self, ops: dict[str, str], operand: Callable[[], str]) -> str:
+        """operand (op operand)*, grouped from the left; `ops` maps Excel's operator to Python's."""
+        expr = operand()
         while True:
-            for op in "+-":
+            for op, python in ops.items():
                 if self.take(op):
-                    expr = f"({expr} {op} {self.product()})"
+                    expr = f"({expr} {python} {operand()})"
                     break
             else:
                 return expr
+
+    def sum(self) -> str:
+        return self._left_to_right({"+": "+", "-": "-"}, self.product)
 
     def product(self) -> str:
-        expr = self.power()
-        while True:
-            for op in "*/":
-                if self.take(op):
-                    expr = f"({expr} {op} {self.power()})"
-                    break
-            else:
-                return expr
+        return self._left_to_right({"*": "*", "/": "/"}, self.power)
 
     def power(self) -> str:
-        expr = self.unary()
-        while self.take("^"):
-            expr = f"({expr} ** {self.unary()})"
-        return expr
+        return self._left_to_right({"^": "**"}, self.unary)
 
     def unary(self) -> str:
         if self.take("-"):
