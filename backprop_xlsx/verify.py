@@ -65,14 +65,6 @@ _ETA = cell_key(layout.ETA_CELL)
 _SETUP_VALUE_COL = column_number(layout.SETUP_VALUE_COLUMN)
 
 
-def _no_values_message(path: Path) -> str:
-    return (
-        f"{path} has no computed values to check and LibreOffice is not installed: install "
-        "LibreOffice, or open and save the workbook in Excel or LibreOffice, or build it with "
-        "`bpxl build --recalc`"
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # The report
 
@@ -230,30 +222,6 @@ class Report:
             if self.findings_total > SHOWN:
                 lines.append(f"  … and {self.findings_total - SHOWN:,} more")
         return "\n".join(lines)
-
-
-def _random_inputs(rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Changed inputs that separate every pair of quantities: t1 ≠ t2, i1 ≠ i2, all w distinct."""
-    n = INPUT_SETS
-    start = {
-        "i1": rng.uniform(-1.0, 1.0, n),
-        "i2": rng.uniform(-1.0, 1.0, n),
-        "t1": rng.uniform(0.05, 0.95, n),
-        "t2": rng.uniform(0.05, 0.95, n),
-    }
-    start |= {w: rng.uniform(-2.0, 2.0, n) for w in network.WEIGHTS}
-    return start, rng.uniform(0.05, 3.0, n)
-
-
-def _reference_rows(start: dict[str, np.ndarray], eta: np.ndarray) -> list[dict[str, np.ndarray]]:
-    """Every quantity of the first ITERATIONS iterations, computed by network.py."""
-    rows = []
-    p: dict[str, np.ndarray] = dict(start)
-    for _ in range(ITERATIONS):
-        row = network.forward_backward(p)
-        rows.append(row)
-        p = network.gradient_step(row, row, eta)
-    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,6 +461,30 @@ def _column_formula(
                 )
             )
     return main_tokens, main_k
+
+
+def _random_inputs(rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Changed inputs that separate every pair of quantities: t1 ≠ t2, i1 ≠ i2, all w distinct."""
+    n = INPUT_SETS
+    start = {
+        "i1": rng.uniform(-1.0, 1.0, n),
+        "i2": rng.uniform(-1.0, 1.0, n),
+        "t1": rng.uniform(0.05, 0.95, n),
+        "t2": rng.uniform(0.05, 0.95, n),
+    }
+    start |= {w: rng.uniform(-2.0, 2.0, n) for w in network.WEIGHTS}
+    return start, rng.uniform(0.05, 3.0, n)
+
+
+def _reference_rows(start: dict[str, np.ndarray], eta: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Every quantity of the first ITERATIONS iterations, computed by network.py."""
+    rows = []
+    p: dict[str, np.ndarray] = dict(start)
+    for _ in range(ITERATIONS):
+        row = network.forward_backward(p)
+        rows.append(row)
+        p = network.gradient_step(row, row, eta)
+    return rows
 
 
 def _changed_inputs(
@@ -770,10 +762,6 @@ def _check_first_below(
         )
 
 
-def _sheet_cells(pkg: Package, title: str) -> dict[tuple[int, int], Cell]:
-    return {(row, col): cell for row, cells in pkg.rows(title) for col, cell in cells}
-
-
 # ---------------------------------------------------------------------------------------------
 # The whole workbook
 
@@ -812,11 +800,9 @@ def verify_workbook(
             compiled[title] = check_formulas(sheet, report, rng, pkg.titles)
             sheet.formulas = []  # the biggest part; not needed any more
             sheets.append(sheet)
-        setup_cells = (
-            _sheet_cells(pkg, layout.SETUP_SHEET) if layout.SETUP_SHEET in pkg.parts else None
-        )
+        setup_cells = pkg.cells(layout.SETUP_SHEET) if layout.SETUP_SHEET in pkg.parts else None
         summary_cells = (
-            _sheet_cells(pkg, layout.SUMMARY_SHEET) if layout.SUMMARY_SHEET in pkg.parts else None
+            pkg.cells(layout.SUMMARY_SHEET) if layout.SUMMARY_SHEET in pkg.parts else None
         )
         report.engine = _choose_engine(path, engine, sheets, report)
         if report.engine == "libreoffice":
@@ -870,7 +856,11 @@ def _choose_engine(path: Path, engine: str, sheets: list[LrSheet], report: Repor
     from .libreoffice import find_soffice
 
     if find_soffice() is None:
-        raise BpxlError(_no_values_message(path))
+        raise BpxlError(
+            f"{path} has no computed values to check and LibreOffice is not installed: install "
+            "LibreOffice, or open and save the workbook in Excel or LibreOffice, or build it with "
+            "`bpxl build --recalc`"
+        )
     return "libreoffice"
 
 
@@ -900,9 +890,9 @@ def _recalculated(
                         **{kj: v for kj, v in fresh.odd_values.items() if computed[kj]},
                     }
             if setup_cells is not None:
-                setup_cells = _merge(setup_cells, _sheet_cells(pkg, layout.SETUP_SHEET))
+                setup_cells = _merge(setup_cells, pkg.cells(layout.SETUP_SHEET))
             if summary_cells is not None and layout.SUMMARY_SHEET in pkg.parts:
-                summary_cells = _merge(summary_cells, _sheet_cells(pkg, layout.SUMMARY_SHEET))
+                summary_cells = _merge(summary_cells, pkg.cells(layout.SUMMARY_SHEET))
         finally:
             pkg.close()
     return setup_cells, summary_cells

@@ -167,6 +167,10 @@ class Package:
                 while row_el.getprevious() is not None:
                     del row_el.getparent()[0]
 
+    def cells(self, title: str) -> dict[tuple[int, int], Cell]:
+        """Every cell of a sheet by (row, column), for the small sheets read whole."""
+        return {(row, col): cell for row, cells in self.rows(title) for col, cell in cells}
+
     def _shared(self, text: str | None, si: str, row: int, col: int, title: str, shared: dict):  # type: ignore[no-untyped-def]
         """Excel's shared formulas: the master holds the text, the others are its copies."""
         if text is not None:  # the master
