@@ -225,6 +225,15 @@ def _header(ws: Worksheet, row: int, labels: Sequence[str], first_column: int = 
         cell.fill, cell.border, cell.alignment = HEADER_FILL, HEADER_BORDER, CENTER
 
 
+def _lr_entry(ws: Worksheet, row: int, columns: Sequence[str], title: str, steps: int) -> None:
+    """η | sheet | final E_total of one LR sheet, live: on Setup and on Error vs LR alike."""
+    eta_col, sheet_col, final_col = columns
+    ws[f"{eta_col}{row}"] = layout.eta_ref(title)
+    _sheet_link(ws, f"{sheet_col}{row}", title)
+    ws[f"{final_col}{row}"] = layout.final_e_total_ref(title, steps)
+    ws[f"{final_col}{row}"].number_format = layout.COLUMN["E_total"].number_format
+
+
 def _page_setup(ws: Worksheet, areas: list[str], pages_wide: int, title_rows: str | None) -> None:
     """Landscape A4, scaled to `pages_wide` pages across, each print area on its own pages."""
     ws.page_setup.orientation = "landscape"
@@ -307,15 +316,10 @@ def _fill_setup(ws: Worksheet, values: Mapping[str, float], titles: list[str], s
         cell.fill = INPUT_FILL
         _text(ws, f"C{row}", MEANING[name])
 
-    eta_col, sheet_col, final_col = layout.SETUP_LR_COLUMNS
-    first = column_index_from_string(eta_col)
+    first = column_index_from_string(layout.SETUP_LR_COLUMNS[0])
     _header(ws, layout.SETUP_LR_HEADER_ROW, ["η", "sheet", "final E_total"], first)
     for j, title in enumerate(titles):
-        row = layout.setup_lr_row(j)
-        ws[f"{eta_col}{row}"] = layout.eta_ref(title)
-        _sheet_link(ws, f"{sheet_col}{row}", title)
-        ws[f"{final_col}{row}"] = layout.final_e_total_ref(title, steps)
-        ws[f"{final_col}{row}"].number_format = layout.COLUMN["E_total"].number_format
+        _lr_entry(ws, layout.setup_lr_row(j), layout.SETUP_LR_COLUMNS, title, steps)
 
     row = layout.SETUP_EQUATIONS_ROW
     for text, heading in EQUATIONS:
@@ -405,10 +409,7 @@ def _fill_summary(
     e_format = layout.COLUMN["E_total"].number_format
     for j, title in enumerate(titles):
         row = s.lr_row(j)
-        ws[f"{cols['eta']}{row}"] = layout.eta_ref(title)
-        _sheet_link(ws, f"{cols['sheet']}{row}", title)
-        ws[f"{cols['final']}{row}"] = layout.final_e_total_ref(title, s.steps)
-        ws[f"{cols['final']}{row}"].number_format = e_format
+        _lr_entry(ws, row, (cols["eta"], cols["sheet"], cols["final"]), title, s.steps)
         first_below = f"{cols['first_below']}{row}"
         ws[first_below] = ArrayFormula(first_below, s.first_below_formula(j))
         ws[first_below].alignment = Alignment(horizontal="right")
