@@ -145,10 +145,10 @@ class Column:
         pattern = self._patterns[0 if row == FIRST_ROW else 1]
         return pattern.format(r=row, p=row - 1)
 
-    def pattern(self, first: bool = False) -> str:
+    def pattern(self) -> str:
         """`formula` as a str.format pattern ({r} this row, {p} the row above), for bulk writing:
         pattern().format(r=row, p=row - 1) == formula(row) for every row after FIRST_ROW."""
-        return self._patterns[0 if first else 1]
+        return self._patterns[1]
 
 
 COLUMNS: tuple[Column, ...] = tuple(
