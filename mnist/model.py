@@ -19,25 +19,26 @@ def conv_bn(c_in: int, c_out: int, size: int = 3, relu: bool = True) -> nn.Seque
 
 
 class Net(nn.Module):
-    """Ours: 7,568 parameters, 0.96 M multiply-adds per image.
+    """Ours: 11,672 parameters, 1.37 M multiply-adds per image.
 
-    Two convs at full resolution (8 and 12 channels: few, because every channel there costs
-    576-676 multiply-adds per weight), one max-pool, then three 16-channel convs on 12→10→8→6
-    pixels where channels are cheap. A 1×1 conv maps to 10 class maps and global average pooling
-    turns them into logits, so there is no dense layer to pay for. No dropout: at this size the
-    net underfits, and the random affine augmentation is regularisation enough.
+    Two convs at full resolution (8 and 16 channels: few, because every weight there costs
+    576-676 multiply-adds), one max-pool, then three 20-channel convs on 12→10→8→6 pixels where
+    channels are cheap. A 1×1 conv maps to 10 class maps and global average pooling turns them
+    into logits, so there is no dense layer to pay for. No dropout: at this size the net
+    underfits, and the random affine augmentation is regularisation enough. (A 7,568-parameter
+    version, 8→12 and 16 channels, ended at 99.39-99.49% over six seeds: too close to 99.4%.)
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
             conv_bn(1, 8),  # 26×26
-            conv_bn(8, 12),  # 24×24
+            conv_bn(8, 16),  # 24×24
             nn.MaxPool2d(2),  # 12×12
-            conv_bn(12, 16),  # 10×10
-            conv_bn(16, 16),  # 8×8
-            conv_bn(16, 16),  # 6×6
-            nn.Conv2d(16, 10, 1, bias=False),
+            conv_bn(16, 20),  # 10×10
+            conv_bn(20, 20),  # 8×8
+            conv_bn(20, 20),  # 6×6
+            nn.Conv2d(20, 10, 1, bias=False),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
