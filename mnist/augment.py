@@ -22,12 +22,13 @@ def random_affine(
     degrees: float = 0.0,
     translate: float = 0.0,
     scale: tuple[float, float] = (1.0, 1.0),
-    p: float = 1.0,
+    scale_p: float = 1.0,
 ) -> torch.Tensor:
     """Rotate by ±`degrees`, shift by ±`translate` of the size, zoom by `scale`, each image its own.
 
-    Only a fraction `p` of the images is transformed (the others get the identity). The area
-    uncovered at the borders is filled with black, as torchvision's transforms do.
+    Only a fraction `scale_p` of the images is zoomed (rotation and zoom about the centre commute,
+    so one warp does both). The area uncovered at the borders is filled with black, as
+    torchvision's transforms do.
     """
     n = x.shape[0]
 
@@ -38,16 +39,15 @@ def random_affine(
     angle = uniform(-degrees, degrees) * (math.pi / 180)
     zoom = uniform(*scale)
     shift = uniform(-translate, translate), uniform(-translate, translate)
-    keep = torch.rand(n, generator=generator, device=x.device, dtype=x.dtype) >= p
-    angle = angle.masked_fill(keep, 0.0)
-    zoom = zoom.masked_fill(keep, 1.0)
+    unzoomed = torch.rand(n, generator=generator, device=x.device, dtype=x.dtype) >= scale_p
+    zoom = zoom.masked_fill(unzoomed, 1.0)
     # affine_grid maps output coordinates to input ones, so the inverse transform goes in:
     # output point q samples the input at R·q/z, so z > 1 enlarges; (-1, 1) spans the image: 2·t.
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack(
         [
-            torch.stack([cos, -sin, (2 * shift[0]).masked_fill(keep, 0.0)], dim=1),
-            torch.stack([sin, cos, (2 * shift[1]).masked_fill(keep, 0.0)], dim=1),
+            torch.stack([cos, -sin, 2 * shift[0]], dim=1),
+            torch.stack([sin, cos, 2 * shift[1]], dim=1),
         ],
         dim=1,
     )

@@ -111,11 +111,18 @@ def misclassified_png(
         img.save(tmp, format="PNG")
 
 
-def _panel(draw, box, xs, series, title, fmt):
-    """One line chart in `box` = (left, top, right, bottom): axes, ticks, lines, legend."""
+def _panel(draw, box, xs, series, title, fmt, floor=None, ceiling=None, legend_low=False):
+    """One line chart in `box` = (left, top, right, bottom): axes, ticks, lines, legend.
+
+    `floor`/`ceiling` cut the y range so the first epoch does not squash the ones that matter;
+    points beyond them are drawn on the edge.
+    """
     left, top, right, bottom = box
     values = [v for _, vs, _ in series for v in vs]
     lo, hi = min(values), max(values)
+    lo = max(lo, floor) if floor is not None and floor < hi else lo
+    hi = min(hi, ceiling) if ceiling is not None and ceiling > lo else hi
+    clip_lo, clip_hi = lo, hi
     if hi - lo < 1e-9:
         lo, hi = lo - 1, hi + 1
     pad = (hi - lo) * 0.05
@@ -123,13 +130,22 @@ def _panel(draw, box, xs, series, title, fmt):
     x0, x1 = min(xs), max(max(xs), min(xs) + 1)
 
     def at(x, v):
+        v = min(max(v, clip_lo), clip_hi)
         return (
             left + (x - x0) / (x1 - x0) * (right - left),
             bottom - (v - lo) / (hi - lo) * (bottom - top),
         )
 
     small = _font(11)
-    draw.text((left, top - 22), title, fill="black", font=_font(14))
+    off = [
+        f"{name} {fmt.format(v)} at epoch {x}"
+        for name, vs, _ in series
+        for x, v in zip(xs, vs, strict=True)
+        if not clip_lo <= v <= clip_hi
+    ]
+    if off:
+        title += " (drawn on the edge: " + ", ".join(off[:3]) + ")"
+    draw.text((left, top - 22), title, fill="black", font=_font(14 if not off else 12))
     draw.rectangle(box, outline="black")
     for k in range(6):
         v = lo + (hi - lo) * k / 5
@@ -149,10 +165,9 @@ def _panel(draw, box, xs, series, title, fmt):
             draw.line(points, fill=colour, width=2)
         for px, py in points:
             draw.ellipse((px - 2.5, py - 2.5, px + 2.5, py + 2.5), fill=colour)
-        draw.line(
-            (right - 110, top + 12 + 16 * k, right - 90, top + 12 + 16 * k), fill=colour, width=2
-        )
-        draw.text((right - 85, top + 12 + 16 * k), name, fill="black", font=small, anchor="lm")
+        ly = (bottom - 16 * len(series) - 4 if legend_low else top + 12) + 16 * k
+        draw.line((right - 110, ly, right - 90, ly), fill=colour, width=2)
+        draw.text((right - 85, ly), name, fill="black", font=small, anchor="lm")
 
 
 def curves_png(metrics: dict, path: Path) -> None:
@@ -182,6 +197,8 @@ def curves_png(metrics: dict, path: Path) -> None:
         ],
         "accuracy (%)",
         "{:.2f}",
+        floor=97.0,
+        legend_low=True,
     )
     _panel(
         draw,
@@ -193,6 +210,7 @@ def curves_png(metrics: dict, path: Path) -> None:
         ],
         "loss (mean NLL)",
         "{:.3f}",
+        ceiling=0.12,
     )
     with atomic_output(path) as tmp:
         img.save(tmp, format="PNG")

@@ -82,10 +82,9 @@ def augment_affine(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 def augment_seed(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """The baseline's RandomApply(CenterCrop(22), p=0.1) → Resize(28) → RandomRotation(±5°).
 
-    Batched: CenterCrop(22) then Resize(28) is a zoom by 28/22 about the centre.
+    Batched: CenterCrop(22) then Resize(28) is a zoom by 28/22 about the centre, in the same warp.
     """
-    x = random_affine(x, g, scale=(28 / 22, 28 / 22), p=0.1)
-    return random_affine(x, g, degrees=5)
+    return random_affine(x, g, degrees=5, scale=(28 / 22, 28 / 22), scale_p=0.1)
 
 
 AUGMENTS: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = {

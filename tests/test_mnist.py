@@ -150,8 +150,11 @@ def test_random_affine_is_seeded_per_sample_and_keeps_background() -> None:
     assert torch.equal(a, b)
     assert not torch.allclose(a[0], a[1])  # each image its own transform
     assert torch.allclose(a[:, :, 0, 0], x[:, :, 0, 0], atol=1e-5)  # corners stay black
-    same = random_affine(x, torch.Generator().manual_seed(0), degrees=15, p=0.0)
-    assert torch.allclose(same, x, atol=1e-5)
+    same = random_affine(x, torch.Generator().manual_seed(0), scale=(2.0, 2.0), scale_p=0.0)
+    assert torch.allclose(same, x, atol=1e-5)  # no rotation, no shift, zoom for nobody
+    zoomed = random_affine(x, torch.Generator().manual_seed(0), scale=(2.0, 2.0))
+    grown = ((zoomed > 1.0).sum() / (x > 1.0).sum()).item()
+    assert 3.5 < grown < 4.5  # twice as wide and twice as high, up to bilinear edges
 
 
 # ---- training CLI
