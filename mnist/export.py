@@ -2,9 +2,12 @@
 
 Every file is written to a temporary file in its folder and renamed over the target, so an
 interrupted run leaves the previous complete file, never half of one. Also a CLI to put a finished
-run's metrics into a workbook without retraining:
+run's metrics into a workbook, or to redraw its pictures, without retraining:
 
     python -m mnist.export --metrics outputs/mnist_metrics.json --workbook outputs/backprop.xlsx
+    python -m mnist.export --curves outputs/mnist_curves.png \\
+        --checkpoint outputs/checkpoints/mnist_last.pt \\
+        --misclassified outputs/mnist_misclassified.png
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import sys
 import tempfile
 import zipfile
@@ -70,11 +74,28 @@ def load_checkpoint(path: Path) -> dict:
         ) from exc
 
 
-# ---- pictures
-def _font(size: int):
-    from PIL import ImageFont
+# ---- pictures (matplotlib's object API on the Agg canvas: no pyplot, no global backend)
+TARGET = 99.4  # the accuracy the project promises, drawn as a dashed line
+BLUE, ORANGE = "#1f77b4", "#ff7f0e"
 
-    return ImageFont.load_default(size=size)
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: Path, title: str) -> None:
+    """Atomically, as PNG, with `title` also in the file's Title text chunk."""
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Title": title, "Software": "bpxl mnist"})
+
+
+def wrong_title(n_wrong: int, total: int, epoch: int) -> str:
+    return f"{n_wrong:,} of {total:,} wrong after epoch {epoch}"
 
 
 def misclassified_png(
@@ -82,153 +103,114 @@ def misclassified_png(
     y: torch.Tensor,
     pred: torch.Tensor,
     path: Path,
-    title: str,
-    limit: int = 48,
+    epoch: int,
+    subtitle: str = "",
+    limit: int = 60,
     cols: int = 12,
 ) -> None:
-    """The first `limit` wrong test digits, each captioned with its true and predicted label."""
-    from PIL import Image, ImageDraw
-
-    wrong = (pred != y).nonzero().flatten()[:limit].cpu()
-    scale, cap, head = 3, 16, 28
-    cell_w, cell_h = 28 * scale + 8, 28 * scale + cap + 6
-    rows = max(1, -(-len(wrong) // cols))
-    img = Image.new("L", (cols * cell_w + 8, head + rows * cell_h + 4), 255)
-    draw = ImageDraw.Draw(img)
-    draw.text((8, 6), title, fill=0, font=_font(14))
-    pixels = (x[wrong, 0].float().cpu() * STD + MEAN).clamp(0, 1)
-    for k, i in enumerate(wrong.tolist()):
-        digit = Image.fromarray((255 - pixels[k] * 255).byte().numpy(), mode="L")
-        left, top = 8 + (k % cols) * cell_w, head + (k // cols) * cell_h
-        img.paste(digit.resize((28 * scale, 28 * scale), Image.NEAREST), (left, top))
-        draw.text(
-            (left, top + 28 * scale + 1),
-            f"true {int(y[i])}  pred {int(pred[i])}",
-            fill=0,
-            font=_font(12),
-        )
-    with atomic_output(path) as tmp:
-        img.save(tmp, format="PNG")
+    """The wrong test digits (the first `limit`), each titled with its true and predicted label."""
+    wrong = (pred != y).nonzero().flatten().cpu()
+    title = wrong_title(len(wrong), len(y), epoch)
+    shown = wrong[:limit]
+    rows = max(1, -(-len(shown) // cols))
+    fig = _figure(cols * 0.95, 0.9 + rows * 1.12)
+    head = title + (f"\n{subtitle}" if subtitle else "")
+    if len(shown) < len(wrong):
+        head += f" (the first {len(shown)} shown)"
+    fig.suptitle(head, fontsize=12)
+    pixels = (x[shown, 0].float().cpu() * STD + MEAN).clamp(0, 1).numpy()
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if k < len(shown):
+            i = int(shown[k])
+            ax.imshow(pixels[k], cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(f"true {int(y[i])}, pred {int(pred[i])}", fontsize=8, pad=2)
+    if not len(shown):
+        axes[0, 0].text(0, 0.5, "no test digit is wrong", fontsize=12)
+    _save(fig, path, title)
 
 
-def _panel(draw, box, xs, series, title, fmt, floor=None, ceiling=None, legend_low=False):
-    """One line chart in `box` = (left, top, right, bottom): axes, ticks, lines, legend.
-
-    `floor`/`ceiling` cut the y range so the first epoch does not squash the ones that matter;
-    points beyond them are drawn on the edge.
-    """
-    left, top, right, bottom = box
-    values = [v for _, vs, _ in series for v in vs]
-    lo, hi = min(values), max(values)
-    lo = max(lo, floor) if floor is not None and floor < hi else lo
-    hi = min(hi, ceiling) if ceiling is not None and ceiling > lo else hi
-    clip_lo, clip_hi = lo, hi
-    if hi - lo < 1e-9:
-        lo, hi = lo - 1, hi + 1
-    pad = (hi - lo) * 0.05
-    lo, hi = lo - pad, hi + pad
-    x0, x1 = min(xs), max(max(xs), min(xs) + 1)
-
-    def at(x, v):
-        v = min(max(v, clip_lo), clip_hi)
-        return (
-            left + (x - x0) / (x1 - x0) * (right - left),
-            bottom - (v - lo) / (hi - lo) * (bottom - top),
-        )
-
-    small = _font(11)
+def _below(ax, xs, series, bottom: float, fmt: str) -> None:
+    """Name the points that fall below a zoomed axis, so nothing is hidden silently."""
     off = [
         f"{name} {fmt.format(v)} at epoch {x}"
-        for name, vs, _ in series
+        for name, vs in series
         for x, v in zip(xs, vs, strict=True)
-        if not clip_lo <= v <= clip_hi
+        if v < bottom
     ]
     if off:
-        title += " (drawn on the edge: " + ", ".join(off[:3]) + ")"
-    draw.text((left, top - 22), title, fill="black", font=_font(14 if not off else 12))
-    draw.rectangle(box, outline="black")
-    for k in range(6):
-        v = lo + (hi - lo) * k / 5
-        _, y = at(x0, v)
-        draw.line((left - 4, y, left, y), fill="black")
-        draw.line((left, y, right, y), fill="#e6e6e6")
-        draw.text((left - 6, y), fmt.format(v), fill="black", font=small, anchor="rm")
-    step = max(1, round((x1 - x0) / 10))
-    for x in range(int(x0), int(x1) + 1, step):
-        px, _ = at(x, lo)
-        draw.line((px, bottom, px, bottom + 4), fill="black")
-        draw.text((px, bottom + 6), str(x), fill="black", font=small, anchor="mt")
-    draw.text(((left + right) / 2, bottom + 22), "epoch", fill="black", font=small, anchor="mt")
-    for k, (name, vs, colour) in enumerate(series):
-        points = [at(x, v) for x, v in zip(xs, vs, strict=True)]
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=2)
-        for px, py in points:
-            draw.ellipse((px - 2.5, py - 2.5, px + 2.5, py + 2.5), fill=colour)
-        ly = (bottom - 16 * len(series) - 4 if legend_low else top + 12) + 16 * k
-        draw.line((right - 110, ly, right - 90, ly), fill=colour, width=2)
-        draw.text((right - 85, ly), name, fill="black", font=small, anchor="lm")
+        text = "below the axis: " + ", ".join(off[:4]) + (" …" if len(off) > 4 else "")
+        ax.text(0.01, 0.98, text, transform=ax.transAxes, fontsize=8, color="0.35", va="top")
 
 
 def curves_png(metrics: dict, path: Path) -> None:
-    """Accuracy and loss against epoch, train and test, side by side."""
-    from PIL import Image, ImageDraw
+    """Accuracy (zoomed on the last points) and loss (log scale) against epoch, train and test."""
+    from matplotlib.ticker import (
+        FormatStrFormatter,
+        LogLocator,
+        MaxNLocator,
+        MultipleLocator,
+        NullFormatter,
+    )
 
     rows = metrics["epochs"]
     xs = [r["epoch"] for r in rows]
-    img = Image.new("RGB", (1000, 400), "white")
-    draw = ImageDraw.Draw(img)
     final = rows[-1]
-    draw.text(
-        (20, 8),
+    title = (
         f"MNIST, model {metrics['model']} ({metrics['params']:,} parameters), "
-        f"seed {metrics['seed']}: final test accuracy {final['test_acc']:.2f}%",
-        fill="black",
-        font=_font(15),
+        f"seed {metrics['seed']}: final test accuracy {final['test_acc']:.2f}% "
+        f"after epoch {final['epoch']}"
     )
-    blue, orange = "#1f77b4", "#ff7f0e"
-    _panel(
-        draw,
-        (80, 70, 480, 340),
-        xs,
-        [
-            ("train", [r["train_acc"] for r in rows], blue),
-            ("test", [r["test_acc"] for r in rows], orange),
-        ],
-        "accuracy (%)",
-        "{:.2f}",
-        floor=97.0,
-        legend_low=True,
-    )
-    _panel(
-        draw,
-        (580, 70, 980, 340),
-        xs,
-        [
-            ("train", [r["train_loss"] for r in rows], blue),
-            ("test", [r["test_loss"] for r in rows], orange),
-        ],
-        "loss (mean NLL)",
-        "{:.3f}",
-        ceiling=0.12,
-    )
-    with atomic_output(path) as tmp:
-        img.save(tmp, format="PNG")
+    fig = _figure(11, 4.3)
+    fig.suptitle(title, fontsize=12)
+    acc, loss = fig.subplots(1, 2)
+
+    series = [("train", [r["train_acc"] for r in rows]), ("test", [r["test_acc"] for r in rows])]
+    for (name, vs), colour in zip(series, (BLUE, ORANGE), strict=True):
+        label = f"{name} (final {vs[-1]:.2f}%)"
+        acc.plot(xs, vs, "o-", color=colour, ms=4, lw=1.6, label=label)
+    values = [v for _, vs in series for v in vs]
+    bottom = -math.inf
+    if final["test_acc"] >= 98.0:
+        # Zoom on what matters once the run is good: the first epochs would squash the last ones.
+        bottom = max(97.0, min(values) - 0.2)
+        acc.set_ylim(bottom, min(100.0, max(max(values), TARGET) + 0.15))
+        acc.axhline(TARGET, ls="--", lw=1, color="0.4", label=f"{TARGET}%")
+    _below(acc, xs, series, bottom, "{:.2f}%")
+    acc.set_title("accuracy (%)")
+    acc.yaxis.set_major_formatter(FormatStrFormatter("%.1f"))
+    acc.legend(loc="lower right", fontsize=9)
+
+    for key, name, colour in (("train_loss", "train", BLUE), ("test_loss", "test", ORANGE)):
+        loss.plot(xs, [r[key] for r in rows], "o-", color=colour, ms=4, lw=1.6, label=name)
+    loss.set_yscale("log")
+    loss.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    loss.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    loss.yaxis.set_minor_formatter(NullFormatter())
+    loss.set_title("loss (mean NLL, log scale)")
+    loss.legend(loc="upper right", fontsize=9)
+
+    for ax in (acc, loss):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(
+            MultipleLocator(1) if len(xs) <= 20 else MaxNLocator(integer=True)
+        )
+        ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
+        ax.grid(True, color="0.9")
+    _save(fig, path, title)
 
 
 def write_pictures(
     metrics: dict, x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, out: Path
 ) -> None:
-    final = metrics["epochs"][-1]
-    wrong = int((pred != y).sum())
     misclassified_png(
         x,
         y,
         pred,
         out / "mnist_misclassified.png",
-        f"{wrong} of {len(y):,} test digits wrong after epoch {final['epoch']} "
-        f"(model {metrics['model']}, seed {metrics['seed']}); first {min(wrong, 48)}"
-        " shown with true and predicted label",
+        metrics["epochs"][-1]["epoch"],
+        f"model {metrics['model']}, seed {metrics['seed']}",
     )
     curves_png(metrics, out / "mnist_curves.png")
 
@@ -326,17 +308,71 @@ def write_workbook(metrics: dict, workbook: Path) -> None:
         transplant_sheets(tmp, workbook, [SHEET])
 
 
+def misclassified_from_checkpoint(
+    checkpoint: Path, data_dir: str | None, path: Path
+) -> tuple[int, int | None]:
+    """Redraw the misclassified PNG from a checkpoint, without training.
+
+    Returns the number of wrong test digits now and the number the run recorded for that epoch
+    (None when the checkpoint's metrics do not have it).
+    """
+    from mnist.data import load
+    from mnist.model import MODELS
+    from mnist.train import test
+
+    ckpt = load_checkpoint(checkpoint)
+    try:
+        config, epoch = ckpt["config"], ckpt["epoch"]
+        model = MODELS[config["model"]]()
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise BpxlError(f"{checkpoint} is not an mnist.train checkpoint ({exc})") from exc
+    data = load(data_dir)
+    _, _, pred = test(model, data.test_x, data.test_y)
+    wrong = int((pred != data.test_y).sum())
+    subtitle = f"model {config['model']}, seed {config['seed']}"
+    misclassified_png(data.test_x, data.test_y, pred, path, epoch, subtitle)
+    rows = [r for r in ckpt.get("metrics", {}).get("epochs", []) if r.get("epoch") == epoch]
+    total = len(data.test_y)
+    recorded = round(total * (1 - rows[-1]["test_acc"] / 100)) if rows else None
+    return wrong, recorded
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m mnist.export", description="Write a finished run's metrics into a workbook."
+        prog="python -m mnist.export",
+        description="Redraw a finished run's sheet and pictures without retraining.",
     )
     p.add_argument("--metrics", default="outputs/mnist_metrics.json", help="metrics JSON")
     p.add_argument("--workbook", help="the .xlsx to put the sheet MNIST into")
-    p.add_argument("--curves", help="also redraw the curves PNG to this path")
+    p.add_argument("--curves", metavar="PNG", help="redraw the curves PNG from --metrics")
+    p.add_argument(
+        "--misclassified",
+        metavar="PNG",
+        help="redraw the misclassified digits from --checkpoint (evaluates the test set)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        default="outputs/checkpoints/mnist_last.pt",
+        help="checkpoint for --misclassified (default outputs/checkpoints/mnist_last.pt)",
+    )
+    p.add_argument("--data-dir", help="folder with the IDX files (default: $MNIST_DATA, ./data)")
     args = p.parse_args(argv)
     try:
+        if args.workbook is None and args.curves is None and args.misclassified is None:
+            raise BpxlError("nothing to do: give --workbook, --curves and/or --misclassified")
+        if args.misclassified is not None:
+            wrong, recorded = misclassified_from_checkpoint(
+                Path(args.checkpoint), args.data_dir, Path(args.misclassified)
+            )
+            print(f"wrote {args.misclassified} ({wrong} wrong test digits)")
+            if recorded is not None and recorded != wrong:
+                print(
+                    f"note: the run recorded {recorded} wrong for this epoch, not {wrong}",
+                    file=sys.stderr,
+                )
         if args.workbook is None and args.curves is None:
-            raise BpxlError("nothing to do: give --workbook and/or --curves")
+            return 0
         metrics = read_metrics(Path(args.metrics))
         if args.workbook is not None:
             write_workbook(metrics, Path(args.workbook))

@@ -184,11 +184,39 @@ def test_smoke_run_writes_every_output(mnist_dir: Path, tmp_path: Path, capsys) 
     assert 10 < row["test_acc"] <= 100 and row["train_loss"] > 0  # learnt something, in percent
     csv_lines = (out / "mnist_metrics.csv").read_text().splitlines()
     assert csv_lines[0] == ",".join(export.COLUMNS) and len(csv_lines) == 2
-    for name in ("mnist_curves.png", "mnist_misclassified.png"):
-        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curves = png_title(out / "mnist_curves.png", min_size=(900, 350))
+    assert f"seed 1: final test accuracy {row['test_acc']:.2f}% after epoch 1" in curves
+    # the picture names exactly as many wrong digits as the recorded accuracy implies
+    wrong = round(10_000 - 100 * row["test_acc"])
+    title = png_title(out / "mnist_misclassified.png", min_size=(900, 150))
+    assert title == f"{wrong:,} of 10,000 wrong after epoch 1"
     assert (out / "checkpoints" / "mnist_last.pt").is_file()
     assert (out / "checkpoints" / "mnist_best.pt").is_file()
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
+
+    # redrawn from the checkpoint without training: the same count, the same title
+    again = tmp_path / "again.png"
+    argv = ["--checkpoint", str(out / "checkpoints" / "mnist_last.pt")]
+    argv += ["--data-dir", str(mnist_dir), "--misclassified", str(again)]
+    assert export.main(argv) == 0
+    assert f"({wrong} wrong test digits)" in capsys.readouterr().out
+    assert png_title(again, min_size=(900, 150)) == title
+
+
+def png_title(path: Path, min_size: tuple[int, int]) -> str:
+    """Check `path` is a whole, plausible PNG and return the title stored in its metadata."""
+    from PIL import Image
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as img:
+        img.verify()  # every chunk's CRC, i.e. not truncated
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        assert img.width >= min_size[0] and img.height >= min_size[1], img.size
+        assert img.width <= 3000 and img.height <= 3000, img.size
+        img.load()
+        assert len(img.getcolors(1 << 20) or range(257)) > 2  # drawn, not blank
+        return img.text["Title"]
 
 
 def test_same_seed_same_numbers(mnist_dir: Path, tmp_path: Path, capsys) -> None:
@@ -353,3 +381,10 @@ def test_export_cli_rejects_bad_metrics(tmp_path: Path, capsys) -> None:
     assert export.main(["--metrics", str(bad), "--curves", str(tmp_path / "c.png")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     assert not (tmp_path / "c.png").exists()
+    fake = tmp_path / "fake.pt"
+    fake.write_text("not a checkpoint")
+    argv = ["--checkpoint", str(fake), "--misclassified", str(tmp_path / "m.png")]
+    assert export.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot load checkpoint") and err.count("\n") == 1
+    assert not (tmp_path / "m.png").exists()
