@@ -375,6 +375,39 @@ def test_workbook_export_creates_a_missing_workbook_and_cli(tmp_path: Path) -> N
     assert load_workbook(book).sheetnames == ["MNIST"]
 
 
+def test_workbook_is_written_after_every_epoch(mnist_dir: Path, tmp_path: Path, capsys) -> None:
+    """An interrupted run's MNIST sheet already holds its finished epochs; --resume extends it."""
+    pytest.importorskip("backprop_xlsx.package")
+    from openpyxl import load_workbook
+
+    book = tmp_path / "book.xlsx"
+    make_other_workbook(book)
+    before = sheet_parts(book)
+    out = tmp_path / "o"
+    common = ["--data-dir", str(mnist_dir), "--limit", "128", "--epochs", "2"]
+    common += ["--out", str(out), "--workbook", str(book)]
+
+    def sheet_rows() -> list[tuple]:
+        """(epoch, test_acc) of every epoch row of the one MNIST sheet."""
+        wb = load_workbook(book)
+        assert wb.sheetnames.count("MNIST") == 1 and wb.sheetnames[:2] == ["Forward", "Backward"]
+        rows = wb["MNIST"].iter_rows(min_row=2, max_col=5, values_only=True)
+        return [(r[0], r[4]) for r in rows if r[0] is not None]
+
+    def recorded() -> list[tuple]:
+        rows = json.loads((out / "mnist_metrics.json").read_text())["epochs"]
+        return [(r["epoch"], r["test_acc"]) for r in rows]
+
+    code, stdout, _ = run([*common, "--stop-after", "1"], capsys)
+    assert code == 0 and "stopped after epoch 1 of 2" in stdout
+    assert [e for e, _ in sheet_rows()] == [1] and sheet_rows() == recorded()
+    code, _, _ = run([*common, "--resume"], capsys)
+    assert code == 0
+    assert [e for e, _ in sheet_rows()] == [1, 2] and sheet_rows() == recorded()
+    after = sheet_parts(book)
+    assert {k: v for k, v in after.items() if k in before} == before  # other sheets untouched
+
+
 def test_export_cli_rejects_bad_metrics(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "m.json"
     bad.write_text("{not json")
