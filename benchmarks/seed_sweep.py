@@ -1,0 +1,246 @@
+"""The default MNIST run over several seeds: run them, or summarise runs that are done.
+
+    python benchmarks/seed_sweep.py --seeds 1 2 3 4 5 6 --jobs 2 --out-root runs/seeds
+    python benchmarks/seed_sweep.py --summarise runs/seeds/s1 runs/seeds/s2 ... [--jobs 2]
+
+Running starts `python -m mnist.train --threads 1 --seed N --out ROOT/sN --no-progress` for every
+seed, `--jobs` at a time (one thread each, so `--jobs` = the number of cores), each with its log
+in ROOT/sN.log, then summarises ROOT/s*. Summarising reads each folder's mnist_metrics.json (and
+its log FOLDER.log, when there is one, for the thread count) and writes
+
+* `--csv` (default outputs/mnist_seeds.csv): one row per seed × epoch;
+* `--md` (default outputs/mnist_seeds.md): test accuracy per epoch (rows) and seed (columns),
+  the final epoch in bold, and the command behind every run.
+
+A benchmark, not a test: nothing here asserts anything. The data comes from MNIST_DATA or
+--data-dir, as for mnist.train.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backprop_xlsx.errors import BpxlError  # noqa: E402
+from backprop_xlsx.fileio import atomic_write_text  # noqa: E402
+
+COLUMNS = ("seed", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
+TARGET = 99.4
+# The flags mnist.train takes from a run's config when they differ from the model's recipe.
+FLAGS = (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("lr", "--lr"))
+
+
+def run_sweep(seeds: list[int], jobs: int, root: Path, extra: list[str]) -> list[Path]:
+    """Train every seed, `jobs` at a time, one thread each; return the run folders."""
+    root.mkdir(parents=True, exist_ok=True)
+
+    def one(seed: int) -> Path:
+        out = root / f"s{seed}"
+        cmd = [sys.executable, "-m", "mnist.train", "--threads", "1", "--seed", str(seed)]
+        cmd += ["--out", str(out), "--no-progress", *extra]
+        print(f"start seed {seed}: {' '.join(cmd[1:])}", flush=True)
+        with open(root / f"s{seed}.log", "w", encoding="utf-8") as log:
+            code = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+        print(f"done  seed {seed}: exit {code}, log {root / f's{seed}.log'}", flush=True)
+        if code != 0:
+            raise SystemExit(f"seed {seed} failed (exit {code}); see {root / f's{seed}.log'}")
+        return out
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(one, seeds))
+
+
+def read_run(folder: Path) -> dict:
+    """A run folder's metrics, plus what its log says about threads and data."""
+    path = folder / "mnist_metrics.json"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{path}: not a finished mnist.train run ({exc})") from exc
+    metrics["folder"] = folder
+    log = folder.parent / f"{folder.name}.log"
+    text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+    threads = re.search(r"\((\d+) threads\)", text)
+    metrics["threads"] = int(threads.group(1)) if threads else None
+    metrics["log"] = log if text else None
+    return metrics
+
+
+def command_of(run: dict) -> str:
+    """The mnist.train command line that gives this run's config (as far as the record says)."""
+    from mnist.train import RECIPES
+
+    config = run["config"]
+    cmd = ["python", "-m", "mnist.train"]
+    if run["threads"] is not None:
+        cmd += ["--threads", str(run["threads"])]
+    if config["model"] != "ours":
+        cmd += ["--model", config["model"]]
+    recipe = RECIPES[config["model"]]
+    cmd += [
+        f
+        for key, flag in FLAGS
+        if config[key] != getattr(recipe, key)
+        for f in (flag, f"{config[key]:g}" if key == "lr" else str(config[key]))
+    ]
+    if config.get("limit") is not None:
+        cmd += ["--limit", str(config["limit"])]
+    cmd += ["--seed", str(run["seed"]), "--out", str(run["folder"]), "--no-progress"]
+    return " ".join(cmd)
+
+
+def seeds_csv(runs: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for run in runs:
+        for row in run["epochs"]:
+            writer.writerow([run["seed"], *(row[c] for c in COLUMNS[1:])])
+    return buf.getvalue()
+
+
+def sweep_flags(config: dict) -> list[str]:
+    """The seed_sweep.py flags that give a run's --epochs and --limit (none for the defaults)."""
+    from mnist.train import RECIPES
+
+    flags = []
+    if config["epochs"] != RECIPES[config["model"]].epochs:
+        flags += ["--epochs", str(config["epochs"])]
+    if config.get("limit") is not None:
+        flags += ["--limit", str(config["limit"])]
+    return flags
+
+
+def seeds_md(runs: list[dict], jobs: int | None, csv_link: str) -> str:
+    n = max(len(r["epochs"]) for r in runs)
+    finals = [r["epochs"][-1]["test_acc"] for r in runs]
+    first = runs[0]
+    flags = sweep_flags(first["config"])
+    recipe = "the default recipe" if not flags else f"the recipe with {' '.join(flags)}"
+    lines = [
+        f"# MNIST over {len(runs)} seeds: test accuracy (%) per epoch",
+        "",
+        f"Model `{first['model']}` ({first['params']:,} parameters), {recipe} "
+        f"({first['config']['epochs']} epochs), on {first['device']}. "
+        f"Final test accuracy: mean {statistics.mean(finals):.2f}%, "
+        f"min {min(finals):.2f}%, max {max(finals):.2f}%; "
+        f"{sum(f >= TARGET for f in finals)} of {len(finals)} seeds ≥ {TARGET}%.",
+        "",
+        "| epoch | " + " | ".join(f"seed {r['seed']}" for r in runs) + " | mean |",
+        "| ---: |" + " ---: |" * (len(runs) + 1),
+    ]
+    for e in range(n):
+        accs = [r["epochs"][e]["test_acc"] if e < len(r["epochs"]) else None for r in runs]
+        cells = [f"{a:.2f}" if a is not None else "" for a in accs]
+        mean = statistics.mean(a for a in accs if a is not None)
+        cells.append(f"{mean:.2f}")
+        if e == n - 1:
+            cells = [f"**{c}**" if c else c for c in cells]
+        lines.append(
+            f"| {'**' + str(e + 1) + '**' if e == n - 1 else e + 1} | " + " | ".join(cells) + " |"
+        )
+    seconds = [sum(row["seconds"] for row in r["epochs"]) for r in runs]
+    lines += [
+        "",
+        "Every number is an exact share of the 10,000 test digits "
+        f"({finals[0]:.2f} = {round(finals[0] * 100):,} right). "
+        "Per-epoch numbers for every seed, train loss and accuracy included: "
+        f"[`{Path(csv_link).name}`]({csv_link}).",
+        "",
+        "## The runs",
+        "",
+    ]
+    how = "one thread each" if all(r["threads"] == 1 for r in runs) else "threads as below"
+    if jobs is not None:
+        how += f", {jobs} at a time"
+    lines += [
+        f"Each run is one process ({how}); its time is the sum of its epochs' seconds (training "
+        "and test pass). A seed gives the same numbers again with the same thread count; another "
+        "thread count sums floats in another order, which changes the last digits.",
+        "",
+        "| seed | final test acc | time | command |",
+        "| ---: | ---: | ---: | --- |",
+    ]
+    for r, final, secs in zip(runs, finals, seconds, strict=True):
+        lines.append(f"| {r['seed']} | {final:.2f} | {secs:.0f} s | `{command_of(r)}` |")
+    seeds = " ".join(str(r["seed"]) for r in runs)
+    lines += [
+        "",
+        f"To reproduce the table (about {statistics.mean(seconds) / 60:.0f} minutes per seed and "
+        "core on this machine):",
+        "",
+        "```bash",
+        f"MNIST_DATA=… python benchmarks/seed_sweep.py --seeds {seeds} --jobs {jobs or 2} "
+        + " ".join([*flags, "--out-root", "runs/seeds"]),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def summarise(folders: list[Path], csv_path: Path, md_path: Path, jobs: int | None) -> None:
+    runs = sorted((read_run(f) for f in folders), key=lambda r: r["seed"])
+    if len({r["seed"] for r in runs}) != len(runs):
+        raise SystemExit("two folders hold the same seed")
+    atomic_write_text(csv_path, seeds_csv(runs))
+    csv_link = os.path.relpath(csv_path.resolve(), md_path.resolve().parent)
+    atomic_write_text(md_path, seeds_md(runs, jobs, Path(csv_link).as_posix()))
+    finals = ", ".join(f"seed {r['seed']} {r['epochs'][-1]['test_acc']:.2f}%" for r in runs)
+    print(f"wrote {csv_path} and {md_path}: {finals}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python benchmarks/seed_sweep.py", description=__doc__.split("\n")[0]
+    )
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--seeds", type=int, nargs="+", help="run these seeds, then summarise")
+    what.add_argument("--summarise", type=Path, nargs="+", metavar="DIR", help="finished runs")
+    p.add_argument("--jobs", type=int, help="runs at a time (default 2 for --seeds)")
+    p.add_argument("--out-root", type=Path, default=Path("runs/seeds"), help="for --seeds")
+    p.add_argument("--data-dir", help="passed to mnist.train (default: $MNIST_DATA)")
+    p.add_argument("--epochs", type=int, help="passed to mnist.train (default: the recipe's)")
+    p.add_argument("--limit", type=int, help="passed to mnist.train: a quick smoke sweep")
+    p.add_argument("--csv", type=Path, default=ROOT / "outputs" / "mnist_seeds.csv")
+    p.add_argument("--md", type=Path, default=ROOT / "outputs" / "mnist_seeds.md")
+    args = p.parse_args(argv)
+    if args.seeds is not None:
+        jobs = args.jobs or 2
+        if jobs < 1:
+            p.error("--jobs must be at least 1")
+        if args.data_dir is None and not os.environ.get("MNIST_DATA"):
+            print("note: neither --data-dir nor MNIST_DATA is set; mnist.train looks in ./data")
+        extra = [
+            part
+            for flag, value in (
+                ("--data-dir", args.data_dir),
+                ("--epochs", args.epochs),
+                ("--limit", args.limit),
+            )
+            if value is not None
+            for part in (flag, str(value))
+        ]
+        folders = run_sweep(args.seeds, jobs, args.out_root.resolve(), extra)
+        summarise(folders, args.csv, args.md, jobs)
+    else:
+        summarise(args.summarise, args.csv, args.md, args.jobs)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BpxlError as exc:
+        sys.exit(f"error: {exc}")
