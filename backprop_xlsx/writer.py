@@ -280,11 +280,19 @@ def _chart(title: str, steps: int, bounds: tuple[float, float] | None) -> LineCh
     return chart
 
 
-def _style_series(chart: LineChart) -> None:
-    for series in chart.series:
+# Explicit line colours (matplotlib's tab10): a chart that leaves them to the workbook's theme
+# draws invisible lines once its sheet is moved into a workbook without one (as LibreOffice saves).
+LINE_COLORS = ("1F77B4", "FF7F0E", "2CA02C", "D62728", "9467BD",
+               "8C564B", "E377C2", "7F7F7F", "BCBD22", "17BECF")  # fmt: skip
+
+
+def style_series(chart: LineChart) -> None:
+    """Straight 1.5 pt lines without markers, each in its own explicit colour."""
+    for k, series in enumerate(chart.series):
         series.marker.symbol = "none"
         series.smooth = False
         series.graphicalProperties.line.width = 19050  # 1.5 pt
+        series.graphicalProperties.line.solidFill = LINE_COLORS[k % len(LINE_COLORS)]
 
 
 def _chart_area(anchor_column: int, anchor_row: int, chart: LineChart) -> str:
@@ -371,7 +379,7 @@ def _fill_lr_sheet(
     )
     chart.set_categories(iterations)
     chart.legend = None
-    _style_series(chart)
+    style_series(chart)
     anchor_column = len(layout.COLUMNS) + 2  # one empty column right of the table
     ws.add_chart(chart, f"{get_column_letter(anchor_column)}{layout.HEADER_ROW}")
 
@@ -436,7 +444,7 @@ def _fill_summary(
         )
     chart.set_categories(Reference(ws, min_col=1, min_row=first, max_row=s.iteration_row(s.steps)))
     chart.legend.position = "r"
-    _style_series(chart)
+    style_series(chart)
     anchor_column = max(len(titles) + 3, 6)
     ws.add_chart(chart, f"{get_column_letter(anchor_column)}{threshold_row}")
 

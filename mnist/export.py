@@ -257,6 +257,8 @@ def build_sheet(metrics: dict, path: Path) -> None:
     from openpyxl.chart import LineChart, Reference
     from openpyxl.styles import Font
 
+    from backprop_xlsx.writer import style_series
+
     wb = Workbook()
     ws = wb.active
     ws.title = SHEET
@@ -273,6 +275,9 @@ def build_sheet(metrics: dict, path: Path) -> None:
     for col, width in zip("ABCDEFG", (7, 11, 11, 11, 11, 10, 9), strict=True):
         ws.column_dimensions[col].width = width
     ws.freeze_panes = "A2"
+    ws.page_setup.orientation = "landscape"  # table, facts and charts on one printed page
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 1
     facts = [
         ("model", metrics["model"]),
         ("parameters", metrics["params"]),
@@ -290,6 +295,7 @@ def build_sheet(metrics: dict, path: Path) -> None:
     ws.column_dimensions["J"].width = 18
 
     epochs = Reference(ws, min_col=1, min_row=2, max_row=n + 1)
+    test_acc = [e["test_acc"] for e in metrics["epochs"]]
     for anchor, title, ylabel, cols in (
         ("I10", "Accuracy", "accuracy (%)", (3, 5)),
         ("I27", "Loss", "loss (NLL)", (2, 4)),
@@ -302,6 +308,10 @@ def build_sheet(metrics: dict, path: Path) -> None:
                 Reference(ws, min_col=col, min_row=1, max_row=n + 1), titles_from_data=True
             )
         chart.set_categories(epochs)
+        style_series(chart)
+        if title == "Accuracy":  # zoom on the test accuracy; a poor first train epoch runs off
+            chart.y_axis.scaling.min = max(0, math.floor(min(test_acc)) - 1)
+            chart.y_axis.scaling.max = 100
         chart.x_axis.delete = False
         chart.y_axis.delete = False
         ws.add_chart(chart, anchor)

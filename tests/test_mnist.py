@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -344,7 +345,6 @@ def sheet_parts(path: Path) -> dict[str, bytes]:
 
 
 def test_workbook_export_keeps_other_sheets_and_replaces_mnist(tmp_path: Path) -> None:
-    pytest.importorskip("backprop_xlsx.package")
     from openpyxl import load_workbook
 
     book = tmp_path / "book.xlsx"
@@ -364,8 +364,22 @@ def test_workbook_export_keeps_other_sheets_and_replaces_mnist(tmp_path: Path) -
     assert wb["Forward"]["B2"].value == "=A2*2"
 
 
+def test_workbook_export_charts_carry_their_own_line_colours(tmp_path: Path) -> None:
+    """A workbook saved by LibreOffice has no theme: series left to theme colours draw nothing."""
+    book = tmp_path / "book.xlsx"
+    make_other_workbook(book)
+    before = set(zipfile.ZipFile(book).namelist())
+    export.write_workbook(METRICS, book)
+    with zipfile.ZipFile(book) as z:
+        charts = [z.read(n) for n in z.namelist() if n.startswith("xl/charts/") and n not in before]
+    assert len(charts) == 2
+    for xml in charts:
+        series = re.findall(rb"<(?:c:)?ser>.*?</(?:c:)?ser>", xml, re.S)
+        assert len(series) == 2
+        assert all(re.search(rb"<a:ln[^>]*>.*?<a:srgbClr val=", ser, re.S) for ser in series)
+
+
 def test_workbook_export_creates_a_missing_workbook_and_cli(tmp_path: Path) -> None:
-    pytest.importorskip("backprop_xlsx.package")
     from openpyxl import load_workbook
 
     metrics = tmp_path / "m.json"
@@ -377,7 +391,6 @@ def test_workbook_export_creates_a_missing_workbook_and_cli(tmp_path: Path) -> N
 
 def test_workbook_is_written_after_every_epoch(mnist_dir: Path, tmp_path: Path, capsys) -> None:
     """An interrupted run's MNIST sheet already holds its finished epochs; --resume extends it."""
-    pytest.importorskip("backprop_xlsx.package")
     from openpyxl import load_workbook
 
     book = tmp_path / "book.xlsx"
