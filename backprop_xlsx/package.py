@@ -14,6 +14,11 @@ comments, ...) are copied under fresh part names, and only the shared bookkeepin
 
 Every other part of the destination stays byte-for-byte identical, including cached values.
 
+Theme: charts and cell formats may leave colours to the workbook's theme (openpyxl's charts do).
+A destination without a theme part (LibreOffice writes none) gets a copy of the source's theme,
+so the moved sheets resolve those colours as they did in the source; a destination with its own
+theme keeps it, as when Excel copies a sheet between workbooks.
+
 Choices and limits:
 
 * Shared strings of the moved sheet become inline strings (``t="inlineStr"``), so the
@@ -57,6 +62,7 @@ RT_WORKSHEET = f"{NS_R}/worksheet"
 RT_STYLES = f"{NS_R}/styles"
 RT_SHARED_STRINGS = f"{NS_R}/sharedStrings"
 RT_CALC_CHAIN = f"{NS_R}/calcChain"
+RT_THEME = f"{NS_R}/theme"
 CT_WORKSHEET = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
 CT_CONTENT_TYPES = "[Content_Types].xml"
 
@@ -622,18 +628,7 @@ class _Transplant:
         self.dst.put_tree(part, self._sheet_xml(sheet, keep_selected=not dst_sheets))
         self.dst.set_content_type(part, self.src.content_type(sheet.part) or CT_WORKSHEET)
         self._copy_rels(sheet.part, part)
-
-        rels_part = rels_name(self.dst_wb)
-        rels_root = self.dst.tree(rels_part)
-        used_ids = {el.get("Id") for el in rels_root}
-        k = len(used_ids) + 1
-        while f"rId{k}" in used_ids:
-            k += 1
-        rel = etree.SubElement(rels_root, f"{{{NS_PKG_REL}}}Relationship")
-        rel.set("Id", f"rId{k}")
-        rel.set("Type", RT_WORKSHEET)
-        rel.set("Target", _relative(self.dst_wb, part))
-        self.dst.touch(rels_part)
+        rel_id = self._add_workbook_rel(RT_WORKSHEET, part)
 
         wb = self.dst.tree(self.dst_wb)
         sheets_el = wb.find(_m("sheets"))
@@ -644,9 +639,24 @@ class _Transplant:
         el.set("sheetId", str(max([0, *sheet_ids]) + 1))
         if sheet.element.get("state") not in (None, "visible"):
             el.set("state", sheet.element.get("state", ""))
-        el.set(f"{{{NS_R}}}id", f"rId{k}")
+        el.set(f"{{{NS_R}}}id", rel_id)
         self.dst.touch(self.dst_wb)
         self._move_local_names(sheet.index, len(dst_sheets))
+
+    def _add_workbook_rel(self, rel_type: str, part: str) -> str:
+        """A new relationship from the destination workbook to `part`; returns its id."""
+        rels_part = rels_name(self.dst_wb)
+        rels_root = self.dst.tree(rels_part)
+        used_ids = {el.get("Id") for el in rels_root}
+        k = len(used_ids) + 1
+        while f"rId{k}" in used_ids:
+            k += 1
+        rel = etree.SubElement(rels_root, f"{{{NS_PKG_REL}}}Relationship")
+        rel.set("Id", f"rId{k}")
+        rel.set("Type", rel_type)
+        rel.set("Target", _relative(self.dst_wb, part))
+        self.dst.touch(rels_part)
+        return f"rId{k}"
 
     def _move_local_names(self, src_index: int, dst_index: int) -> None:
         """Sheet-local defined names (print area, print titles, filters) follow the sheet."""
@@ -678,6 +688,7 @@ class _Transplant:
     # -- cleanup -----------------------------------------------------------------------------
 
     def finish(self) -> None:
+        self._copy_theme()
         if self.replaced_any:
             self._drop_calc_chain()
         self.dst.flush()
@@ -687,6 +698,15 @@ class _Transplant:
             self.dst.delete(rels_name(part))
             self.dst.drop_content_type(part)
         self.dst.flush()
+
+    def _copy_theme(self) -> None:
+        """Give a destination without a theme the source's, which the moved sheets may rely on."""
+        theme = self.src.workbook_rel(RT_THEME)
+        if theme is None or theme not in self.src.data:
+            return
+        if self.dst.workbook_rel(RT_THEME) is not None:  # its own theme wins, as in Excel
+            return
+        self._add_workbook_rel(RT_THEME, self._copy_part(theme))
 
     def _drop_calc_chain(self) -> None:
         rels_part = rels_name(self.dst_wb)

@@ -303,3 +303,39 @@ def test_calc_chain_kept_on_append_dropped_on_replace(
     wb = openpyxl.load_workbook(book)
     assert wb.sheetnames == ["Net", "Errors", "MNIST", "Other"]
     _check_mnist(wb["MNIST"], V1)
+
+
+def _theme_parts(path: Path) -> tuple[list[str], bytes, bytes]:
+    """Theme parts, workbook relationships and content types of a package."""
+    members = _members(path)
+    themes = sorted(n for n in members if n.startswith("xl/theme/"))
+    return themes, members["xl/_rels/workbook.xml.rels"], members["[Content_Types].xml"]
+
+
+def test_theme_copied_into_a_destination_without_one(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    # LibreOffice writes no theme part; openpyxl's charts (no explicit colours here) need one.
+    assert _theme_parts(files["dst"])[0] == []
+    assert "xl/theme/theme1.xml" in _members(files["v1"])
+    out = tmp_path / "themed.xlsx"
+    transplant_sheets(files["v1"], files["dst"], ["MNIST"], out=out)
+    themes, rels, types = _theme_parts(out)
+    assert themes == ["xl/theme/theme1.xml"]
+    assert _members(out)[themes[0]] == _members(files["v1"])[themes[0]]
+    theme_rt = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/theme"
+    assert f'Type="{theme_rt}" Target="theme/theme1.xml"'.encode() in rels
+    assert b'PartName="/xl/theme/theme1.xml"' in types
+    for name, data in _members(files["dst"]).items():
+        if name not in SHARED_PARTS:
+            assert _members(out)[name] == data, f"{name} changed"
+    lo = recalculate(out, tmp_path / "themed.lo.xlsx")
+    assert openpyxl.load_workbook(lo).sheetnames == ["Net", "Errors", "MNIST"]
+    assert len(_charts(lo)) == 3
+
+    # A destination with its own theme keeps it: no second theme, no second relationship.
+    own = tmp_path / "own.xlsx"
+    transplant_sheets(files["v1"], files["v2"], ["MNIST"], out=own)
+    themes, rels, _ = _theme_parts(own)
+    assert themes == ["xl/theme/theme1.xml"] and rels.count(theme_rt.encode()) == 1
+    assert _members(own)[themes[0]] == _members(files["v2"])[themes[0]]
