@@ -289,8 +289,7 @@ def build_sheet(metrics: dict, path: Path) -> None:
     ]
     for k, (key, value) in enumerate(facts, start=1):
         ws.cell(row=k, column=9, value=key).font = Font(bold=True)
-        ws.cell(row=k, column=10, value=value)
-    ws.cell(row=5, column=10).number_format = "0.00"
+        ws.cell(row=k, column=10, value=value).number_format = "0.00" if "%" in key else "General"
     ws.column_dimensions["I"].width = 24
     ws.column_dimensions["J"].width = 18
 
@@ -324,14 +323,9 @@ def write_workbook(metrics: dict, workbook: Path) -> None:
     The sheet is built alone, then transplanted, so openpyxl never loads and re-saves the user's
     workbook (which would rewrite its other sheets and drop what openpyxl does not understand).
     """
+    from backprop_xlsx.package import transplant_sheets
+
     check_workbook(workbook)
-    try:
-        from backprop_xlsx.package import transplant_sheets
-    except ImportError as exc:
-        raise BpxlError(
-            "this checkout has no backprop_xlsx.package.transplant_sheets yet; "
-            "export later with python -m mnist.export"
-        ) from exc
     with tempfile.TemporaryDirectory(prefix=".mnist-sheet-", dir=workbook.parent) as folder:
         tmp = Path(folder) / "mnist.xlsx"
         build_sheet(metrics, tmp)
