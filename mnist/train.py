@@ -395,11 +395,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             best_acc = test_acc
             export.save_checkpoint(state, best_path)
         export.save_checkpoint(state, last_path)
-        t_train, t_test, t_save = (
-            t_train + t1 - t0,
-            t_test + t2 - t1,
-            t_save + time.perf_counter() - t2,
-        )
+        t_train += t1 - t0
+        t_test += t2 - t1
+        t_save += time.perf_counter() - t2
 
     if last < cfg.epochs:
         print(
