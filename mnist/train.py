@@ -255,7 +255,11 @@ def test(model, x_all, y_all):
 
 
 def rng_state(g: torch.Generator) -> dict:
-    return {"torch": torch.get_rng_state(), "data": g.get_state()}
+    """Every random state a resumed run needs: CPU, CUDA (dropout draws there) and the data's."""
+    state = {"torch": torch.get_rng_state(), "data": g.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def check_outputs(out: Path, workbook: str | None) -> None:
@@ -330,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sched.load_state_dict(ckpt["scheduler"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         g.set_state(ckpt["rng"]["data"])
+        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         metrics["epochs"] = ckpt["metrics"]["epochs"]
         best_acc = max((e["test_acc"] for e in metrics["epochs"]), default=-1.0)
         print(f"resumed from {last_path} after epoch {ckpt['epoch']}")
