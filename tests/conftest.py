@@ -1,7 +1,10 @@
-"""Shared fixtures: real LibreOffice and the real MNIST files, never mocks.
+"""Shared fixtures: real outside programs and the real MNIST files, never mocks.
 
-Outside CI a missing `soffice` or `MNIST_DATA` skips the tests that need them; in CI (CI=true) it
-fails them, so a green CI run always means LibreOffice and the MNIST files were really used.
+One rule for every test that needs something from outside Python (LibreOffice, poppler's
+pdftoppm/pdftotext, Gnumeric's ssconvert, the MNIST files): outside CI it skips and says what is
+missing; in CI (CI=true) it fails instead, so a green CI run has really used every one of them.
+`.ci/run` installs the Debian package named in each fixture. In CI a skip of any other kind
+fails too, so the last pytest line there always reports 0 skipped.
 """
 
 from __future__ import annotations
@@ -21,13 +24,38 @@ def _missing(why: str) -> None:
     pytest.skip(why)
 
 
+def _program(*names: str, package: str) -> str:
+    """Path of the first of `names` on PATH; skipped outside CI, failed in CI when none is."""
+    for name in names:
+        path = shutil.which(name)
+        if path is not None:
+            return path
+    _missing(f"{names[0]} is not installed (Debian package {package})")
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 def soffice() -> str:
     """Path of the LibreOffice binary used for real recalculation."""
-    path = shutil.which("soffice") or shutil.which("libreoffice")
-    if path is None:
-        _missing("LibreOffice (soffice) is not installed")
-    return path
+    return _program("soffice", "libreoffice", package="libreoffice-calc-nogui")
+
+
+@pytest.fixture(scope="session")
+def pdftoppm() -> str:
+    """poppler's PDF rasteriser, which turns LibreOffice's PDF export into PNG pictures."""
+    return _program("pdftoppm", package="poppler-utils")
+
+
+@pytest.fixture(scope="session")
+def pdftotext() -> str:
+    """poppler's PDF text extractor, to read what a rendered page shows."""
+    return _program("pdftotext", package="poppler-utils")
+
+
+@pytest.fixture(scope="session")
+def ssconvert() -> str:
+    """Gnumeric's command-line converter: a second, independent spreadsheet engine."""
+    return _program("ssconvert", package="gnumeric")
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +68,14 @@ def mnist_dir() -> Path:
     if not path.is_dir():
         _missing(f"MNIST_DATA={value} is not a folder")
     return path
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    """In CI a skipped test is a failed test: nothing may silently not run there."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where every test must run: {reason}"

@@ -184,7 +184,9 @@ def _png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def test_pdf_export_and_png(books: dict[str, Path], tmp_path: Path) -> None:
+def test_pdf_export_and_png(
+    books: dict[str, Path], tmp_path: Path, pdftoppm: str, pdftotext: str
+) -> None:
     # Paginated export of the *spoiled* source: fit-to-page gives one page per sheet, and the
     # page shows recalculated values, not the stale cached ones.
     pdf = export_pdf(books["src_a"], tmp_path / "book.pdf")
@@ -192,22 +194,21 @@ def test_pdf_export_and_png(books: dict[str, Path], tmp_path: Path) -> None:
     assert [p.name for p in pngs] == ["shot-1.png", "shot-2.png"]
     width, height = _png_size(pngs[0])
     assert width > height  # landscape
-    if shutil.which("pdftotext"):
-        text = subprocess.run(
-            ["pdftotext", "-f", "1", "-l", "1", str(pdf), "-"], capture_output=True, check=True
-        ).stdout.decode()
-        assert "0.333333" in text and "positive" in text
+    text = subprocess.run(
+        [pdftotext, "-f", "1", "-l", "1", str(pdf), "-"], capture_output=True, check=True
+    ).stdout.decode()
+    assert "0.333333" in text and "positive" in text
     only_second = pdf_to_png(pdf, tmp_path / "second", dpi=20, first_page=2, last_page=2)
     assert [p.name for p in only_second] == ["second-2.png"]
 
 
-def test_pdf_single_page_sheets(books: dict[str, Path], tmp_path: Path) -> None:
+def test_pdf_single_page_sheets(books: dict[str, Path], tmp_path: Path, pdftoppm: str) -> None:
     pdf = export_pdf(books["a"], tmp_path / "single.pdf", single_page_sheets=True)
     first, second = (_png_size(p) for p in pdf_to_png(pdf, tmp_path / "s", dpi=20))
     assert first != second  # each page is sized to its own sheet, not to a paper format
 
 
-def test_pdf_to_png_errors(tmp_path: Path) -> None:
+def test_pdf_to_png_errors(tmp_path: Path, pdftoppm: str) -> None:
     with pytest.raises(BpxlError, match="no such file"):
         pdf_to_png(tmp_path / "none.pdf", tmp_path / "x")
     bad = tmp_path / "bad.pdf"
