@@ -21,8 +21,8 @@ from .formula import Template, Token, column_number, template, tokenize
 NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 NS_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 NS_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
-_C, _F, _V, _IS, _T, _ROW, _SI, _SHEET = (
-    f"{{{NS_MAIN}}}{t}" for t in ("c", "f", "v", "is", "t", "row", "si", "sheet")
+_C, _F, _V, _IS, _T, _R, _ROW, _SI, _SHEET = (
+    f"{{{NS_MAIN}}}{t}" for t in ("c", "f", "v", "is", "t", "r", "row", "si", "sheet")
 )
 
 
@@ -120,7 +120,7 @@ class Package:
     def _shared_strings(self) -> list[str]:
         for kind, name in part_rels(self.zip, self.workbook).values():
             if kind.endswith("/sharedStrings") and name in self.zip.NameToInfo:
-                return ["".join(si.itertext(_T)) for si in _xml(self.zip, name).iter(_SI)]
+                return [_string_item(si) for si in _xml(self.zip, name).iter(_SI)]
         return []
 
     def rows(self, title: str) -> Iterator[tuple[int, list[tuple[int, Cell]]]]:
@@ -158,7 +158,7 @@ class Package:
                                     formula, child.get("si"), row, col, title, shared
                                 )
                         elif tag == _IS:
-                            value = "".join(child.itertext(_T))
+                            value = _string_item(child)
                     if kind == "s" and value is not None:
                         value = _shared_string(strings, value)
                     cells.append((col, Cell(formula, value, kind)))
@@ -182,6 +182,21 @@ class Package:
         if col not in templates:
             templates[col] = template(tokens, col)
         return templates[col].render(row)
+
+
+def _string_item(item: etree._Element) -> str:
+    """The text of a string item (<si> or <is>): its <t>, or the <t> of each rich-text run <r>.
+
+    Only the <t> elements' own text counts: the whitespace between elements of a pretty-printed
+    file (Gnumeric writes one) is not part of the string, and phonetic runs (<rPh>) are not shown.
+    """
+    texts = []
+    for child in item:
+        if child.tag == _T:
+            texts.append(child.text or "")
+        elif child.tag == _R:
+            texts += [t.text or "" for t in child.iter(_T)]
+    return "".join(texts)
 
 
 def _shared_string(strings: list[str], index: str) -> str | None:

@@ -1,0 +1,83 @@
+"""Gnumeric, a second spreadsheet engine independent of LibreOffice, recalculates the workbook.
+
+`ssconvert --recalc` opens the xlsx, recomputes every formula with Gnumeric's own engine and
+writes an xlsx with the values cached; `bpxl verify` then checks those values against NumPy.
+Changing a Setup input before the recalculation proves Gnumeric computed them itself.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from backprop_xlsx import layout
+from backprop_xlsx.config import default_values
+from backprop_xlsx.verify import verify_workbook
+from backprop_xlsx.writer import build_workbook
+from backprop_xlsx.xlsxread import Package, cell_number
+
+ETAS = (0.5, 2.0)
+STEPS = 40
+
+
+def _gnumeric_recalc(ssconvert: str, src: Path, dst: Path) -> Path:
+    proc = subprocess.run(
+        [ssconvert, "--recalc", str(src), str(dst)], capture_output=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0 and dst.is_file(), proc.stderr.decode("utf-8", "replace")
+    return dst
+
+
+def _with_setup_value(src: Path, dst: Path, name: str, value: float) -> Path:
+    """A copy of `src` whose Setup cell `name` holds `value` (edited in the sheet's XML)."""
+    pkg = Package(src)
+    part = pkg.parts[layout.SETUP_SHEET]
+    pkg.close()
+    cell = f"{layout.SETUP_VALUE_COLUMN}{layout.SETUP_ROW[name]}"
+    pattern = re.compile(rf'(<c r="{cell}"[^>]*>\s*<v>)[^<]*(</v>)')
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename == part:
+                text, n = pattern.subn(rf"\g<1>{value!r}\g<2>", data.decode("utf-8"))
+                assert n == 1, f"no value cell {cell} on Setup"
+                data = text.encode("utf-8")
+            zout.writestr(item, data)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gnumeric") / "built.xlsx"
+    build_workbook(default_values(), ETAS, STEPS, out)
+    return out
+
+
+def test_gnumeric_recalculation_passes_verify(built: Path, ssconvert: str) -> None:
+    recalculated = _gnumeric_recalc(ssconvert, built, built.with_name("gnumeric.xlsx"))
+    report = verify_workbook(recalculated, engine="cached")
+    assert report.ok, report.text()
+    assert report.cells_checked == len(ETAS) * (STEPS + 1) * len(layout.COLUMNS) + (
+        report.summary_cells
+    )
+    # Gnumeric computes in doubles too; measured here ≤ 5e-14 relative against NumPy.
+    assert max(s.max_rel for s in report.sheets) < 1e-12
+
+
+def test_gnumeric_follows_a_changed_setup_input(built: Path, ssconvert: str) -> None:
+    # t1 = 0.9 instead of 0.5: every later value changes, so only a real recalculation passes.
+    changed = _with_setup_value(built, built.with_name("t1.xlsx"), "t1", 0.9)
+    recalculated = _gnumeric_recalc(ssconvert, changed, built.with_name("t1-gnumeric.xlsx"))
+    report = verify_workbook(recalculated, engine="cached")
+    assert report.ok, report.text()
+    pkg = Package(recalculated)
+    try:
+        cells = pkg.cells("LR 0.5")
+    finally:
+        pkg.close()
+    t1 = cell_number(cells[(layout.FIRST_ROW + STEPS, 1)])
+    assert t1 == 0.9
