@@ -1,20 +1,243 @@
-"""The 2-2-2 sigmoid network in NumPy, written the way the equations read.
+"""Any small fully connected network in NumPy, written the way the equations read.
 
-Every function takes scalars or NumPy arrays and broadcasts, so one call can run many learning
-rates (or many random networks) at once. The operations are done in the same order as the
-workbook's formulas, so NumPy and a spreadsheet agree to the last bit or two.
+For every layer, samples as rows (a has shape (S, n), W (n_out, n_in), b (n_out,)):
+
+    z = W·a_prev + b                 a = f(z)                       forward
+    δ_out = ∂E/∂z_out                                               the error signal at the output
+    δ = (W_nextᵀ·δ_next)·f′(z)                                      backward, layer by layer
+    ∂E/∂W = Σ_samples δ·a_prevᵀ      ∂E/∂b = Σ_samples δ            one full-batch gradient
+    W ← W − η·∂E/∂W                  b ← b − η·∂E/∂b                one step
+
+At the output, δ_out = (a − t)·f′(z) for the squared error ½·Σ(t − a)², and δ_out = a − t for
+softmax with cross-entropy −Σ t·ln a and for sigmoid with binary cross-entropy: the classic
+cancellations, which the workbook writes the same way.
+
+Every array may carry leading dimensions before those shapes, so one call runs many learning
+rates (or many random networks) at once. The seed's 2-2-2 network keeps its one-name-per-scalar
+interface (`forward_backward`, `train`): the README's derivation, h1 = w1·i1 + w2·i2 … ∂E/∂w1 =
+(δo1·w5 + δo2·w7)·a_h1·(1 − a_h1)·i1, is `backprop` on W1 = [[w1, w2], [w3, w4]] and
+W2 = [[w5, w6], [w7, w8]], and the tests hold it to torch.autograd and finite differences.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear", "softmax")
+LOSSES = ("mse", "cross_entropy", "binary_cross_entropy")
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """exp(z_k) / Σ_j exp(z_j) over the last axis, unshifted: exactly what the sheet computes."""
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def activate(f: str, z: np.ndarray) -> np.ndarray:
+    if f == "sigmoid":
+        return sigmoid(z)
+    if f == "tanh":
+        return np.tanh(z)
+    if f == "relu":
+        return np.maximum(z, 0.0)
+    if f == "linear":
+        return z
+    if f == "softmax":
+        return softmax(z)
+    raise ValueError(f"unknown activation {f!r}")
+
+
+def derivative(f: str, z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """f′(z), written through a = f(z) where that is how the sheet writes it: σ′ = a·(1 − a)."""
+    if f == "sigmoid":
+        return a * (1 - a)
+    if f == "tanh":
+        return 1 - a**2
+    if f == "relu":
+        return (z > 0).astype(np.float64)
+    if f == "linear":
+        return np.ones_like(z)
+    raise ValueError(f"f′ of {f!r} is not elementwise (softmax is only used with cross-entropy)")
+
+
+def error_terms(loss: str, a: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Each sample's and output's share of E_total, shape (..., S, n_out)."""
+    if loss == "mse":
+        return 0.5 * (t - a) ** 2
+    if loss == "cross_entropy":
+        return -(t * np.log(a))
+    if loss == "binary_cross_entropy":
+        return -(t * np.log(a) + (1 - t) * np.log(1 - a))
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def output_delta(loss: str, f: str, z: np.ndarray, a: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """δ_out = ∂E/∂z at the output layer."""
+    if loss == "mse":
+        return (a - t) * derivative(f, z, a)
+    return a - t  # softmax + cross-entropy (targets summing to 1), sigmoid + binary CE
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What the network is: widths from input to output, f per weight layer, the loss."""
+
+    layers: tuple[int, ...]  # (n_inputs, n_hidden…, n_outputs)
+    activations: tuple[str, ...]  # one per weight layer
+    loss: str
+
+    @property
+    def depth(self) -> int:
+        """Number of weight layers."""
+        return len(self.layers) - 1
+
+
+@dataclass
+class Pass:
+    """Everything one full-batch iteration computes, layer by layer (0: the first weight layer)."""
+
+    z: list[np.ndarray]  # net inputs, (..., S, n_out) each
+    a: list[np.ndarray]  # a[0] is the input; a[l + 1] = f(z[l])
+    E: np.ndarray  # (..., S, n_out) error terms
+    E_total: np.ndarray  # (...)
+    delta: list[np.ndarray]  # δ per weight layer, (..., S, n_out)
+    dE_dW: list[np.ndarray]  # (..., n_out, n_in), summed over samples
+    dE_db: list[np.ndarray]  # (..., n_out), summed over samples
+
+
+def _T(m: np.ndarray) -> np.ndarray:
+    return np.swapaxes(m, -1, -2)
+
+
+def backprop(
+    net: Architecture,
+    x: np.ndarray,
+    t: np.ndarray,
+    W: Sequence[np.ndarray],
+    b: Sequence[np.ndarray | None],
+) -> Pass:
+    """One forward and backward pass over all samples: x (..., S, n_in), t (..., S, n_out).
+
+    A layer whose b is None has no bias (it adds nothing to z).
+    """
+    a = [np.asarray(x, dtype=np.float64)]
+    z: list[np.ndarray] = []
+    for W_l, b_l, f in zip(W, b, net.activations, strict=True):
+        z_l = a[-1] @ _T(W_l)
+        if b_l is not None:
+            z_l = z_l + b_l[..., None, :]
+        z.append(z_l)
+        a.append(activate(f, z_l))
+    E = error_terms(net.loss, a[-1], t)
+    E_total = E.sum(axis=(-2, -1))
+
+    delta = [output_delta(net.loss, net.activations[-1], z[-1], a[-1], t)]
+    for layer in range(net.depth - 2, -1, -1):
+        f = net.activations[layer]
+        delta.insert(0, (delta[0] @ W[layer + 1]) * derivative(f, z[layer], a[layer + 1]))
+    dE_dW = [_T(d) @ a_prev for d, a_prev in zip(delta, a[:-1], strict=True)]
+    dE_db = [d.sum(axis=-2) for d in delta]
+    return Pass(z, a, E, E_total, delta, dE_dW, dE_db)
+
+
+def descend(
+    params: Sequence[np.ndarray], grads: Sequence[np.ndarray], eta: np.ndarray | float
+) -> list[np.ndarray]:
+    """p ← p − η·∂E/∂p for every parameter array; η runs over the leading dimensions."""
+    eta = np.asarray(eta, dtype=np.float64)
+    return [
+        p - eta.reshape(eta.shape + (1,) * (p.ndim - eta.ndim)) * g
+        for p, g in zip(params, grads, strict=True)
+    ]
+
+
+@dataclass
+class History:
+    """Every iteration of a training run, stacked: each array has shape (steps + 1, ..., …).
+
+    Row k holds the parameters after k full-batch steps and everything computed from them.
+    """
+
+    W: list[np.ndarray]
+    b: list[np.ndarray | None]
+    z: list[np.ndarray]
+    a: list[np.ndarray]  # a[0], the input, is not repeated per step
+    E: np.ndarray
+    E_total: np.ndarray
+    delta: list[np.ndarray]
+    dE_dW: list[np.ndarray]
+    dE_db: list[np.ndarray]
+
+
+def train_network(
+    net: Architecture,
+    x: np.ndarray,
+    t: np.ndarray,
+    W: Sequence[np.ndarray],
+    b: Sequence[np.ndarray | None],
+    etas: Sequence[float] | np.ndarray,
+    steps: int,
+    *,
+    train_bias: bool = True,
+) -> History:
+    """Full-batch gradient descent for every learning rate at once (η on a leading axis).
+
+    W[l] has shape (n_out, n_in) and b[l] (n_out,) or None; each gets the leading axis here.
+    With `train_bias` False the biases stay fixed: used in the forward pass, never updated.
+    """
+    eta = np.asarray(etas, dtype=np.float64)
+
+    def per_eta(v: np.ndarray | None) -> np.ndarray | None:
+        return None if v is None else np.broadcast_to(v, eta.shape + np.shape(v)).astype(float)
+
+    Ws = [per_eta(np.asarray(w)) for w in W]
+    bs = [per_eta(v) for v in b]
+    params: list[tuple[list[np.ndarray], list[np.ndarray | None]]] = []
+    runs: list[Pass] = []
+    for _ in range(steps + 1):
+        run = backprop(net, x, t, Ws, bs)
+        params.append((Ws, bs))
+        runs.append(run)
+        Ws = descend(Ws, run.dE_dW, eta)
+        if train_bias:
+            bs = [
+                v if v is None else descend([v], [g], eta)[0]
+                for v, g in zip(bs, run.dE_db, strict=True)
+            ]
+
+    def stacked(per_step: list[list[np.ndarray]]) -> list[np.ndarray]:
+        """[step][layer] → [layer], each with the steps on a new first axis."""
+        return [np.stack(layer) for layer in zip(*per_step, strict=True)]
+
+    return History(
+        W=stacked([Ws for Ws, _ in params]),
+        b=[None if v is None else np.stack([bs[k] for _, bs in params]) for k, v in enumerate(bs)],
+        z=stacked([r.z for r in runs]),
+        a=[np.asarray(x, np.float64), *stacked([r.a[1:] for r in runs])],
+        E=np.stack([r.E for r in runs]),
+        E_total=np.stack([r.E_total for r in runs]),
+        delta=stacked([r.delta for r in runs]),
+        dE_dW=stacked([r.dE_dW for r in runs]),
+        dE_db=stacked([r.dE_db for r in runs]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The seed: the 2-2-2 sigmoid network with one name per scalar, as its workbook shows it
+
 
 WEIGHTS = ("w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8")
 INPUTS = ("i1", "i2", "t1", "t2")
 PARAMS = INPUTS + WEIGHTS
 GRADIENTS = tuple(f"dE_d{w}" for w in WEIGHTS)
+SEED = Architecture(layers=(2, 2, 2), activations=("sigmoid", "sigmoid"), loss="mse")
 
 # Every quantity of one iteration, in the order of the workbook's columns.
 QUANTITIES = (
@@ -26,44 +249,42 @@ QUANTITIES = (
 )  # fmt: skip
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-x))
+def _matrix(p: Mapping[str, np.ndarray | float], names: Sequence[Sequence[str]]) -> np.ndarray:
+    """Named scalars (or arrays) stacked into (..., rows, cols)."""
+    rows = [np.stack(np.broadcast_arrays(*(p[n] for n in row)), axis=-1) for row in names]
+    return np.stack(np.broadcast_arrays(*rows), axis=-2).astype(np.float64)
+
+
+def _neurons(m: np.ndarray) -> list[np.ndarray]:
+    """The one sample's values of a (..., 1, n) array, neuron by neuron."""
+    return [m[..., 0, k] for k in range(m.shape[-1])]
+
+
+def _entries(m: np.ndarray) -> list[np.ndarray]:
+    """A (..., rows, cols) array's entries row by row: the order w1, w2, w3, … numbers them."""
+    return [m[..., r, c] for r in range(m.shape[-2]) for c in range(m.shape[-1])]
 
 
 def forward_backward(p: Mapping[str, np.ndarray | float]) -> dict[str, np.ndarray]:
-    """One iteration: the forward pass, the error, and ∂E_total/∂w for all eight weights."""
-    i1, i2, t1, t2 = (np.asarray(p[k], dtype=np.float64) for k in INPUTS)
-    w1, w2, w3, w4, w5, w6, w7, w8 = (np.asarray(p[k], dtype=np.float64) for k in WEIGHTS)
-
-    # forward: input -> hidden -> output
-    h1 = w1 * i1 + w2 * i2
-    a_h1 = sigmoid(h1)
-    h2 = w3 * i1 + w4 * i2
-    a_h2 = sigmoid(h2)
-    o1 = w5 * a_h1 + w6 * a_h2
-    a_o1 = sigmoid(o1)
-    o2 = w7 * a_h1 + w8 * a_h2
-    a_o2 = sigmoid(o2)
-
-    # error
-    E1 = 0.5 * (t1 - a_o1) ** 2
-    E2 = 0.5 * (t2 - a_o2) ** 2
-    E_total = E1 + E2
-
-    # backward: ∂E/∂o = ∂E/∂a_o · ∂a_o/∂o, then the chain rule down to every weight
-    dE_do1 = (a_o1 - t1) * a_o1 * (1 - a_o1)
-    dE_do2 = (a_o2 - t2) * a_o2 * (1 - a_o2)
-    dE_dw5 = dE_do1 * a_h1
-    dE_dw6 = dE_do1 * a_h2
-    dE_dw7 = dE_do2 * a_h1
-    dE_dw8 = dE_do2 * a_h2
-    dE_dw1 = (dE_do1 * w5 + dE_do2 * w7) * a_h1 * (1 - a_h1) * i1
-    dE_dw2 = (dE_do1 * w5 + dE_do2 * w7) * a_h1 * (1 - a_h1) * i2
-    dE_dw3 = (dE_do1 * w6 + dE_do2 * w8) * a_h2 * (1 - a_h2) * i1
-    dE_dw4 = (dE_do1 * w6 + dE_do2 * w8) * a_h2 * (1 - a_h2) * i2
-
-    values = locals()
-    return {name: np.broadcast_to(values[name], E_total.shape).copy() for name in QUANTITIES}
+    """One iteration of the seed network: every quantity of its workbook row, by name."""
+    shape = np.broadcast(*(np.asarray(p[k]) for k in PARAMS)).shape
+    i = _matrix(p, [("i1", "i2")])  # one sample: (..., 1, 2)
+    t = _matrix(p, [("t1", "t2")])
+    W1 = _matrix(p, [("w1", "w2"), ("w3", "w4")])
+    W2 = _matrix(p, [("w5", "w6"), ("w7", "w8")])
+    run = backprop(SEED, i, t, [W1, W2], [None, None])
+    values = dict(p)
+    values |= zip(("h1", "h2"), _neurons(run.z[0]), strict=True)
+    values |= zip(("a_h1", "a_h2"), _neurons(run.a[1]), strict=True)
+    values |= zip(("o1", "o2"), _neurons(run.z[1]), strict=True)
+    values |= zip(("a_o1", "a_o2"), _neurons(run.a[2]), strict=True)
+    values |= zip(("E1", "E2"), _neurons(run.E), strict=True)
+    values["E_total"] = run.E_total
+    values |= zip(GRADIENTS, _entries(run.dE_dW[0]) + _entries(run.dE_dW[1]), strict=True)
+    return {
+        name: np.broadcast_to(np.asarray(values[name], dtype=np.float64), shape).copy()
+        for name in QUANTITIES
+    }
 
 
 def gradient_step(
@@ -84,11 +305,23 @@ def train(
     Row 0 holds the initial weights; row k the weights after k gradient-descent updates.
     """
     eta = np.asarray(etas, dtype=np.float64)
-    p: dict[str, np.ndarray] = {k: np.full(eta.shape, float(start[k])) for k in PARAMS}
-    history = {name: np.empty((steps + 1, eta.size)) for name in QUANTITIES}
-    for k in range(steps + 1):
-        row = forward_backward(p)
-        for name, value in row.items():
-            history[name][k] = value
-        p = gradient_step(row, row, eta)
-    return history
+    p = {k: float(start[k]) for k in PARAMS}
+    i = _matrix(p, [("i1", "i2")])
+    t = _matrix(p, [("t1", "t2")])
+    W1 = _matrix(p, [("w1", "w2"), ("w3", "w4")])
+    W2 = _matrix(p, [("w5", "w6"), ("w7", "w8")])
+    run = train_network(SEED, i, t, [W1, W2], [None, None], eta, steps)
+    shape = (steps + 1, eta.size)
+    values: dict[str, np.ndarray | float] = dict(p)
+    values |= zip(WEIGHTS, _entries(run.W[0]) + _entries(run.W[1]), strict=True)
+    values |= zip(("h1", "h2"), _neurons(run.z[0]), strict=True)
+    values |= zip(("a_h1", "a_h2"), _neurons(run.a[1]), strict=True)
+    values |= zip(("o1", "o2"), _neurons(run.z[1]), strict=True)
+    values |= zip(("a_o1", "a_o2"), _neurons(run.a[2]), strict=True)
+    values |= zip(("E1", "E2"), _neurons(run.E), strict=True)
+    values["E_total"] = run.E_total
+    values |= zip(GRADIENTS, _entries(run.dE_dW[0]) + _entries(run.dE_dW[1]), strict=True)
+    return {
+        name: np.broadcast_to(np.asarray(values[name], dtype=np.float64), shape).copy()
+        for name in QUANTITIES
+    }

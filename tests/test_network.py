@@ -3,7 +3,10 @@ each on many random networks at once (every function broadcasts over arrays)."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
+import pytest
 
 from backprop_xlsx import network
 from backprop_xlsx.config import default_values
@@ -81,3 +84,107 @@ def test_train_shapes_and_first_row() -> None:
             history[w][1], start[w] - np.array(etas) * history[f"dE_d{w}"][0], rtol=1e-15
         )
     assert np.all(np.diff(history["E_total"], axis=0) < 0)  # the default network learns
+
+
+# ---------------------------------------------------------------------------------------------
+# Any architecture: backprop() against torch.autograd, on random nets of every kind
+
+HIDDEN = ("sigmoid", "tanh", "relu", "linear")
+OUTPUT = {  # loss → the output activations it is used with
+    "mse": ("sigmoid", "tanh", "relu", "linear"),
+    "cross_entropy": ("softmax",),
+    "binary_cross_entropy": ("sigmoid",),
+}
+R = 3  # independent parameter sets on the leading axis, as the learning rates are in train()
+
+
+def random_case(rng: np.random.Generator, loss: str, bias: bool, samples: int):  # type: ignore[no-untyped-def]
+    depth = int(rng.integers(1, 4))
+    layers = tuple(int(n) for n in rng.integers(1, 5, depth + 1))
+    if loss == "cross_entropy":
+        layers = (*layers[:-1], max(2, layers[-1]))
+    hidden = tuple(str(rng.choice(HIDDEN)) for _ in range(depth - 1))
+    net = network.Architecture(layers, (*hidden, str(rng.choice(OUTPUT[loss]))), loss)
+    x = rng.uniform(-1.5, 1.5, (samples, layers[0]))
+    if loss == "cross_entropy":
+        t = rng.dirichlet(np.ones(layers[-1]), samples)  # each target row sums to 1
+    else:
+        t = rng.uniform(0.0, 1.0, (samples, layers[-1]))
+    W = [rng.uniform(-2, 2, (R, n_out, n_in)) for n_in, n_out in itertools.pairwise(layers)]
+    b = [rng.uniform(-1, 1, (R, n_out)) if bias else None for n_out in layers[1:]]
+    return net, x, t, W, b
+
+
+def torch_error(net, x, t, W, b):  # type: ignore[no-untyped-def]
+    """E_total of each of the R parameter sets, written directly in torch."""
+    import torch
+
+    functions = {
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "relu": torch.relu,
+        "linear": lambda z: z,
+        "softmax": lambda z: torch.softmax(z, dim=-1),
+    }
+    a = torch.as_tensor(x).expand(R, *x.shape)
+    for W_l, b_l, f in zip(W, b, net.activations, strict=True):
+        z = a @ W_l.transpose(-1, -2) + (0 if b_l is None else b_l[:, None, :])
+        a = functions[f](z)
+    t = torch.as_tensor(t)
+    if net.loss == "mse":
+        terms = 0.5 * (t - a) ** 2
+    elif net.loss == "cross_entropy":
+        terms = -t * torch.log(a)
+    else:
+        terms = torch.nn.functional.binary_cross_entropy(a, t.expand_as(a), reduction="none")
+    return terms.sum(dim=(-2, -1))
+
+
+@pytest.mark.parametrize("loss", list(OUTPUT))
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("samples", [1, 4])
+def test_any_architecture_matches_torch_autograd(loss: str, bias: bool, samples: int) -> None:
+    import torch
+
+    rng = np.random.default_rng([len(loss), bias, samples])
+    for _ in range(25):
+        net, x, t, W, b = random_case(rng, loss, bias, samples)
+        mine = network.backprop(net, x, t, W, b)
+        tW = [torch.tensor(w, requires_grad=True) for w in W]
+        tb = [None if v is None else torch.tensor(v, requires_grad=True) for v in b]
+        e_total = torch_error(net, x, t, tW, tb)
+        e_total.sum().backward()  # the R sets are independent: each gets its own gradient
+        what = f"{net} bias={bias} samples={samples}"
+        np.testing.assert_allclose(mine.E_total, e_total.detach().numpy(), rtol=1e-12, err_msg=what)
+        for layer in range(net.depth):
+            np.testing.assert_allclose(
+                mine.dE_dW[layer], tW[layer].grad.numpy(), rtol=1e-10, atol=1e-13, err_msg=what
+            )
+            if bias:
+                np.testing.assert_allclose(
+                    mine.dE_db[layer], tb[layer].grad.numpy(), rtol=1e-10, atol=1e-13, err_msg=what
+                )
+
+
+def test_train_network_is_repeated_backprop_and_descent() -> None:
+    rng = np.random.default_rng(7)
+    net, x, t, W, b = random_case(rng, "mse", True, 3)
+    W0, b0 = [w[0] for w in W], [v[0] for v in b]
+    etas = np.array([0.1, 0.7])
+    run = network.train_network(net, x, t, W0, b0, etas, 5)
+    assert run.E_total.shape == (6, 2)
+    for j, eta in enumerate(etas):
+        Ws, bs = list(W0), list(b0)
+        for k in range(6):
+            one = network.backprop(net, x, t, Ws, bs)
+            np.testing.assert_array_equal(run.E_total[k, j], one.E_total)
+            for layer in range(net.depth):
+                np.testing.assert_array_equal(run.W[layer][k, j], Ws[layer])
+                np.testing.assert_array_equal(run.delta[layer][k, j], one.delta[layer])
+            Ws = [w - eta * g for w, g in zip(Ws, one.dE_dW, strict=True)]
+            bs = [v - eta * g for v, g in zip(bs, one.dE_db, strict=True)]
+    fixed = network.train_network(net, x, t, W0, b0, etas, 3, train_bias=False)
+    for layer in range(net.depth):
+        np.testing.assert_array_equal(
+            fixed.b[layer], np.broadcast_to(b0[layer], (4, 2, *b0[layer].shape))
+        )
