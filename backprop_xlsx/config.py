@@ -37,19 +37,19 @@ def _read_toml(text: str, where: str) -> dict[str, float]:
 
 
 def _template_text() -> str:
-    """templates/network.toml: beside the package in a checkout, inside it once installed."""
-    checkout = Path(__file__).resolve().parent.parent / "templates" / "network.toml"
+    """templates/seed.toml: beside the package in a checkout, inside it once installed."""
+    checkout = Path(__file__).resolve().parent.parent / "templates" / "seed.toml"
     if checkout.is_file():
         return checkout.read_text(encoding="utf-8")
-    return resources.files("backprop_xlsx.templates").joinpath("network.toml").read_text("utf-8")
+    return resources.files("backprop_xlsx.templates").joinpath("seed.toml").read_text("utf-8")
 
 
 def default_values() -> dict[str, float]:
-    """i1 i2 t1 t2 w1…w8 from templates/network.toml, the one place the defaults live."""
-    values = _read_toml(_template_text(), "templates/network.toml")
+    """i1 i2 t1 t2 w1…w8 from templates/seed.toml, the one place the defaults live."""
+    values = _read_toml(_template_text(), "templates/seed.toml")
     missing = [k for k in PARAMS if k not in values]
     if missing:
-        raise BpxlError(f"templates/network.toml: missing {' '.join(missing)}")
+        raise BpxlError(f"templates/seed.toml: missing {' '.join(missing)}")
     return values
 
 

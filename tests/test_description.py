@@ -1,0 +1,150 @@
+"""Network files and presets: the published numbers, what each preset learns, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backprop_xlsx import description, network
+from backprop_xlsx.config import default_values
+from backprop_xlsx.errors import BpxlError
+
+
+def _train(net: description.Network, steps: int | None = None) -> network.History:
+    return network.train_network(
+        net.net,
+        net.inputs,
+        net.targets,
+        net.W,
+        net.b,
+        net.lr,
+        steps if steps is not None else net.steps,
+        train_bias=net.bias == "trained",
+    )
+
+
+def test_mazur_matches_the_published_example() -> None:
+    # Matt Mazur, "A Step by Step Backpropagation Example" (2015): every number he prints.
+    net = description.preset("mazur")
+    assert net.bias == "fixed" and net.lr == (0.5,)
+    run = _train(net, 9999)
+    assert round(float(run.E_total[0, 0]), 9) == 0.298371109
+    assert round(float(run.a[1][0, 0, 0, 0]), 9) == 0.593269992  # out_h1
+    assert round(float(run.a[2][0, 0, 0, 0]), 9) == 0.75136507  # out_o1
+    assert round(float(run.E_total[1, 0]), 9) == 0.291027774  # he rounds to 0.291027924
+    published = [0.149780716, 0.19956143, 0.24975114, 0.29950229]
+    published += [0.35891648, 0.408666186, 0.511301270, 0.561370121]
+    after_one = np.concatenate([W[1, 0].ravel() for W in run.W])
+    np.testing.assert_allclose(after_one, published, atol=5e-9)
+    # "After repeating this process 10,000 times … the error plummets to 0.0000351085": his
+    # 10,000th iteration is the row after 9,999 updates.
+    assert round(float(run.E_total[-1, 0]), 10) == 0.0000351085
+    np.testing.assert_array_equal(run.b[0][-1, 0], [0.35, 0.35])  # fixed: never updated
+
+
+def test_xor_learns_every_output_on_its_side_of_one_half() -> None:
+    net = description.preset("xor")
+    assert net.net.layers == (2, 3, 1) and net.bias == "trained"
+    run = _train(net)
+    outputs = run.a[-1][-1, :, :, 0]  # (learning rates, samples)
+    wanted = net.targets[:, 0] > 0.5
+    assert np.all((outputs > 0.5) == wanted), outputs
+    assert not np.all((run.a[-1][0, :, :, 0] > 0.5) == wanted)  # it did not start there
+
+
+def test_softmax_classifier_learns_all_three_classes() -> None:
+    net = description.preset("softmax")
+    assert net.net.activations == ("tanh", "softmax") and net.net.loss == "cross_entropy"
+    run = _train(net)
+    predicted = run.a[-1][-1].argmax(axis=-1)  # (learning rates, samples)
+    assert np.all(predicted == net.targets.argmax(axis=1))
+    assert np.all(np.diff(run.E_total, axis=0) < 0)
+
+
+def test_seed_preset_is_the_default_network() -> None:
+    net = description.preset("seed")
+    values = default_values()
+    assert net.weights == [values[f"w{k}"] for k in range(1, 9)]
+    run = (
+        _train(net, 20)
+        if net.lr
+        else network.train_network(net.net, net.inputs, net.targets, net.W, net.b, [0.5, 2.0], 20)
+    )
+    named = network.train(values, [0.5, 2.0], 20)
+    np.testing.assert_allclose(run.E_total, named["E_total"], rtol=1e-15)
+
+
+def test_flat_seed_keys_override_the_seed() -> None:
+    net = description.from_mapping({"t1": 0.9, "w5": -1.0})
+    assert net.targets.tolist() == [[0.9, 0.5]]
+    assert net.weights[4] == -1.0 and net.weights[0] == 0.15
+
+
+def test_weights_drawn_from_the_seed_are_reproducible() -> None:
+    base = {"layers": [2, 3, 1], "inputs": [[0, 1]], "targets": [[1]], "bias": True}
+    one, again = (
+        description.from_mapping(base | {"seed": 4}),
+        description.from_mapping(base | {"seed": 4}),
+    )
+    other = description.from_mapping(base | {"seed": 5})
+    assert one.weights == again.weights != other.weights
+    assert len(one.weights) == 9 and one.biases == [0.0] * 4
+
+
+GOOD = {"layers": [2, 2], "inputs": [[0, 1]], "targets": [[1, 0]]}
+BAD = [
+    ({"colour": 1}, r"unknown key 'colour'"),
+    (GOOD | {"layers": [2]}, r"layers must give 1 to 3 weight layers"),
+    (GOOD | {"layers": [2, 2, 2, 2, 2]}, r"layers must give 1 to 3 weight layers"),
+    (GOOD | {"layers": [2, 0]}, r"each width must be 1 to 64"),
+    (GOOD | {"inputs": [[0, 1, 2]]}, r"inputs\[1\] must have 2 numbers, got 3"),
+    (GOOD | {"targets": [[1, 0], [0, 1]]}, r"inputs has 1 samples but targets has 2"),
+    (GOOD | {"weights": [1, 2, 3]}, r"weights must have 4 numbers, got 3"),
+    (GOOD | {"bias": True, "biases": [1]}, r"biases must have 2 numbers, got 1"),
+    (GOOD | {"biases": [1, 2]}, r"biases given but bias = false"),
+    (GOOD | {"activations": ["softmax"]}, r"softmax output and cross_entropy go together"),
+    (GOOD | {"loss": "cross_entropy"}, r"softmax output and cross_entropy go together"),
+    (
+        {"layers": [2, 2, 2], "activations": ["softmax", "softmax"], "inputs": [[0, 1]],
+         "targets": [[1, 0]], "loss": "cross_entropy"},
+        r"softmax is only allowed on the output layer",
+    ),
+    (GOOD | {"activations": ["swish"]}, r"unknown 'swish'"),
+    (GOOD | {"loss": "hinge"}, r"loss: unknown 'hinge'"),
+    (
+        GOOD | {"activations": ["softmax"], "loss": "cross_entropy", "targets": [[1, 1]]},
+        r"each row must be ≥ 0 and sum to 1",
+    ),
+    (GOOD | {"activations": ["tanh"], "loss": "binary_cross_entropy"}, r"needs a sigmoid output"),
+    (GOOD | {"bias": "maybe"}, r"bias must be true, false or \"fixed\""),
+    (GOOD | {"lr": [0.5, -1]}, r"lr must be a non-empty list of numbers > 0"),
+    (GOOD | {"steps": 0}, r"steps must be a whole number ≥ 1"),
+    (GOOD | {"inputs": [[0, float("nan")]]}, r"inputs\[1\]\[2\] must be a finite number"),
+    ({"i1": "x"}, r"i1 must be a number"),
+    (GOOD | {"w1": 0.3}, r"w1: the seed's keys"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("data", "message"), BAD)
+def test_bad_network_files_get_one_line_naming_the_key(data: dict, message: str) -> None:
+    with pytest.raises(BpxlError, match=message) as info:
+        description.from_mapping(data)
+    assert "\n" not in str(info.value)
+
+
+def test_load_reads_a_file_and_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "net.toml"
+    path.write_text("layers = [1, 1]\ninputs = [[1]]\ntargets = [[0.5]]\nweights = [0.3]\n")
+    assert description.load(path).weights == [0.3]
+    path.write_text("layers = [1, 1]\ncolour = 2\n")
+    with pytest.raises(BpxlError, match=r"net\.toml: unknown key 'colour'"):
+        description.load(path)
+    path.write_text("layers = [1, \n")
+    with pytest.raises(BpxlError, match="not valid TOML"):
+        description.load(path)
+    with pytest.raises(BpxlError, match="no such file"):
+        description.load(tmp_path / "none.toml")
+    with pytest.raises(BpxlError, match="unknown preset 'nope'"):
+        description.preset("nope")
