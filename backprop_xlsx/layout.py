@@ -12,19 +12,22 @@ cell must hold. Formulas are written once, as templates in the names of the math
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 
+import numpy as np
 from openpyxl.utils import get_column_letter
 
-from .network import GRADIENTS, INPUTS, PARAMS, QUANTITIES, WEIGHTS
+from .description import Network
+from .errors import BpxlError
+from .network import PARAMS, QUANTITIES, SEED, History, train_network
 
 SETUP_SHEET = "Setup"
 SUMMARY_SHEET = "Error vs LR"
 
 # Setup sheet: one row per starting value, name in column A, value in column B.
 SETUP_FIRST_ROW = 4
-SETUP_ROW = {name: SETUP_FIRST_ROW + k for k, name in enumerate(PARAMS)}
+SETUP_ROW = {name: SETUP_FIRST_ROW + k for k, name in enumerate(PARAMS)}  # the seed's
 SETUP_VALUE_COLUMN = "B"
 SETUP_HEADER_ROW = SETUP_FIRST_ROW - 1  # name | value | meaning
 # The equations and chain-rule derivations, as text in column A, below the values.
@@ -91,88 +94,422 @@ def _abs(cell: str) -> str:
     return f"${col}${row}"
 
 
-HEADERS = {name: name for name in QUANTITIES} | {g: f"∂E/∂{g[4:]}" for g in GRADIENTS}
+# ---------------------------------------------------------------------------------------------
+# The columns of an LR sheet, derived from the network description
+#
+# One row is one full-batch iteration. Left to right, as the math is read:
+#   per sample: its targets and inputs;
+#   per weight layer: its weights, its biases, then per sample each neuron's z and a = f(z);
+#   per sample each output's share of the error; E_total;
+#   per sample each neuron's δ, from the output back;
+#   ∂E/∂w and ∂E/∂b, each a sum over the samples.
+# Names come from the math: inputs i1…, hidden neurons h1… (k1… in a second hidden layer),
+# outputs o1…; z is the neuron's name (h1), its activation a_h1, its error signal δh1. With more
+# than one sample, the per-sample names carry the sample as a superscript: a_h1⁽²⁾.
+#
+# The seed's classic layout writes no δ columns: its gradients inline δ, exactly as the worked
+# example it grew from (∂E/∂w1 = (δo1·w5 + δo2·w7)·a_h1·(1 − a_h1)·i1 with δo1 written out).
 
-SIGMOID = "=1/(1+EXP(-{x}))"
-DELTA_O1 = "({a_o1}-{t1})*{a_o1}*(1-{a_o1})"
-DELTA_O2 = "({a_o2}-{t2})*{a_o2}*(1-{a_o2})"
+SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+HIDDEN_LETTERS = ("h", "k")
+MAX_COLUMNS = 16_384  # XFD, the last column of Excel, LibreOffice and Gnumeric
+MAX_FORMULAS = 20_000_000  # the seed at 6 × 100,000 steps is 18.6 M, and needs 11.6 GB to recalc
 
-# key -> (formula of iteration 0, formula of every later iteration)
-FORMULAS: dict[str, tuple[str, str]] = {
-    **{k: ("={setup " + k + "}",) * 2 for k in INPUTS},
-    **{w: ("={setup " + w + "}", "={prev " + w + "}-{eta}*{prev dE_d" + w + "}") for w in WEIGHTS},
-    "h1": ("={w1}*{i1}+{w2}*{i2}",) * 2,
-    "a_h1": (SIGMOID.replace("{x}", "{h1}"),) * 2,
-    "h2": ("={w3}*{i1}+{w4}*{i2}",) * 2,
-    "a_h2": (SIGMOID.replace("{x}", "{h2}"),) * 2,
-    "o1": ("={w5}*{a_h1}+{w6}*{a_h2}",) * 2,
-    "a_o1": (SIGMOID.replace("{x}", "{o1}"),) * 2,
-    "o2": ("={w7}*{a_h1}+{w8}*{a_h2}",) * 2,
-    "a_o2": (SIGMOID.replace("{x}", "{o2}"),) * 2,
-    "E1": ("=0.5*({t1}-{a_o1})^2",) * 2,
-    "E2": ("=0.5*({t2}-{a_o2})^2",) * 2,
-    "E_total": ("={E1}+{E2}",) * 2,
-    "dE_dw1": (f"=({DELTA_O1}*{{w5}}+{DELTA_O2}*{{w7}})*{{a_h1}}*(1-{{a_h1}})*{{i1}}",) * 2,
-    "dE_dw2": (f"=({DELTA_O1}*{{w5}}+{DELTA_O2}*{{w7}})*{{a_h1}}*(1-{{a_h1}})*{{i2}}",) * 2,
-    "dE_dw3": (f"=({DELTA_O1}*{{w6}}+{DELTA_O2}*{{w8}})*{{a_h2}}*(1-{{a_h2}})*{{i1}}",) * 2,
-    "dE_dw4": (f"=({DELTA_O1}*{{w6}}+{DELTA_O2}*{{w8}})*{{a_h2}}*(1-{{a_h2}})*{{i2}}",) * 2,
-    "dE_dw5": (f"={DELTA_O1}*{{a_h1}}",) * 2,
-    "dE_dw6": (f"={DELTA_O1}*{{a_h2}}",) * 2,
-    "dE_dw7": (f"={DELTA_O2}*{{a_h1}}",) * 2,
-    "dE_dw8": (f"={DELTA_O2}*{{a_h2}}",) * 2,
+FORMAT_DATA = "0.00"
+FORMAT_VALUE = "0.000000000"
+FORMAT_SMALL = "0.000000E+00"
+
+ACTIVATION_FORMULAS = {
+    "sigmoid": "1/(1+EXP(-{z}))",
+    "tanh": "TANH({z})",
+    "relu": "MAX(0,{z})",
+    "linear": "{z}",
+}
+ERROR_FORMULAS = {
+    "mse": "0.5*({t}-{a})^2",
+    "cross_entropy": "-{t}*LN({a})",
+    "binary_cross_entropy": "-({t}*LN({a})+(1-{t})*LN(1-{a}))",
 }
 
-NUMBER_FORMATS = {
-    **{k: "0.00" for k in INPUTS},
-    **{k: "0.000000000" for k in QUANTITIES if k in WEIGHTS or k[-2] in "ho"},
-    **{k: "0.000000E+00" for k in ("E1", "E2", "E_total", *GRADIENTS)},
-}
+
+def neuron_letter(layer: int, depth: int) -> str:
+    """i for the inputs (layer 0), o for the outputs (layer `depth`), h and k in between."""
+    if layer == 0:
+        return "i"
+    if layer == depth:
+        return "o"
+    return HIDDEN_LETTERS[layer - 1]
+
+
+def _times_derivative(f: str, z: str, a: str, factor: str) -> str:
+    """factor·f′(z) as the sheet writes it, through a = f(z) where that is the custom."""
+    if f == "sigmoid":
+        return f"({factor})*{a}*(1-{a})"
+    if f == "tanh":
+        return f"({factor})*(1-{a}^2)"
+    if f == "relu":
+        return f"IF({z}>0,{factor},0)"
+    return f"({factor})"  # linear
+
+
+@dataclass(frozen=True)
+class SetupEntry:
+    """One starting value on the Setup sheet: name in column A, value in B, meaning in C."""
+
+    key: str  # "i1_s2", "w5", "b3"
+    name: str  # as shown: "i1⁽²⁾"
+    meaning: str
+    value: float
 
 
 @dataclass(frozen=True)
 class Column:
-    key: str  # the name in the math and in network.py: "a_h1", "dE_dw5"
-    header: str  # the name in the header row: "a_h1", "∂E/∂w5"
+    key: str  # the name in the math and in NumPy's values: "a_h1", "dE_dw5", "d_o1_s2"
+    header: str  # the name in the header row: "a_h1", "∂E/∂w5", "δo1⁽²⁾"
     letter: str  # "J"
     number_format: str
-
-    @cached_property
-    def _patterns(self) -> tuple[str, str]:
-        return tuple(_compile(t) for t in FORMULAS[self.key])
+    patterns: tuple[str, str]  # str.format patterns of iteration 0 and of every later row
 
     def formula(self, row: int) -> str:
         """The formula of this column in sheet row `row` (FIRST_ROW is iteration 0)."""
-        pattern = self._patterns[0 if row == FIRST_ROW else 1]
+        pattern = self.patterns[0 if row == FIRST_ROW else 1]
         return pattern.format(r=row, p=row - 1)
 
     def pattern(self) -> str:
         """`formula` as a str.format pattern ({r} this row, {p} the row above), for bulk writing:
         pattern().format(r=row, p=row - 1) == formula(row) for every row after FIRST_ROW."""
-        return self._patterns[1]
+        return self.patterns[1]
 
-
-COLUMNS: tuple[Column, ...] = tuple(
-    Column(key, HEADERS[key], get_column_letter(k + 1), NUMBER_FORMATS[key])
-    for k, key in enumerate(QUANTITIES)
-)
-COLUMN = {c.key: c for c in COLUMNS}
-LETTER = {c.key: c.letter for c in COLUMNS}
 
 _PLACEHOLDER = re.compile(r"\{(?:(prev|setup) )?(\w+)\}")
 
 
-def _compile(template: str) -> str:
-    """Turn a template into a str.format pattern with {r} (this row) and {p} (previous row)."""
+class SheetLayout:
+    """Every Setup entry and LR-sheet column of one network: the writer's and verifier's map.
 
-    def cell(match: re.Match[str]) -> str:
-        where, name = match.groups()
-        if where == "setup":
-            return setup_ref(name)
-        if name == "eta":
-            return _abs(ETA_CELL)
-        return LETTER[name] + ("{p}" if where == "prev" else "{r}")
+    Formulas are written as templates in the names of the math and compiled once:
+        {w1}        the w1 cell of the same row
+        {prev w1}   the w1 cell of the row above (the previous iteration)
+        {setup w1}  the w1 value cell of the Setup sheet (absolute)
+        {eta}       this sheet's learning-rate cell (absolute)
+    """
 
-    return _PLACEHOLDER.sub(cell, template)
+    def __init__(self, network: Network, *, classic: bool = False) -> None:
+        self.network = network
+        self.classic = classic  # the seed's own layout: no δ columns, δ inlined in the gradients
+        net = network.net
+        self.samples = network.samples
+        self.depth = net.depth
+        self.names = [
+            [f"{neuron_letter(layer, net.depth)}{j + 1}" for j in range(width)]
+            for layer, width in enumerate(net.layers)
+        ]
+        self.weight_number = self._number_weights()
+        self.bias_number = self._number_biases()
+        self.setup = self._setup_entries()
+        self.setup_row = {e.key: SETUP_FIRST_ROW + k for k, e in enumerate(self.setup)}
+        templates = self._templates()
+        self.templates = {key: (first, later) for key, (_, _, first, later) in templates.items()}
+        if len(templates) > MAX_COLUMNS:
+            raise BpxlError(
+                f"this network needs {len(templates):,} columns per iteration; a sheet holds at "
+                f"most {MAX_COLUMNS:,}: use fewer samples or neurons"
+            )
+        letters = {key: get_column_letter(k + 1) for k, key in enumerate(templates)}
+        self.letter = letters
+
+        def compile_template(template: str) -> str:
+            def cell(match: re.Match[str]) -> str:
+                where, name = match.groups()
+                if where == "setup":
+                    return f"{sheet_ref(SETUP_SHEET)}!${SETUP_VALUE_COLUMN}${self.setup_row[name]}"
+                if name == "eta":
+                    return _abs(ETA_CELL)
+                return letters[name] + ("{p}" if where == "prev" else "{r}")
+
+            return _PLACEHOLDER.sub(cell, template)
+
+        self.columns = tuple(
+            Column(
+                key,
+                header,
+                letters[key],
+                number_format,
+                (compile_template(first), compile_template(later)),
+            )
+            for key, (header, number_format, first, later) in templates.items()
+        )
+        self.column = {c.key: c for c in self.columns}
+        self.keys = tuple(self.column)
+
+    # --- NumPy's values, by column key ---------------------------------------------------
+
+    def parameters(
+        self, setup: Mapping[str, np.ndarray | float]
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray | None]]:
+        """x, t, W and b from Setup values by key (scalars, or arrays for many sets at once)."""
+        shape = np.broadcast(*(np.asarray(setup[e.key]) for e in self.setup)).shape
+
+        def grid(keys: list[list[str]]) -> np.ndarray:
+            return np.stack(
+                [np.stack([np.broadcast_to(setup[k], shape) for k in row], -1) for row in keys],
+                -2,
+            ).astype(np.float64)
+
+        S = range(self.samples)
+        x = grid([[self.sample(f"i{j + 1}", s) for j in range(len(self.names[0]))] for s in S])
+        t = grid([[self.sample(f"t{j + 1}", s) for j in range(len(self.names[-1]))] for s in S])
+        W = [grid(rows) for rows in self.weight_number]
+        b = [grid([keys])[..., 0, :] if keys else None for keys in self.bias_number]
+        return x, t, W, b
+
+    def run(
+        self,
+        setup: Mapping[str, np.ndarray | float],
+        etas: Sequence[float] | np.ndarray,
+        steps: int,
+    ) -> dict[str, np.ndarray]:
+        """NumPy's value of every column for every iteration: key → (steps + 1, *η's shape).
+
+        With arrays in `setup`, they must have η's shape: one set of starting values per η.
+        """
+        x, t, W, b = self.parameters(setup)
+        history = train_network(
+            self.network.net, x, t, W, b, etas, steps, train_bias=self.network.bias == "trained"
+        )
+        return self.values(history)
+
+    def values(self, h: History) -> dict[str, np.ndarray]:
+        """Every column's values from a training run."""
+        shape = h.E_total.shape
+        out: dict[str, np.ndarray] = {}
+
+        def put(key: str, value: np.ndarray) -> None:
+            if key in self.column:
+                out[key] = np.broadcast_to(value, shape)
+
+        S = range(self.samples)
+        for s in S:
+            for j in range(len(self.names[-1])):
+                put(self.sample(f"t{j + 1}", s), h.t[..., s, j])
+                put(self.sample(f"E{j + 1}", s), h.E[..., s, j])
+            for j in range(len(self.names[0])):
+                put(self.sample(f"i{j + 1}", s), h.a[0][..., s, j])
+        put("E_total", h.E_total)
+        for layer in range(self.depth):
+            for r, row in enumerate(self.weight_number[layer]):
+                for c, w in enumerate(row):
+                    put(w, h.W[layer][..., r, c])
+                    put(f"dE_d{w}", h.dE_dW[layer][..., r, c])
+            for j, bias in enumerate(self.bias_number[layer]):
+                put(bias, h.b[layer][..., j])
+                put(f"dE_d{bias}", h.dE_db[layer][..., j])
+            for s in S:
+                for j, name in enumerate(self.names[layer + 1]):
+                    put(self.sample(name, s), h.z[layer][..., s, j])
+                    put(self.sample(f"a_{name}", s), h.a[layer + 1][..., s, j])
+                    put(self.sample(f"d_{name}", s), h.delta[layer][..., s, j])
+        missing = set(self.column) - set(out)
+        assert not missing, f"no values for {sorted(missing)}"
+        return {key: out[key] for key in self.column}
+
+    # --- names ---------------------------------------------------------------------------
+
+    def sample(self, key: str, s: int) -> str:
+        """Key of a per-sample quantity: a_h1 for the only sample, a_h1_s2 with several."""
+        return key if self.samples == 1 else f"{key}_s{s + 1}"
+
+    def sample_header(self, header: str, s: int) -> str:
+        return header if self.samples == 1 else f"{header}⁽{str(s + 1).translate(SUPERSCRIPT)}⁾"
+
+    def _number_weights(self) -> list[list[list[str]]]:
+        """w1, w2, …: layer by layer, within a layer by receiving neuron, then sending neuron."""
+        numbers, k = [], 0
+        for layer in range(self.depth):
+            rows = []
+            for _ in self.names[layer + 1]:
+                rows.append([f"w{k + j + 1}" for j in range(len(self.names[layer]))])
+                k += len(self.names[layer])
+            numbers.append(rows)
+        return numbers
+
+    def _number_biases(self) -> list[list[str]]:
+        """b1, b2, …: neuron by neuron, layer by layer; [] per layer without biases."""
+        if self.network.bias == "none":
+            return [[] for _ in range(self.depth)]
+        numbers, k = [], 0
+        for layer in range(self.depth):
+            numbers.append([f"b{k + j + 1}" for j in range(len(self.names[layer + 1]))])
+            k += len(self.names[layer + 1])
+        return numbers
+
+    def _setup_entries(self) -> list[SetupEntry]:
+        """The seed's order (i1 i2 t1 t2 w1 … w8), then the biases; per sample with several."""
+        nw, entries = self.network, []
+        for s in range(self.samples):
+            for kind, values, word in (("i", nw.inputs, "input"), ("t", nw.targets, "target")):
+                for j, value in enumerate(values[s]):
+                    key = self.sample(f"{kind}{j + 1}", s)
+                    of = "" if self.samples == 1 else f" of sample {s + 1}"
+                    what = f"{word} {j + 1}{of}" if kind == "i" else f"target of output {j + 1}{of}"
+                    name = self.sample_header(f"{kind}{j + 1}", s)
+                    entries.append(SetupEntry(key, name, what, float(value)))
+        for layer in range(self.depth):
+            for r, row in enumerate(self.weight_number[layer]):
+                for c, key in enumerate(row):
+                    sender = self.names[layer][c]
+                    sender = sender if layer == 0 else f"a_{sender}"
+                    meaning = f"weight {sender} → {self.names[layer + 1][r]}"
+                    entries.append(SetupEntry(key, key, meaning, float(nw.W[layer][r, c])))
+        for layer in range(self.depth):
+            for j, key in enumerate(self.bias_number[layer]):
+                meaning = f"bias of {self.names[layer + 1][j]}"
+                if nw.bias == "fixed":
+                    meaning += " (fixed)"
+                entries.append(SetupEntry(key, key, meaning, float(nw.b[layer][j])))
+        return entries
+
+    # --- formulas ------------------------------------------------------------------------
+
+    def _templates(self) -> dict[str, tuple[str, str, str, str]]:
+        """key → (header, number format, formula of iteration 0, formula of later rows)."""
+        out: dict[str, tuple[str, str, str, str]] = {}
+        net, S = self.network.net, range(self.samples)
+
+        def constant(key: str, header: str, fmt: str, template: str) -> None:
+            out[key] = (header, fmt, template, template)
+
+        for s in S:
+            for kind in ("t", "i"):
+                names = self.names[-1] if kind == "t" else self.names[0]
+                for j in range(len(names)):
+                    key = self.sample(f"{kind}{j + 1}", s)
+                    header = self.sample_header(f"{kind}{j + 1}", s)
+                    constant(key, header, FORMAT_DATA, "={setup " + key + "}")
+        for layer in range(self.depth):
+            for w in (w for row in self.weight_number[layer] for w in row):
+                later = "={prev " + w + "}-{eta}*{prev dE_d" + w + "}"
+                out[w] = (w, FORMAT_VALUE, "={setup " + w + "}", later)
+            for b in self.bias_number[layer]:
+                if self.network.bias == "fixed":
+                    constant(b, b, FORMAT_VALUE, "={setup " + b + "}")
+                else:
+                    later = "={prev " + b + "}-{eta}*{prev dE_d" + b + "}"
+                    out[b] = (b, FORMAT_VALUE, "={setup " + b + "}", later)
+            for s in S:
+                for j, name in enumerate(self.names[layer + 1]):
+                    z, a = self.sample(name, s), self.sample(f"a_{name}", s)
+                    constant(
+                        z, self.sample_header(name, s), FORMAT_VALUE, "=" + self._z(layer, j, s)
+                    )
+                    constant(
+                        a,
+                        self.sample_header(f"a_{name}", s),
+                        FORMAT_VALUE,
+                        "=" + self._a(layer, j, s),
+                    )
+        terms = []
+        for s in S:
+            for j in range(len(self.names[-1])):
+                key = self.sample(f"E{j + 1}", s)
+                t, a = self.sample(f"t{j + 1}", s), self.sample(f"a_o{j + 1}", s)
+                formula = ERROR_FORMULAS[net.loss].format(t="{" + t + "}", a="{" + a + "}")
+                constant(key, self.sample_header(f"E{j + 1}", s), FORMAT_SMALL, "=" + formula)
+                terms.append("{" + key + "}")
+        constant("E_total", "E_total", FORMAT_SMALL, "=" + "+".join(terms))
+        if not self.classic:
+            for layer in range(self.depth - 1, -1, -1):
+                for s in S:
+                    for j, name in enumerate(self.names[layer + 1]):
+                        key = self.sample(f"d_{name}", s)
+                        header = self.sample_header(f"δ{name}", s)
+                        constant(key, header, FORMAT_SMALL, "=" + self.delta(layer, j, s))
+        for layer in range(self.depth):
+            for r, row in enumerate(self.weight_number[layer]):
+                for c, w in enumerate(row):
+                    sender = self.names[layer][c]
+                    sender = sender if layer == 0 else f"a_{sender}"
+                    terms = [
+                        f"{self._delta_ref(layer, r, s)}*{{{self.sample(sender, s)}}}" for s in S
+                    ]
+                    constant(f"dE_d{w}", f"∂E/∂{w}", FORMAT_SMALL, "=" + "+".join(terms))
+        for layer in range(self.depth):
+            if self.network.bias != "trained":
+                break
+            for j, b in enumerate(self.bias_number[layer]):
+                terms = [self._delta_ref(layer, j, s) for s in S]
+                constant(f"dE_d{b}", f"∂E/∂{b}", FORMAT_SMALL, "=" + "+".join(terms))
+        return out
+
+    def _z(self, layer: int, j: int, s: int) -> str:
+        """z = Σ w·a_prev + b for neuron j of weight layer `layer`, sample s."""
+        senders = self.names[layer]
+        terms = [
+            f"{{{w}}}*{{{self.sample(n if layer == 0 else f'a_{n}', s)}}}"
+            for w, n in zip(self.weight_number[layer][j], senders, strict=True)
+        ]
+        if self.bias_number[layer]:
+            terms.append(f"{{{self.bias_number[layer][j]}}}")
+        return "+".join(terms)
+
+    def _a(self, layer: int, j: int, s: int) -> str:
+        f = self.network.net.activations[layer]
+        names = self.names[layer + 1]
+        if f == "softmax":
+            exps = [f"EXP({{{self.sample(n, s)}}})" for n in names]
+            return f"{exps[j]}/({'+'.join(exps)})"
+        return ACTIVATION_FORMULAS[f].format(z="{" + self.sample(names[j], s) + "}")
+
+    def delta(self, layer: int, j: int, s: int) -> str:
+        """δ = ∂E/∂z of neuron j of weight layer `layer`, sample s, without the leading '='."""
+        net = self.network.net
+        name = self.names[layer + 1][j]
+        f = net.activations[layer]
+        z, a = "{" + self.sample(name, s) + "}", "{" + self.sample(f"a_{name}", s) + "}"
+        if layer == self.depth - 1:
+            t = "{" + self.sample(f"t{j + 1}", s) + "}"
+            if net.loss != "mse":  # softmax + cross-entropy, sigmoid + binary cross-entropy
+                return f"{a}-{t}"
+            if f == "sigmoid":  # the seed's own writing: (a_o1-t1)*a_o1*(1-a_o1)
+                return f"({a}-{t})*{a}*(1-{a})"
+            return _times_derivative(f, z, a, f"{a}-{t}")
+        fan_out = "+".join(
+            f"{self._delta_ref(layer + 1, r, s)}*{{{self.weight_number[layer + 1][r][j]}}}"
+            for r in range(len(self.names[layer + 2]))
+        )
+        return _times_derivative(f, z, a, fan_out)
+
+    def _delta_ref(self, layer: int, j: int, s: int) -> str:
+        """δ as another formula uses it: its column, or in the classic layout its expression."""
+        if self.classic:
+            return self.delta(layer, j, s)
+        return "{" + self.sample(f"d_{self.names[layer + 1][j]}", s) + "}"
+
+
+def check_size(layout: SheetLayout, n_lr: int, steps: int) -> None:
+    """Refuse, before anything is written, a workbook no spreadsheet can hold or recalculate."""
+    columns = len(layout.columns)
+    formulas = n_lr * (steps + 1) * columns
+    if columns > MAX_COLUMNS or formulas > MAX_FORMULAS:
+        raise BpxlError(
+            f"this network needs {columns:,} columns and {formulas:,} formulas "
+            f"({n_lr} learning rate(s) × {steps + 1:,} iterations); a sheet holds at most "
+            f"{MAX_COLUMNS:,} columns and bpxl writes at most {MAX_FORMULAS:,} formulas: "
+            "use fewer samples, neurons, steps or learning rates"
+        )
+
+
+def _seed_structure() -> Network:
+    """The seed's 2-2-2 network with zero values: all its layout depends on."""
+    zeros = np.zeros((2, 2))
+    return Network(SEED, "none", np.zeros((1, 2)), np.zeros((1, 2)), (zeros, zeros), (None, None))
+
+
+SEED_LAYOUT = SheetLayout(_seed_structure(), classic=True)
+COLUMNS: tuple[Column, ...] = SEED_LAYOUT.columns
+COLUMN = SEED_LAYOUT.column
+LETTER = SEED_LAYOUT.letter
+assert tuple(COLUMN) == QUANTITIES, "the seed's columns are its named quantities, in order"
 
 
 def row_of_iteration(k: int) -> int:

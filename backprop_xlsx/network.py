@@ -174,6 +174,7 @@ class History:
     delta: list[np.ndarray]
     dE_dW: list[np.ndarray]
     dE_db: list[np.ndarray]
+    t: np.ndarray  # the targets, as given
 
 
 def train_network(
@@ -194,11 +195,15 @@ def train_network(
     """
     eta = np.asarray(etas, dtype=np.float64)
 
-    def per_eta(v: np.ndarray | None) -> np.ndarray | None:
-        return None if v is None else np.broadcast_to(v, eta.shape + np.shape(v)).astype(float)
+    def per_eta(v: np.ndarray | None, core: int) -> np.ndarray | None:
+        """One copy per η; `v` may already carry η's axes (a set of values per η)."""
+        if v is None:
+            return None
+        v = np.asarray(v, dtype=np.float64)
+        return np.broadcast_to(v, eta.shape + v.shape[v.ndim - core :]).copy()
 
-    Ws = [per_eta(np.asarray(w)) for w in W]
-    bs = [per_eta(v) for v in b]
+    Ws = [per_eta(w, 2) for w in W]
+    bs = [per_eta(v, 1) for v in b]
     params: list[tuple[list[np.ndarray], list[np.ndarray | None]]] = []
     runs: list[Pass] = []
     for _ in range(steps + 1):
@@ -226,6 +231,7 @@ def train_network(
         delta=stacked([r.delta for r in runs]),
         dE_dW=stacked([r.dE_dW for r in runs]),
         dE_db=stacked([r.dE_db for r in runs]),
+        t=np.asarray(t, np.float64),
     )
 
 
