@@ -591,6 +591,7 @@ class _Transplant:
         self.src, self.dst = src, dst
         self.removed = {name.casefold(): name for name in removed}
         self.warnings: list[str] = []
+        self._moving = ""  # the sheet being moved, for warnings
         self.styles = _Styles(src, dst)
         self.copied: dict[str, str] = {}  # source part -> destination part
         self.taken: set[str] = set()
@@ -638,8 +639,9 @@ class _Transplant:
                 first.setdefault(name, place)
         for name, place in first.items():
             self.warnings.append(
-                f"{where} refers to sheet {self.removed[name]!r} (first in {place}), which this "
-                "build removes: those references will show #REF! or #NAME?"
+                f"{where} refers to sheet {self.removed[name]!r}"
+                + (f" (first in {place})" if place else "")
+                + ", which this build removes: those references will show #REF! or #NAME?"
             )
 
     @staticmethod
@@ -671,7 +673,12 @@ class _Transplant:
         """Copy a source part (and, recursively, its relationships) under a fresh name."""
         if part in self.copied:
             return self.copied[part]
-        if not self.src.has(part):  # missing, or a name that is absolute or has `..`
+        if not safe_part_name(part):
+            raise BpxlError(
+                f"refusing to copy from {self.src.label}: a relationship names the part "
+                f"{part!r}, outside the package"
+            )
+        if not self.src.has(part):
             raise BpxlError(f"cannot read {self.src.label}: part {part} is missing")
         new = self.dst.free_name(part, self.taken)
         self.copied[part] = new
@@ -681,7 +688,9 @@ class _Transplant:
         self.dst.borrow(new, self.src, part)
         if self.removed and (content_type or "").endswith("drawingml.chart+xml"):
             refs = self.src.tree(part).iter("{*}f")
-            self._check_references(f"chart {part}", ((part, el.text or "") for el in refs))
+            self._check_references(
+                f"a chart on sheet {self._moving!r}", (("", el.text or "") for el in refs)
+            )
         self._copy_rels(part, new)
         return new
 
@@ -713,6 +722,7 @@ class _Transplant:
     # -- one sheet ---------------------------------------------------------------------------
 
     def move(self, name: str) -> None:
+        self._moving = name
         sheet = next((s for s in self.src_sheets if s.name == name), None)
         if sheet is None:
             available = ", ".join(repr(s.name) for s in self.src_sheets)

@@ -404,3 +404,11 @@ def test_error_vs_lr_prints_every_column_and_keeps_its_header_frozen(
     assert ws.cell(s.table_header_row, 1).value == "iteration"
     # The chart is below the split, so it scrolls whole rather than being cut by it.
     assert ws._charts[0].anchor._from.row + 1 >= s.iteration_row(0)
+
+
+def test_libreoffice_keeps_the_record_of_bpxl_sheets(recalculated: dict[str, Path]) -> None:
+    """A workbook recalculated (saved) by LibreOffice still says which sheets bpxl made."""
+    found = writer.existing_sheets(recalculated["recalc"])
+    titles = [layout.SETUP_SHEET, *(layout.lr_sheet_title(e) for e in ETAS), layout.SUMMARY_SHEET]
+    assert found is not None and not found.legacy
+    assert (found.bpxl, found.user) == (titles, [])
