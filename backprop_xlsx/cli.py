@@ -1,14 +1,26 @@
 """`bpxl build` and `bpxl verify`.
 
-Every user-facing failure is one line on stderr and a non-zero exit: 2 for bad input or a missing
-tool, 1 when `verify` finds a wrong cell.
+Every failure is one line on stderr, `error: …`, never a traceback, and one of these exit codes
+(also in `bpxl --help`):
+
+    0    done (for verify: every checked cell and formula is right)
+    1    verify: the workbook is wrong (a finding names each wrong cell or formula)
+    2    cannot do it: bad input, a file that cannot be read or written (disk full, permission
+         denied), LibreOffice missing, crashed or killed, or an internal error (a bug: the line
+         says `internal error`)
+    130  interrupted (Ctrl-C, SIGINT)
+    143  terminated (SIGTERM, as `timeout`, CI and service managers send); 129 for SIGHUP
+
+Interrupted or terminated, bpxl cleans up before it exits: the temporary files beside the output
+and in the temp folder are removed, an existing output is left as it was, and a LibreOffice that
+bpxl started is killed with its whole process group.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -58,25 +70,81 @@ class VariadicLrCommand(click.Command):
         return super().parse_args(ctx, expand_variadic(list(args), "--lr"))
 
 
+EXIT_CODES = """\b
+Exit codes:
+  0    done (verify: the workbook is right)
+  1    verify: the workbook is wrong
+  2    cannot do it: bad input, unreadable or unwritable file, disk full,
+       LibreOffice missing or crashed, internal error (one `error:` line says which)
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM); 129 hung up (SIGHUP)
+"""
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM/SIGHUP, so every `finally` and `with` cleans up.
+
+    A BaseException (like KeyboardInterrupt) so that no `except Exception` swallows it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    # Only the first signal raises: a second one must not interrupt the cleanup of the first.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def _install_signal_handlers() -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_DFL:  # leave an ignored SIGHUP (nohup) ignored
+            signal.signal(sig, _on_signal)
+
+
 class OneLineErrors(click.Group):
-    """Turns click's usage errors and BpxlError into `error: …` on one line, never a traceback."""
+    """Every failure becomes `error: …` on one line with a documented exit code (module doc)."""
 
     def main(self, *args, **kwargs):  # type: ignore[override]
         kwargs["standalone_mode"] = False
+        _install_signal_handlers()
         try:
             rv = super().main(*args, **kwargs)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
+        except _NO_ARGS as exc:  # bare `bpxl`: the help, as written, not squeezed onto one line
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
         except click.ClickException as exc:
-            click.echo(f"error: {_one_line(exc.format_message())}", err=True)
-            sys.exit(exc.exit_code)
+            _fail(exc.format_message(), exc.exit_code)
         except click.Abort:
-            click.echo("error: aborted", err=True)
-            sys.exit(130)
+            _fail("interrupted", 130)
+        except Terminated as exc:
+            _fail(f"terminated by {signal.Signals(exc.signum).name}", 128 + exc.signum)
         except BpxlError as exc:
-            click.echo(f"error: {_one_line(str(exc))}", err=True)
-            sys.exit(2)
+            _fail(str(exc), 2)
+        except MemoryError:
+            _fail("out of memory", 2)
+        except OSError as exc:  # an environment problem no check foresaw (disk full, I/O error)
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc}", 2)
+        except Exception as exc:  # a bug: still one line, and the way to report it
+            _fail(
+                f"internal error: {type(exc).__name__}: {exc} (a bug in bpxl: please report "
+                "it with the command you ran)",
+                2,
+            )
         sys.exit(rv or 0)
+
+
+_NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {_one_line(message)}", err=True)
+    sys.exit(code)
 
 
 def _one_line(message: str) -> str:
@@ -100,7 +168,11 @@ class Finite(click.ParamType):
         return number
 
 
-@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=OneLineErrors,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EXIT_CODES,
+)
 @click.version_option(package_name="bpxl")
 def cli() -> None:
     """bpxl: watch a 2-2-2 sigmoid network learn by live formulas in a workbook, and prove it."""
@@ -133,7 +205,9 @@ def cli() -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     default=DEFAULT_OUT,
     show_default=True,
-    help="Workbook to write. Replaced atomically; sheets bpxl did not make are kept.",
+    help="Workbook to write (.xlsx; missing folders are made). Replaced atomically; sheets "
+    "bpxl did not make are kept, and a sheet of yours with the name of one bpxl writes stops "
+    "the build.",
 )
 @click.option(
     "--recalc",
@@ -146,15 +220,24 @@ def build(
     """Write the workbook: a Setup sheet, one sheet per learning rate, and Error vs LR."""
     lrs = check_learning_rates(list(etas) or list(DEFAULT_LRS))
     check_steps(steps)
+    if out.suffix.lower() != ".xlsx":
+        raise BpxlError(f"--out must end in .xlsx, got {out}")
     values = load_values(config)
-    if out == DEFAULT_OUT:  # outputs/ is not in a fresh checkout; any other folder must exist
-        with contextlib.suppress(OSError):  # if it cannot be made, writing says why, in one line
-            out.parent.mkdir(exist_ok=True)
 
+    from .fileio import make_folders, remove_empty_folders
     from .writer import build_workbook
 
-    summary = build_workbook(values, lrs, steps, out, recalc=recalc)
+    # A missing folder is made, for the default outputs/ and for any other --out alike, and
+    # removed again if the build does not finish.
+    created = make_folders(out.parent)
+    try:
+        summary = build_workbook(values, lrs, steps, out, recalc=recalc)
+    except BaseException:
+        remove_empty_folders(created)
+        raise
     click.echo(summary)
+    if created:
+        click.echo(f"made folder {created[-1]}")
 
 
 @cli.command()

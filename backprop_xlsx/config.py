@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from .errors import BpxlError
-from .network import PARAMS
+from .layout import lr_sheet_title
+from .network import PARAMS, train
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -75,11 +79,45 @@ def check_learning_rates(etas: list[float]) -> list[float]:
             raise BpxlError(f"learning rate must be a positive finite number, got {eta!r}")
     seen: set[str] = set()
     for eta in etas:
-        name = f"{eta:g}"
-        if name in seen:
-            raise BpxlError(f"learning rate {name} is given twice")
-        seen.add(name)
+        title = lr_sheet_title(eta).casefold()  # distinct for distinct floats
+        if title in seen:
+            raise BpxlError(f"learning rate {eta!r} is given twice")
+        seen.add(title)
     return etas
+
+
+# EXP(x) of a spreadsheet is #NUM! once e^x is beyond the largest double, as is any overflow.
+_EXP_LIMIT = float(np.log(np.finfo(np.float64).max))
+_EXP_ARGUMENTS = ("h1", "h2", "o1", "o2")  # each sigmoid computes EXP(-x) of these
+
+
+def check_runs_finish(
+    values: Mapping[str, float], etas: Sequence[float], steps: int
+) -> dict[str, np.ndarray]:
+    """Run the training in NumPy first; refuse a learning rate whose run overflows.
+
+    Where NumPy reaches inf (or EXP overflows, which NumPy's sigmoid hides as 0), every
+    spreadsheet shows #NUM! from that iteration on and `bpxl verify` rejects the workbook, so
+    such a workbook is not written. Returns the run (train's history) for the charts.
+    """
+    with np.errstate(all="ignore"):
+        history = train(values, etas, steps)
+        broken = {name: ~np.isfinite(series) for name, series in history.items()}
+        for name in _EXP_ARGUMENTS:  # sigmoid(x) = 1/(1+EXP(-x))
+            broken[f"EXP(-{name})"] = -history[name] > _EXP_LIMIT
+    for j, eta in enumerate(etas):
+        firsts = {
+            name: int(np.argmax(bad[:, j])) for name, bad in broken.items() if bad[:, j].any()
+        }
+        if firsts:
+            k = min(firsts.values())
+            what = next(name for name, first in firsts.items() if first == k)
+            raise BpxlError(
+                f"learning rate {eta:g} overflows at iteration {k}: {what} is beyond ±1.8e308 "
+                "there, so a spreadsheet shows #NUM! from that iteration on; choose a smaller "
+                "learning rate"
+            )
+    return history
 
 
 def check_steps(steps: int) -> int:

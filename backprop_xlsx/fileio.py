@@ -22,6 +22,70 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def output_path(path: Path | str) -> Path:
+    """The file that writing `path` replaces: `path` itself, or a symlink's existing target.
+
+    A symbolic link is followed (its target is replaced, the link stays); a dangling one is
+    refused, as is anything but a regular file: opening a FIFO to read or write it would
+    block until another program opens its other end.
+    """
+    path = Path(path)
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.exists():
+            raise BpxlError(f"cannot write {path}: it is a symbolic link to {target}, missing")
+        path = target
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):  # nothing there: the folder check says why
+        return path
+    except OSError as exc:
+        raise BpxlError(f"cannot write {path}: {_reason(exc)}") from None
+    if stat.S_ISDIR(mode):
+        raise BpxlError(f"cannot write {path}: it is a folder")
+    if not stat.S_ISREG(mode):
+        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise BpxlError(f"cannot write {path}: it is {kind}, not a regular file")
+    return path
+
+
+def make_folders(folder: Path | str) -> list[Path]:
+    """Create `folder` and missing parents; returns those created, outermost first.
+
+    One line (BpxlError) when that is impossible: a parent is a regular file, or not writable.
+    """
+    folder = Path(folder)
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists() or candidate.is_symlink():
+            break
+        missing.append(candidate)
+    missing.reverse()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        remove_empty_folders(missing)
+        raise BpxlError(f"cannot make folder {folder}: {_reason(exc)}") from None
+    return missing
+
+
+def remove_empty_folders(created: list[Path]) -> None:
+    """Undo `make_folders`: remove the folders it made, innermost first, while they are empty."""
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def _check_writable_folder(path: Path) -> Path:
     """Fail early, with one line, when `path` cannot be written (not after minutes of work)."""
     folder = path.parent
@@ -64,7 +128,7 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
     zipfile, a subprocess). On normal exit the file is fsynced and atomically renamed onto `path`;
     if the block raises, the temporary file is removed and an existing `path` is left untouched.
     """
-    path = Path(path)
+    path = output_path(path)
     folder = _check_writable_folder(path)
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)

@@ -50,9 +50,20 @@ NEVER = "never"  # what "first iteration below threshold" shows when E_total nev
 SUMMARY_COLUMNS = {"eta": "A", "sheet": "B", "final": "C", "first_below": "D"}
 
 
+MAX_SHEET_TITLE = 31  # Excel refuses longer sheet names
+
+
 def lr_sheet_title(eta: float) -> str:
-    """`LR 0.1`, `LR 2`: the sheet of one learning rate."""
-    return f"LR {eta:g}"
+    """`LR 0.1`, `LR 2`: the sheet of one learning rate, distinct for every distinct η.
+
+    `{:g}` (6 significant digits) where it is exact, else the shortest text that reads back as
+    the same float (Python's repr), so 0.1234567 and 0.1234568 never share a sheet. The longest
+    float repr has 24 characters, so a title never exceeds Excel's 31.
+    """
+    short = f"{eta:g}"
+    title = f"LR {short if float(short) == eta else repr(float(eta))}"
+    assert len(title) <= MAX_SHEET_TITLE, title
+    return title
 
 
 def setup_lr_row(j: int) -> int:

@@ -21,6 +21,7 @@ fit-to-page settings are then ignored).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
 import json
@@ -179,6 +180,7 @@ def _convert(src: Path, target_filter: str, ext: str, timeout: float, what: str)
             )
         except OSError as exc:
             raise BpxlError(f"cannot start LibreOffice ({soffice}): {exc.strerror or exc}") from exc
+        _LIVE.add(proc)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -187,26 +189,54 @@ def _convert(src: Path, target_filter: str, ext: str, timeout: float, what: str)
                 f"LibreOffice did not finish {what} {src} within {timeout:g} s "
                 "(raise the timeout, or check that the workbook opens in LibreOffice)"
             ) from None
-        except BaseException:
+        except BaseException:  # Ctrl-C, SIGTERM (cli.Terminated): LibreOffice goes too
             _kill_group(proc)
             raise
+        finally:
+            # Even after a clean exit of the wrapper script, a crashed run can leave
+            # soffice.bin or a helper behind in its process group.
+            _kill_group(proc)
         log = out.decode("utf-8", "replace") + "\n" + err.decode("utf-8", "replace")
         produced = outdir / f"{work_copy.stem}.{ext}"
         if proc.returncode != 0 or not produced.is_file() or produced.stat().st_size == 0:
             raise BpxlError(
-                f"LibreOffice failed {what} {src} (exit code {proc.returncode}): {_tail(log)}"
+                f"LibreOffice failed {what} {src} ({_how(proc.returncode)}): {_tail(log)}"
             )
         return produced.read_bytes()
 
 
+def _how(returncode: int) -> str:
+    """`exit code 1`, or `killed by SIGKILL` / `crashed (SIGSEGV)` for a negative code."""
+    if returncode >= 0:
+        return f"exit code {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    crashes = {"SIGSEGV", "SIGBUS", "SIGABRT", "SIGILL", "SIGFPE"}
+    return f"crashed ({name})" if name in crashes else f"killed by {name}"
+
+
+# LibreOffice runs not yet reaped: killed at interpreter exit if something skipped the kill.
+_LIVE: set[subprocess.Popen[bytes]] = set()
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill LibreOffice's whole process group (its own session), then reap the wrapper."""
     with contextlib.suppress(OSError):
         if os.name == "posix":
             os.killpg(proc.pid, signal.SIGKILL)
-        else:
+        elif proc.poll() is None:
             proc.kill()
     with contextlib.suppress(Exception):
         proc.communicate(timeout=10)
+    _LIVE.discard(proc)
+
+
+@atexit.register
+def _kill_live() -> None:
+    for proc in list(_LIVE):
+        _kill_group(proc)
 
 
 def recalculate(src: Path, dst: Path, *, timeout: float = 600) -> Path:

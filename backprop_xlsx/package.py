@@ -40,13 +40,16 @@ Choices and limits:
 from __future__ import annotations
 
 import copy
+import io
 import posixpath
 import re
 import shutil
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from lxml import etree
 
@@ -121,35 +124,89 @@ class _SheetRef:
     rel_type: str
 
 
-class _Package:
-    """An xlsx package held in memory: part bytes in their zip order, parsed on demand."""
+def safe_part_name(name: str) -> bool:
+    """A zip member that can be a part: relative, no `..`, no backslash, no empty segment.
 
-    def __init__(self, label: str, infos: list[zipfile.ZipInfo], data: dict[str, bytes]) -> None:
+    Parts named otherwise are never read or copied: an archive tool would write them outside
+    its folder, and no valid package needs them.
+    """
+    segments = name.split("/")
+    return (
+        bool(name)
+        and not name.startswith("/")
+        and "\\" not in name
+        and ":" not in segments[0]
+        and all(seg not in ("", ".", "..") for seg in segments)
+    )
+
+
+class _Package:
+    """An xlsx package, read part by part from its zip on demand; changes are held in memory.
+
+    Only the parts that are read (bookkeeping XML, the sheets being moved) are ever in memory;
+    every other part is streamed from its zip when the package is written, so a package with
+    a 100,000-row sheet costs what its small parts cost. A part copied from another package is
+    streamed from that package's zip too.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        infos: list[zipfile.ZipInfo],
+        data: dict[str, bytes],
+        zf: zipfile.ZipFile | None = None,
+    ) -> None:
         self.label = label
         self.infos = {i.filename: i for i in infos}
         self.order = [i.filename for i in infos]
-        self.data = data
+        self._names = set(self.order)
+        self.data = data  # parts held in memory: new, changed, or read
+        self.zip = zf  # where the other parts are read from
+        self.borrowed: dict[str, tuple[_Package, str]] = {}  # part -> (package, its part)
         self._trees: dict[str, etree._Element] = {}
         self.dirty: set[str] = set()
 
     @classmethod
-    def read(cls, path: Path, role: str) -> _Package:
+    def open(cls, path: Path, role: str) -> _Package:
+        """The package at `path`, its zip left open for reading parts (see `close`)."""
         if not path.exists():
             raise BpxlError(f"cannot read {role} {path}: no such file")
         if not path.is_file():
             raise BpxlError(f"cannot read {role} {path}: not a file")
         try:
-            with zipfile.ZipFile(path) as z:
-                infos = [i for i in z.infolist() if not i.is_dir()]
-                data = {i.filename: z.read(i.filename) for i in infos}
+            zf = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
             raise BpxlError(f"cannot read {role} {path}: not an xlsx workbook ({exc})") from exc
         except OSError as exc:
             raise BpxlError(f"cannot read {role} {path}: {exc.strerror or exc}") from exc
-        pkg = cls(str(path), infos, data)
-        if CT_CONTENT_TYPES not in data or "_rels/.rels" not in data:
+        infos = [i for i in zf.infolist() if not i.is_dir() and safe_part_name(i.filename)]
+        pkg = cls(str(path), infos, {}, zf)
+        if not pkg.has(CT_CONTENT_TYPES) or not pkg.has("_rels/.rels"):
+            zf.close()
             raise BpxlError(f"cannot read {role} {path}: not an xlsx workbook (no package parts)")
         return pkg
+
+    @classmethod
+    def from_bytes(cls, label: str, package: bytes) -> _Package:
+        """A package held wholly in memory (a small one: openpyxl's template)."""
+        with zipfile.ZipFile(io.BytesIO(package)) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir() and safe_part_name(i.filename)]
+            data = {i.filename: zf.read(i) for i in infos}
+        return cls(label, infos, data)
+
+    @classmethod
+    def read(cls, path: Path, role: str) -> _Package:
+        return cls.open(path, role)
+
+    def close(self) -> None:
+        if self.zip is not None:
+            self.zip.close()
+
+    def __enter__(self) -> _Package:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @classmethod
     def skeleton(cls) -> _Package:
@@ -206,11 +263,11 @@ class _Package:
     def tree(self, part: str) -> etree._Element:
         """Parsed part, cached; callers that modify it must call `touch`."""
         if part not in self._trees:
-            if part not in self.data:
+            if not self.has(part):
                 raise BpxlError(f"cannot read {self.label}: part {part} is missing")
             try:
-                parser = etree.XMLParser(resolve_entities=False, huge_tree=True)
-                self._trees[part] = etree.fromstring(self.data[part], parser)
+                parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+                self._trees[part] = etree.fromstring(self.bytes(part), parser)
             except etree.XMLSyntaxError as exc:
                 raise BpxlError(f"cannot read {self.label}: broken XML in {part} ({exc})") from exc
         return self._trees[part]
@@ -218,11 +275,52 @@ class _Package:
     def touch(self, part: str) -> None:
         self.dirty.add(part)
 
+    def has(self, part: str) -> bool:
+        return part in self._names
+
+    def bytes(self, part: str) -> bytes:
+        """A part's bytes (read from the zip, or from the package it is borrowed from)."""
+        if part in self.data:
+            return self.data[part]
+        if part in self.borrowed:
+            pkg, name = self.borrowed[part]
+            return pkg.bytes(name)
+        if self.zip is None or not self.has(part):
+            raise BpxlError(f"cannot read {self.label}: part {part} is missing")
+        try:
+            return self.zip.read(self.infos[part])
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+            raise BpxlError(f"cannot read {self.label}: part {part} is damaged ({exc})") from None
+
+    def open_part(self, part: str) -> IO[bytes]:
+        """A part as a stream, to copy it without holding it in memory."""
+        if part in self.data:
+            return io.BytesIO(self.data[part])
+        if part in self.borrowed:
+            pkg, name = self.borrowed[part]
+            return pkg.open_part(name)
+        if self.zip is None or not self.has(part):
+            raise BpxlError(f"cannot read {self.label}: part {part} is missing")
+        return self.zip.open(self.infos[part])
+
+    def _add_name(self, part: str) -> None:
+        if part not in self._names:
+            self.order.append(part)
+            self._names.add(part)
+
     def put(self, part: str, data: bytes) -> None:
         """Add or overwrite a part with raw bytes (new parts go to the end of the zip)."""
-        if part not in self.data:
-            self.order.append(part)
+        self._add_name(part)
+        self.borrowed.pop(part, None)
         self.data[part] = data
+        self._trees.pop(part, None)
+        self.dirty.discard(part)
+
+    def borrow(self, part: str, source: _Package, source_part: str) -> None:
+        """Add `part` as an unchanged copy of `source`'s part, streamed when written."""
+        self._add_name(part)
+        self.data.pop(part, None)
+        self.borrowed[part] = (source, source_part)
         self._trees.pop(part, None)
         self.dirty.discard(part)
 
@@ -232,9 +330,11 @@ class _Package:
         self.dirty.add(part)
 
     def delete(self, part: str) -> None:
-        if part in self.data:
-            del self.data[part]
+        if part in self._names:
+            self._names.discard(part)
             self.order.remove(part)
+        self.data.pop(part, None)
+        self.borrowed.pop(part, None)
         self._trees.pop(part, None)
         self.dirty.discard(part)
 
@@ -246,7 +346,7 @@ class _Package:
     def rels(self, part: str) -> list[_Rel]:
         """Relationships of `part` ("" for the package itself)."""
         name = rels_name(part)
-        if name not in self.data and name not in self._trees:
+        if not self.has(name) and name not in self._trees:
             return []
         return [
             _Rel(
@@ -269,7 +369,7 @@ class _Package:
                 if rel.external:
                     continue
                 target = resolve_target(part, rel.target) if part else rel.target.lstrip("/")
-                if target not in seen and target in self.data:
+                if target not in seen and self.has(target):
                     seen.add(target)
                     todo.append(target)
         return seen
@@ -280,7 +380,7 @@ class _Package:
         for rel in self.rels(""):
             if rel.type == RT_OFFICE_DOCUMENT:
                 part = rel.target.lstrip("/")
-                if part in self.data:
+                if self.has(part):
                     root = self.tree(part)
                     if root.tag == f"{{{NS_STRICT}}}workbook":
                         raise BpxlError(f"cannot read {self.label}: Strict OOXML is not supported")
@@ -363,7 +463,7 @@ class _Package:
         while True:
             name = posixpath.join(folder, f"{stem}{k}{ext}")
             lowered = name.lower()  # zip names are case-sensitive, OPC part names are not
-            if not any(lowered == n.lower() for n in (*self.data, *taken)):
+            if not any(lowered == n.lower() for n in (*self.order, *taken)):
                 taken.add(name)
                 return name
             k += 1
@@ -487,8 +587,11 @@ class _Styles:
 
 
 class _Transplant:
-    def __init__(self, src: _Package, dst: _Package) -> None:
+    def __init__(self, src: _Package, dst: _Package, removed: Sequence[str] = ()) -> None:
         self.src, self.dst = src, dst
+        self.removed = {name.casefold(): name for name in removed}
+        self.warnings: list[str] = []
+        self._moving = ""  # the sheet being moved, for warnings
         self.styles = _Styles(src, dst)
         self.copied: dict[str, str] = {}  # source part -> destination part
         self.taken: set[str] = set()
@@ -512,6 +615,11 @@ class _Transplant:
             self._remap_attr(cell, "s", self.styles.xf)
             if cell.get("t") == "s":
                 self._inline_string(cell, sheet.name)
+        if self.removed:
+            self._check_references(
+                f"sheet {sheet.name!r}",
+                ((f.getparent().get("r", "?"), f.text or "") for f in root.iter(_m("f"))),
+            )
         for row in root.iter(_m("row")):
             self._remap_attr(row, "s", self.styles.xf)
         for col in root.iter(_m("col")):
@@ -522,6 +630,19 @@ class _Transplant:
             for view in root.iter(_m("sheetView")):
                 view.attrib.pop("tabSelected", None)
         return root
+
+    def _check_references(self, where: str, formulas: Iterable[tuple[str, str]]) -> None:
+        """Warn once per sheet of `removed` that a formula of `where` refers to."""
+        first: dict[str, str] = {}
+        for place, formula in formulas:
+            for name in sheet_references(formula) & self.removed.keys():
+                first.setdefault(name, place)
+        for name, place in first.items():
+            self.warnings.append(
+                f"{where} refers to sheet {self.removed[name]!r}"
+                + (f" (first in {place})" if place else "")
+                + ", which this build removes: those references will show #REF! or #NAME?"
+            )
 
     @staticmethod
     def _remap_attr(el: etree._Element, attr: str, mapping: Callable[[int], int]) -> None:
@@ -552,14 +673,24 @@ class _Transplant:
         """Copy a source part (and, recursively, its relationships) under a fresh name."""
         if part in self.copied:
             return self.copied[part]
-        if part not in self.src.data:
+        if not safe_part_name(part):
+            raise BpxlError(
+                f"refusing to copy from {self.src.label}: a relationship names the part "
+                f"{part!r}, outside the package"
+            )
+        if not self.src.has(part):
             raise BpxlError(f"cannot read {self.src.label}: part {part} is missing")
         new = self.dst.free_name(part, self.taken)
         self.copied[part] = new
         content_type = self.src.content_type(part)
         if content_type:
             self.dst.set_content_type(new, content_type)
-        self.dst.put(new, self.src.data[part])
+        self.dst.borrow(new, self.src, part)
+        if self.removed and (content_type or "").endswith("drawingml.chart+xml"):
+            refs = self.src.tree(part).iter("{*}f")
+            self._check_references(
+                f"a chart on sheet {self._moving!r}", (("", el.text or "") for el in refs)
+            )
         self._copy_rels(part, new)
         return new
 
@@ -591,6 +722,7 @@ class _Transplant:
     # -- one sheet ---------------------------------------------------------------------------
 
     def move(self, name: str) -> None:
+        self._moving = name
         sheet = next((s for s in self.src_sheets if s.name == name), None)
         if sheet is None:
             available = ", ".join(repr(s.name) for s in self.src_sheets)
@@ -685,6 +817,49 @@ class _Transplant:
             names_el.append(clone)
         self.dst.touch(self.dst_wb)
 
+    def copy_workbook_names(self) -> None:
+        """Carry the source's workbook-level defined names (not sheet-local ones) over.
+
+        A name the destination already defines is left as the destination has it.
+        """
+        src_names = self.src.tree(self.src_wb).find(_m("definedNames"))
+        if src_names is None:
+            return
+        wb = self.dst.tree(self.dst_wb)
+        names_el = wb.find(_m("definedNames"))
+        taken = set() if names_el is None else {
+            el.get("name", "").casefold()
+            for el in names_el.findall(_m("definedName"))
+            if el.get("localSheetId") is None
+        }  # fmt: skip
+        carried = [
+            el
+            for el in src_names.findall(_m("definedName"))
+            if el.get("localSheetId") is None and el.get("name", "").casefold() not in taken
+        ]
+        if not carried:
+            return
+        if names_el is None:
+            names_el = etree.Element(_m("definedNames"))
+            sheets_el = wb.find(_m("sheets"))
+            assert sheets_el is not None
+            sheets_el.addnext(names_el)
+        for el in carried:
+            names_el.append(copy.deepcopy(el))
+            if self.removed:
+                self._check_references(
+                    f"defined name {el.get('name')!r}", [(el.get("name", ""), el.text or "")]
+                )
+        self.dst.touch(self.dst_wb)
+
+    def use_source_theme(self) -> None:
+        """The destination takes the source's theme, so carried sheets keep their colours."""
+        theme = self.src.workbook_rel(RT_THEME)
+        own = self.dst.workbook_rel(RT_THEME)
+        if theme is None or not self.src.has(theme) or own is None or self.src.rels(theme):
+            return  # no theme of its own: finish() copies the source's
+        self.dst.borrow(own, self.src, theme)
+
     # -- cleanup -----------------------------------------------------------------------------
 
     def finish(self) -> None:
@@ -702,7 +877,7 @@ class _Transplant:
     def _copy_theme(self) -> None:
         """Give a destination without a theme the source's, which the moved sheets may rely on."""
         theme = self.src.workbook_rel(RT_THEME)
-        if theme is None or theme not in self.src.data:
+        if theme is None or not self.src.has(theme):
             return
         if self.dst.workbook_rel(RT_THEME) is not None:  # its own theme wins, as in Excel
             return
@@ -719,8 +894,22 @@ class _Transplant:
                 self.dst.drop_content_type(part)
 
 
-def _write(pkg: _Package, out: Path) -> None:
-    with atomic_output(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+def write_package(
+    pkg: _Package,
+    path: Path,
+    *,
+    streams: Mapping[str, Callable[[bytes], Iterable[bytes]]] | None = None,
+    stream_level: int | None = None,
+) -> None:
+    """Write `pkg` to the zip file `path` (not atomic: callers write to a temporary file).
+
+    Parts held in memory are written as they are; every other part is copied from its zip
+    member by member (shutil.copyfileobj), never held whole. A part in `streams` is written
+    from the chunks its function makes of the part's bytes (deflate level `stream_level`).
+    """
+    pkg.flush()
+    streams = streams or {}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         order = [CT_CONTENT_TYPES] + [p for p in pkg.order if p != CT_CONTENT_TYPES]
         for part in order:
             old = pkg.infos.get(part)  # keep dates and attributes, not stale zip headers
@@ -728,7 +917,22 @@ def _write(pkg: _Package, out: Path) -> None:
             info.compress_type = zipfile.ZIP_DEFLATED
             if old is not None:
                 info.external_attr = old.external_attr
-            z.writestr(info, pkg.data[part])
+            if part in streams:
+                if stream_level is not None:
+                    info._compresslevel = stream_level  # type: ignore[attr-defined]
+                with z.open(info, "w", force_zip64=True) as fh:
+                    for chunk in streams[part](pkg.bytes(part)):
+                        fh.write(chunk)
+            elif part in pkg.data:
+                z.writestr(info, pkg.data[part])
+            else:
+                with pkg.open_part(part) as fin, z.open(info, "w", force_zip64=True) as fout:
+                    shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+def _write(pkg: _Package, out: Path) -> None:
+    with atomic_output(out) as tmp:
+        write_package(pkg, tmp)
 
 
 def transplant_sheets(src: Path, dst: Path, names: Sequence[str], out: Path | None = None) -> None:
@@ -748,20 +952,131 @@ def transplant_sheets(src: Path, dst: Path, names: Sequence[str], out: Path | No
     if len(set(folded)) != len(folded):
         raise BpxlError(f"sheet names given twice: {names}")
 
-    source = _Package.read(src, "source")
-    src_names = [s.name for s in source.sheets()]
-    missing = [n for n in names if n not in src_names]
-    if missing:
-        available = ", ".join(repr(n) for n in src_names)
-        raise BpxlError(f"sheet {missing[0]!r} is not in {src} (it has {available})")
+    with _Package.open(src, "source") as source:
+        src_names = [s.name for s in source.sheets()]
+        missing = [n for n in names if n not in src_names]
+        if missing:
+            available = ", ".join(repr(n) for n in src_names)
+            raise BpxlError(f"sheet {missing[0]!r} is not in {src} (it has {available})")
 
-    if not dst.exists() and sorted(src_names) == sorted(names):
-        with atomic_output(out) as tmp:
-            shutil.copyfile(src, tmp)
-        return
-    target = _Package.read(dst, "destination") if dst.exists() else _Package.skeleton()
-    transplant = _Transplant(source, target)
-    for name in names:
-        transplant.move(name)
-    transplant.finish()
-    _write(target, out)
+        if not dst.exists() and sorted(src_names) == sorted(names):
+            with atomic_output(out) as tmp:
+                shutil.copyfile(src, tmp)
+            return
+        target = _Package.open(dst, "destination") if dst.exists() else _Package.skeleton()
+        with target:
+            transplant = _Transplant(source, target)
+            for name in names:
+                transplant.move(name)
+            transplant.finish()
+            _write(target, out)
+
+
+# --- what a workbook says about itself --------------------------------------------------------
+
+RT_CUSTOM_PROPERTIES = f"{NS_R}/custom-properties"
+NS_CUSTOM = "http://schemas.openxmlformats.org/officeDocument/2006/custom-properties"
+
+
+@dataclass(frozen=True)
+class WorkbookFacts:
+    """What a rebuild needs to know of an existing workbook, read without loading its sheets."""
+
+    sheets: list[str]  # titles, in workbook order
+    properties: dict[str, str]  # custom document properties with a text value
+    cells: dict[tuple[str, str], str]  # (sheet, cell) -> its text, for the cells asked for
+
+
+def workbook_facts(path: Path, cells: Sequence[tuple[str, str]] = ()) -> WorkbookFacts:
+    """Sheet titles, custom document properties and the text of a few cells of xlsx `path`.
+
+    Reads the bookkeeping parts and only the sheets named in `cells` (with the shared
+    strings if they need them); BpxlError if `path` is not an xlsx workbook.
+    """
+    with _Package.open(Path(path), "workbook") as pkg:
+        sheets = pkg.sheets()
+        properties: dict[str, str] = {}
+        for rel in pkg.rels(""):
+            if rel.type == RT_CUSTOM_PROPERTIES and not rel.external:
+                part = rel.target.lstrip("/")
+                if pkg.has(part):
+                    for prop in pkg.tree(part).iter(f"{{{NS_CUSTOM}}}property"):
+                        value = next((el.text for el in prop if len(el) == 0), None)
+                        if prop.get("name") and value is not None:
+                            properties[prop.get("name", "")] = value
+        found: dict[tuple[str, str], str] = {}
+        wanted = {(sheet, cell) for sheet, cell in cells}
+        by_name = {s.name: s for s in sheets}
+        strings: list[str] | None = None
+        for name in sorted({sheet for sheet, _ in wanted if sheet in by_name}):
+            if by_name[name].rel_type != RT_WORKSHEET:
+                continue
+            root = pkg.tree(by_name[name].part)
+            for c in root.iter(_m("c")):
+                if (name, c.get("r")) not in wanted:
+                    continue
+                kind = c.get("t", "n")
+                if kind == "inlineStr":
+                    text = "".join(t.text or "" for t in c.iter(_m("t")))
+                else:
+                    v = c.find(_m("v"))
+                    text = (v.text if v is not None else None) or ""
+                    if kind == "s":
+                        if strings is None:
+                            sst = pkg.workbook_rel(RT_SHARED_STRINGS)
+                            strings = [] if sst is None else [
+                                "".join(t.text or "" for t in si.iter(_m("t")))
+                                for si in pkg.tree(sst).iter(_m("si"))
+                            ]  # fmt: skip
+                        index = int(text) if text.isdigit() else -1
+                        text = strings[index] if 0 <= index < len(strings) else ""
+                found[(name, c.get("r", ""))] = text
+        return WorkbookFacts([s.name for s in sheets], properties, found)
+
+
+# --- a new workbook with sheets carried over from an old one -----------------------------------
+
+_SHEET_REF = re.compile(r"'((?:[^']|'')+)'!|(?<![\w.'\]])([^\W\d][\w.]*)!")
+
+
+def sheet_references(formula: str) -> set[str]:
+    """Names of the sheets a formula refers to, casefolded: `'LR 7'!W4`, `Setup!$B$4`."""
+    return {
+        (quoted.replace("''", "'") if quoted else bare).casefold()
+        for quoted, bare in _SHEET_REF.findall(formula)
+    }
+
+
+def build_package(
+    template: bytes,
+    out: Path,
+    *,
+    streams: Mapping[str, Callable[[bytes], Iterable[bytes]]],
+    stream_level: int | None = None,
+    carry_from: Path | None = None,
+    carry: Sequence[str] = (),
+    removed: Sequence[str] = (),
+) -> list[str]:
+    """Write the package `template` to `out` (not atomic), streaming sheets, carrying others.
+
+    `streams` maps sheet titles of the template to functions that write their XML (see
+    `write_package`). The sheets `carry` of workbook `carry_from` are appended, with what they
+    need (see the module docstring), and so are its workbook-level defined names and its theme:
+    both packages are read part by part, never held whole. Returns warnings: formulas, chart
+    ranges and defined names carried over that refer to the sheets `removed`.
+    """
+    pkg = _Package.from_bytes("new workbook", template)
+    parts = {s.name: s.part for s in pkg.sheets()}
+    by_part = {parts[title]: fn for title, fn in streams.items()}
+    if carry_from is None or not carry:
+        write_package(pkg, out, streams=by_part, stream_level=stream_level)
+        return []
+    with _Package.open(Path(carry_from), "workbook") as old:
+        transplant = _Transplant(old, pkg, removed=removed)
+        for name in carry:
+            transplant.move(name)
+        transplant.copy_workbook_names()
+        transplant.use_source_theme()
+        transplant.finish()
+        write_package(pkg, out, streams=by_part, stream_level=stream_level)
+    return transplant.warnings

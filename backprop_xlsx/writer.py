@@ -12,20 +12,22 @@ row, reusing the style ids openpyxl gave iteration 0's cells: the same cells ope
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 import shutil
+import sys
 import tempfile
 import time
-import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 import numpy as np
-from openpyxl import Workbook, load_workbook
+from openpyxl import Workbook
 from openpyxl.chart import LineChart, Reference
+from openpyxl.packaging.custom import StringProperty
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import column_index_from_string, get_column_letter
 from openpyxl.worksheet.formula import ArrayFormula
@@ -33,10 +35,11 @@ from openpyxl.worksheet.hyperlink import Hyperlink
 from openpyxl.worksheet.worksheet import Worksheet
 
 from . import layout
+from .config import check_runs_finish
 from .errors import BpxlError
-from .fileio import atomic_output
+from .fileio import atomic_output, output_path
 from .network import PARAMS, train
-from .xlsxread import sheet_parts
+from .package import build_package, workbook_facts
 
 MEANING = {
     "i1": "input 1",
@@ -91,6 +94,9 @@ ZIP_LEVEL = 1  # deflate level for the streamed sheets: ~3× faster than 6, file
 CHUNK_ROWS = 2000
 
 
+SHEETS_PROPERTY = "bpxl.sheets"  # custom document property: JSON list of the sheets bpxl made
+
+
 def build_workbook(
     values: Mapping[str, float],
     etas: Sequence[float],
@@ -98,76 +104,171 @@ def build_workbook(
     out: Path,
     *,
     recalc: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> str:
-    """Write the workbook to `out` atomically and return the line the CLI prints.
+    """Write the workbook to `out` atomically and return the lines the CLI prints.
 
-    An existing `out` is replaced only by a complete new file, and only if it is an xlsx
-    workbook; its sheets that bpxl did not make (an MNIST sheet, a user's notes) are carried
-    over. With `recalc`, LibreOffice computes and stores every value before the replace.
+    Refused before anything is written: a learning rate whose run overflows, an `out` that is
+    not an xlsx workbook (or not a regular file), and a sheet of `out` that bpxl did not make
+    but whose name bpxl is about to write. An existing `out` is replaced only by a complete new
+    file; the sheets bpxl did not make (an MNIST sheet, a user's notes) are carried over, and
+    the lines say what was kept, replaced and removed. `warn` gets one line per carried formula
+    that refers to a sheet this build removes (default: stderr). With `recalc`, LibreOffice
+    computes and stores every value before the replace.
     """
     start = time.perf_counter()
-    out = Path(out)
-    foreign = foreign_sheets(out)
+    history = check_runs_finish(values, etas, steps)
+    link, out = Path(out), output_path(out)
+    titles = [layout.SETUP_SHEET, *(layout.lr_sheet_title(e) for e in etas), layout.SUMMARY_SHEET]
+    old = existing_sheets(out)
+    new = {t.casefold() for t in titles}
+    if old is not None:
+        for name in old.user:
+            if name.casefold() in new:
+                raise BpxlError(
+                    f"refusing to replace {link}: its sheet {name!r} was not made by bpxl"
+                    f"{old.note_short()}, and bpxl is about to write a sheet of that name; "
+                    "rename that sheet, or give another --out"
+                )
+    kept = old.user if old else []
+    replaced = [t for t in old.bpxl if t.casefold() in new] if old else []
+    removed = [t for t in old.bpxl if t.casefold() not in new] if old else []
     if recalc:
         from .libreoffice import NOT_INSTALLED, find_soffice
 
         if find_soffice() is None:
             raise BpxlError(NOT_INSTALLED)
-    with atomic_output(out) as tmp, tempfile.TemporaryDirectory(prefix="bpxl-build-") as work:
-        book = Path(work) / "book.xlsx"
-        write_workbook(values, etas, steps, book)
-        if foreign:
-            from .package import transplant_sheets
+    carry = {"carry_from": out, "carry": kept, "removed": removed}
+    e_total = history["E_total"]
+    try:
+        with atomic_output(out) as tmp:
+            if not recalc:
+                warnings = write_workbook(values, etas, steps, tmp, e_total=e_total, **carry)
+            else:
+                from .libreoffice import recalculate
 
-            transplant_sheets(out, book, foreign)
-        if recalc:
-            from .libreoffice import recalculate
-
-            recalculate(book, book)
-        shutil.copyfile(book, tmp)
+                with tempfile.TemporaryDirectory(prefix="bpxl-build-") as work:
+                    book = Path(work) / "book.xlsx"
+                    warnings = write_workbook(values, etas, steps, book, e_total=e_total, **carry)
+                    recalculate(book, book)
+                    shutil.copyfile(book, tmp)
+    except OSError as exc:  # disk full, an I/O error: the old file is untouched
+        raise BpxlError(f"cannot write {link}: {exc.strerror or exc}") from None
+    for line in warnings:
+        (warn or _stderr)(line)
     seconds = time.perf_counter() - start
     n = len(etas)
     formulas = n * (steps + 1) * len(layout.COLUMNS)
+    where = f"{link} (→ {out})" if link != out else f"{link}"
     line = (
-        f"wrote {out}: {n} learning-rate sheet{'s' if n != 1 else ''} × {steps + 1:,} iterations, "
-        f"{formulas:,} formulas"
+        f"wrote {where}: {n} learning-rate sheet{'s' if n != 1 else ''} × {steps + 1:,} "
+        f"iterations, {formulas:,} formulas"
     )
     if recalc:
         line += ", values computed by LibreOffice"
-    if foreign:
-        line += f", kept {', '.join(foreign)}"
-    return f"{line} ({seconds:.1f} s)"
+    lines = [f"{line} ({seconds:.1f} s)"]
+    if kept:
+        lines.append(f"kept {', '.join(kept)} (sheet{'s' if len(kept) > 1 else ''} not by bpxl)")
+    if replaced:
+        lines.append(f"replaced {', '.join(replaced)}")
+    if removed:
+        lines.append(f"removed {', '.join(removed)} (learning rates not asked for this time)")
+    if old is not None and old.legacy:
+        lines.append(old.note())
+    return "\n".join(lines)
 
 
-def foreign_sheets(path: Path) -> list[str]:
-    """Sheets of an existing workbook at `path` that bpxl did not make, in order; [] if none.
+def _stderr(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)
 
-    Refuses (BpxlError) to go on when `path` exists but is not a readable xlsx workbook, so a
-    mistyped --out never replaces some other file.
+
+@dataclass(frozen=True)
+class ExistingSheets:
+    """The sheets of a workbook about to be rebuilt: bpxl's (rebuilt or removed), the user's."""
+
+    bpxl: list[str]
+    user: list[str]
+    legacy: bool  # no record of bpxl's sheets, but a Setup sheet bpxl wrote: an older bpxl
+    path: str = ""
+
+    def note(self) -> str:
+        return (
+            f"({self.path} has no record of the sheets bpxl made, as bpxl before 0.2 wrote "
+            f"none; its Setup sheet is bpxl's, so {layout.SETUP_SHEET}, {layout.SUMMARY_SHEET} "
+            "and every sheet named 'LR <number>' were taken for bpxl's)"
+        )
+
+    def note_short(self) -> str:
+        return "" if self.bpxl or self.legacy else " (the workbook has no bpxl sheets)"
+
+
+def existing_sheets(path: Path) -> ExistingSheets | None:
+    """Which sheets of an existing workbook at `path` bpxl made; None if there is no file.
+
+    bpxl's sheets are those its custom document property `bpxl.sheets` lists. A workbook
+    without that record counts as one an older bpxl wrote only if its Setup sheet starts as
+    bpxl's does; then Setup, Error vs LR and the `LR <number>` sheets are bpxl's. In any
+    other workbook every sheet is the user's. Refuses (BpxlError) a file that is not an xlsx
+    workbook, so a mistyped --out never replaces some other file.
     """
     path = Path(path)
     if not path.exists():
-        return []
-    if path.is_dir():
-        raise BpxlError(f"cannot write {path}: it is a folder")
+        return None
     try:
         with path.open("rb"):
             pass
     except OSError as exc:
         raise BpxlError(f"refusing to replace {path}: cannot read it ({exc.strerror})") from None
+    header = f"A{layout.SETUP_HEADER_ROW}"
     try:
-        wb = load_workbook(path, read_only=True)
-        names = list(wb.sheetnames)
-        wb.close()
-    except Exception:  # zip, XML, openpyxl errors: all mean the same to the user
+        facts = workbook_facts(path, [(layout.SETUP_SHEET, "A1"), (layout.SETUP_SHEET, header)])
+    except Exception:  # zip, XML, part errors: all mean the same to the user
         raise BpxlError(f"refusing to replace {path}: it is not an xlsx workbook") from None
-    return [name for name in names if not layout.is_bpxl_sheet(name)]
+    record = _sheets_record(facts.properties.get(SHEETS_PROPERTY))
+    if record is not None:
+        ours = {t.casefold() for t in record}
+        bpxl = [t for t in facts.sheets if t.casefold() in ours]
+        return ExistingSheets(bpxl, [t for t in facts.sheets if t not in bpxl], False, str(path))
+    setup = facts.cells
+    signed = (
+        setup.get((layout.SETUP_SHEET, "A1"), "").startswith("bpxl: ")
+        and setup.get((layout.SETUP_SHEET, header)) == "name"
+    )
+    if not signed:
+        return ExistingSheets([], list(facts.sheets), False, str(path))
+    bpxl = [t for t in facts.sheets if layout.is_bpxl_sheet(t)]
+    return ExistingSheets(bpxl, [t for t in facts.sheets if t not in bpxl], True, str(path))
+
+
+def _sheets_record(text: str | None) -> list[str] | None:
+    """The titles in a `bpxl.sheets` property; None when there is none or it is not a list."""
+    if text is None:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(record, list) or not all(isinstance(t, str) for t in record):
+        return None
+    return record
 
 
 def write_workbook(
-    values: Mapping[str, float], etas: Sequence[float], steps: int, path: Path
-) -> None:
-    """Write the complete workbook to `path` (not atomic: build_workbook wraps it)."""
+    values: Mapping[str, float],
+    etas: Sequence[float],
+    steps: int,
+    path: Path,
+    *,
+    e_total: np.ndarray | None = None,
+    carry_from: Path | None = None,
+    carry: Sequence[str] = (),
+    removed: Sequence[str] = (),
+) -> list[str]:
+    """Write the complete workbook to `path` (not atomic: build_workbook wraps it).
+
+    `e_total` is NumPy's run (for the charts' axes); the sheets `carry` of `carry_from` are
+    carried over (see package.build_package, whose warnings are returned).
+    """
     titles = [layout.lr_sheet_title(eta) for eta in etas]
     summary_layout = layout.SummaryLayout(len(etas), steps)
     wb = Workbook()
@@ -176,9 +277,12 @@ def write_workbook(
     sheets = [wb.create_sheet(title) for title in titles]
     summary = wb.create_sheet(layout.SUMMARY_SHEET)
     wb.calculation.fullCalcOnLoad = True  # Excel and LibreOffice compute everything on open
+    record = json.dumps(wb.sheetnames, ensure_ascii=False)
+    wb.custom_doc_props.append(StringProperty(name=SHEETS_PROPERTY, value=record))
 
-    with np.errstate(all="ignore"):  # only for the charts' axes; sigmoid may saturate
-        e_total = train(values, etas, steps)["E_total"]
+    if e_total is None:
+        with np.errstate(all="ignore"):  # only for the charts' axes; sigmoid may saturate
+            e_total = train(values, etas, steps)["E_total"]
     _fill_setup(setup, values, titles, steps)
     iterations = Reference(
         summary,
@@ -194,7 +298,15 @@ def write_workbook(
     wb.save(template)
     bulks = [_lr_bulk(title, steps) for title in titles]
     bulks.append(_summary_bulk(titles, summary_layout))
-    _save(template.getvalue(), path, bulks)
+    return build_package(
+        template.getvalue(),
+        Path(path),
+        streams={bulk.title: bulk.stream for bulk in bulks},
+        stream_level=ZIP_LEVEL,
+        carry_from=carry_from,
+        carry=carry,
+        removed=removed,
+    )
 
 
 # --- the sheets -------------------------------------------------------------------------------
@@ -445,12 +557,18 @@ def _fill_summary(
     chart.set_categories(Reference(ws, min_col=1, min_row=first, max_row=s.iteration_row(s.steps)))
     chart.legend.position = "r"
     style_series(chart)
+    # Frozen above the first iteration: the per-LR table and the header of the iteration table
+    # stay in view while the iterations scroll. The chart sits below the frozen rows, beside the
+    # iterations, so it scrolls whole instead of being cut by the split.
+    ws.freeze_panes = f"A{first}"
     anchor_column = max(len(titles) + 3, 6)
-    ws.add_chart(chart, f"{get_column_letter(anchor_column)}{threshold_row}")
+    chart_row = first
+    ws.add_chart(chart, f"{get_column_letter(anchor_column)}{chart_row}")
 
-    last_column = get_column_letter(len(titles) + 1)
+    # Every column of both tables: the per-LR table alone reaches D (first below threshold).
+    last_column = get_column_letter(max(len(titles) + 1, len(cols)))
     table = f"A1:{last_column}{min(s.iteration_row(s.steps), s.iteration_row(PRINT_ROWS))}"
-    chart_area = _chart_area(anchor_column, threshold_row, chart)
+    chart_area = _chart_area(anchor_column, chart_row, chart)
     _page_setup(ws, [chart_area, table], 1, None)
 
 
@@ -509,6 +627,11 @@ class _Bulk:
             )
         yield tail
 
+    def stream(self, sheet_xml: bytes) -> Iterator[bytes]:
+        """`rows` as the bytes of the sheet's part."""
+        for part in self.rows(sheet_xml.decode("utf-8")):
+            yield part.encode("utf-8")
+
 
 def _formula_xml(formula: str) -> str:
     """A formula pattern (leading '=') as the inner XML of its cell."""
@@ -529,20 +652,3 @@ def _summary_bulk(titles: list[str], s: layout.SummaryLayout) -> _Bulk:
         cells.append((s.lr_column(j), _formula_xml(ref)))
     first = s.iteration_row(1)
     return _Bulk(layout.SUMMARY_SHEET, first, s.iteration_row(s.steps), 1, tuple(cells))
-
-
-def _save(template: bytes, path: Path, bulks: Sequence[_Bulk]) -> None:
-    """Copy openpyxl's package to `path`, streaming the bulk rows into their sheets."""
-    with zipfile.ZipFile(io.BytesIO(template)) as zin:
-        _, members = sheet_parts(zin)
-        by_member = {members[bulk.title]: bulk for bulk in bulks}
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as zout:
-            for info in zin.infolist():
-                data = zin.read(info)
-                bulk = by_member.get(info.filename)
-                if bulk is None:
-                    zout.writestr(info.filename, data)
-                    continue
-                with zout.open(info.filename, "w", force_zip64=True) as fh:
-                    for part in bulk.rows(data.decode("utf-8")):
-                        fh.write(part.encode("utf-8"))

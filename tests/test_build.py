@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +15,6 @@ import numpy as np
 import openpyxl
 import pytest
 from click.testing import CliRunner
-from openpyxl.chart import BarChart, Reference
 
 from backprop_xlsx import layout, writer
 from backprop_xlsx.cli import DEFAULT_LRS, cli
@@ -281,9 +279,14 @@ BAD = {
     "config not toml": ["--config", "{tmp}/bad.toml"],
     "config unknown key": ["--config", "{tmp}/unknown.toml"],
     "config not a number": ["--config", "{tmp}/text.toml"],
-    "out missing folder": ["--out", "{tmp}/no/such/folder/b.xlsx"],
+    "lr overflows": ["--lr", "0.5", "1e308"],
     "out unwritable folder": ["--out", "{locked}/b.xlsx"],
+    "out below a regular file": ["--out", "{tmp}/binary.toml/new/b.xlsx"],
     "out not xlsx": ["--out", "{tmp}/notes.xlsx"],
+    "out not .xlsx": ["--out", "{tmp}/book.xls"],
+    "out no suffix": ["--out", "{tmp}/book"],
+    "out a folder": ["--out", "{tmp}/folder.xlsx"],
+    "out a dangling symlink": ["--out", "{tmp}/dangling.xlsx"],
     "recalc without LibreOffice": ["--recalc", "--env", "BPXL_SOFFICE=/no/soffice"],
 }
 
@@ -296,6 +299,8 @@ def test_cli_bad_input(args: list[str], tmp_path: Path, monkeypatch: pytest.Monk
     (tmp_path / "text.toml").write_text('w1 = "big"\n')
     notes = tmp_path / "notes.xlsx"
     notes.write_text("my notes, not a workbook\n")
+    (tmp_path / "folder.xlsx").mkdir()
+    (tmp_path / "dangling.xlsx").symlink_to(tmp_path / "gone.xlsx")
     existing = tmp_path / "existing.xlsx"
     build_workbook(default_values(), [0.5], 2, existing)
     before = {p: p.read_bytes() for p in (existing, notes)}
@@ -314,58 +319,7 @@ def test_cli_bad_input(args: list[str], tmp_path: Path, monkeypatch: pytest.Monk
     assert "Traceback" not in stderr + stdout
     assert {p: p.read_bytes() for p in before} == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp") == []
-
-
-def test_foreign_sheet_survives_rebuild(tmp_path: Path) -> None:
-    out = tmp_path / "book.xlsx"
-    wb = openpyxl.Workbook()
-    wb.active.title = "Setup"  # a stale bpxl sheet, rebuilt
-    wb.create_sheet("LR 7")  # a learning rate no longer asked for: dropped
-    mnist = wb.create_sheet("MNIST")
-    mnist.append(["epoch", "accuracy"])
-    for epoch, acc in enumerate([0.91, 0.95, 0.97], start=1):
-        mnist.append([epoch, acc])
-    chart = BarChart()
-    chart.add_data(Reference(mnist, min_col=2, min_row=1, max_row=4), titles_from_data=True)
-    mnist.add_chart(chart, "D2")
-    wb.save(out)
-
-    code, stdout, stderr = run("build", "--steps", "5", "--out", str(out))
-    assert code == 0, stderr
-    assert "kept MNIST" in stdout
-    wb = openpyxl.load_workbook(out)
-    assert wb.sheetnames == [
-        "Setup",
-        *(layout.lr_sheet_title(e) for e in ETAS),
-        "Error vs LR",
-        "MNIST",
-    ]
-    assert [[c.value for c in row] for row in wb["MNIST"]["A1:B4"]] == [
-        ["epoch", "accuracy"], [1, 0.91], [2, 0.95], [3, 0.97]
-    ]  # fmt: skip
-    assert len(wb["MNIST"]._charts) == 1
-    assert wb["Setup"]["A4"].value == "i1"
-    with zipfile.ZipFile(out) as z:
-        charts = [n for n in z.namelist() if re.fullmatch(r"xl/charts/chart\d+\.xml", n)]
-        assert len(charts) == len(ETAS) + 2  # one per LR sheet, the summary's, MNIST's
-        assert sum(b"barChart" in z.read(n) for n in charts) == 1
-
-
-def test_failed_build_leaves_existing_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A write that fails halfway (disk full, Ctrl-C) never touches the old file."""
-    out = tmp_path / "book.xlsx"
-    build_workbook(default_values(), [0.5], 2, out)
-    before = out.read_bytes()
-
-    def half_written(template: bytes, path: Path, bulks: object) -> None:
-        path.write_bytes(template[:1000])
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(writer, "_save", half_written)
-    with pytest.raises(OSError, match="No space left"):
-        build_workbook(default_values(), [0.5, 1], 3, out)
-    assert out.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["book.xlsx"]
+    assert not (tmp_path / "binary.toml").is_dir() and not (tmp_path / "gone.xlsx").exists()
 
 
 def test_log_axis_bounds_when_error_reaches_zero(tmp_path: Path, book: openpyxl.Workbook) -> None:
@@ -379,3 +333,82 @@ def test_log_axis_bounds_when_error_reaches_zero(tmp_path: Path, book: openpyxl.
     assert scaling.logBase == 10
     assert 0 < scaling.min <= 1e-30 and scaling.max == 0.1
     assert wb["LR 0.5"]._charts[0].y_axis.scaling.min is None
+
+
+# --- what build accepts, it can finish ------------------------------------------------------
+
+
+def test_overflow_is_refused_at_the_iteration_libreoffice_shows_num(
+    soffice: str, tmp_path: Path
+) -> None:
+    """The named iteration is where real LibreOffice's values of the same workbook turn #NUM!."""
+    out = tmp_path / "b.xlsx"
+    code, _, stderr = run("build", "--lr", "1e308", "--steps", "3", "--out", str(out))
+    assert code == 2 and not out.exists()
+    found = re.fullmatch(r"error: learning rate 1e\+308 overflows at iteration (\d+): .*\n", stderr)
+    assert found, stderr
+    raw = tmp_path / "unchecked.xlsx"  # the workbook the check refuses, written anyway
+    writer.write_workbook(default_values(), [1e308], 3, raw)
+    recalculate(raw, raw)
+    ws = openpyxl.load_workbook(raw, data_only=True)[layout.lr_sheet_title(1e308)]
+    errors = [
+        k
+        for k in range(4)
+        if any(str(c.value).startswith("#") for c in ws[layout.row_of_iteration(k)])
+    ]
+    assert errors and errors[0] == int(found.group(1)) and errors == list(range(errors[0], 4))
+
+
+def test_every_learning_rate_gets_its_own_short_sheet(tmp_path: Path) -> None:
+    out = tmp_path / "b.xlsx"
+    code, _, stderr = run(
+        "build", "--lr", "0.1234567", "0.1234568", "--steps", "2", "--out", str(out)
+    )
+    assert code == 0, stderr
+    wb = openpyxl.load_workbook(out, read_only=True)
+    assert wb.sheetnames == ["Setup", "LR 0.1234567", "LR 0.1234568", "Error vs LR"]
+    assert [layout.lr_sheet_title(e) for e in ETAS] == [
+        "LR 0.1", "LR 0.2", "LR 0.5", "LR 0.8", "LR 1", "LR 2"
+    ]  # fmt: skip
+    rng = np.random.default_rng(6)
+    etas = {
+        *(10.0 ** rng.uniform(-323, 308, 3000)),
+        *rng.uniform(0, 3, 3000),
+        *np.nextafter(np.array(ETAS), np.inf),
+        2.2250738585072014e-308, 1.7976931348623157e308, 5e-324, 0.1 + 0.2,
+    }  # fmt: skip
+    titles = {}
+    for eta in etas:
+        title = layout.lr_sheet_title(float(eta))
+        assert len(title) <= layout.MAX_SHEET_TITLE == 31, title
+        assert float(title[3:]) == eta and layout.is_bpxl_sheet(title)
+        titles[title.casefold()] = eta
+    assert len(titles) == len(etas)  # distinct learning rates, distinct sheets
+
+
+@pytest.mark.parametrize("n", [1, 2, 6])
+def test_error_vs_lr_prints_every_column_and_keeps_its_header_frozen(
+    tmp_path: Path, n: int
+) -> None:
+    out = tmp_path / "b.xlsx"
+    build_workbook(default_values(), ETAS[:n], 60, out)
+    ws = openpyxl.load_workbook(out)[layout.SUMMARY_SHEET]
+    s = layout.SummaryLayout(n, 60)
+    areas = re.findall(r"\$([A-Z]+)\$(\d+):\$([A-Z]+)\$(\d+)", str(ws.print_area))
+    table = next(a for a in areas if a[0] == "A")
+    used = max(ws.max_column, len(layout.SUMMARY_COLUMNS))  # D: first below threshold
+    assert openpyxl.utils.column_index_from_string(table[2]) == used == max(n + 1, 4)
+    assert ws.cell(s.lr_row(0), 4).value is not None  # column D is really used
+    # Frozen up to the iteration table's header: it stays in view as the iterations scroll.
+    assert ws.freeze_panes == f"A{s.iteration_row(0)}"
+    assert ws.cell(s.table_header_row, 1).value == "iteration"
+    # The chart is below the split, so it scrolls whole rather than being cut by it.
+    assert ws._charts[0].anchor._from.row + 1 >= s.iteration_row(0)
+
+
+def test_libreoffice_keeps_the_record_of_bpxl_sheets(recalculated: dict[str, Path]) -> None:
+    """A workbook recalculated (saved) by LibreOffice still says which sheets bpxl made."""
+    found = writer.existing_sheets(recalculated["recalc"])
+    titles = [layout.SETUP_SHEET, *(layout.lr_sheet_title(e) for e in ETAS), layout.SUMMARY_SHEET]
+    assert found is not None and not found.legacy
+    assert (found.bpxl, found.user) == (titles, [])
