@@ -26,10 +26,12 @@ from pathlib import Path
 
 import click
 
-from .config import MAX_STEPS, check_learning_rates, check_steps, load_values
+from .config import MAX_STEPS, check_learning_rates, check_steps
+from .description import PRESETS, load_network
 from .errors import BpxlError
 
 DEFAULT_LRS = (0.1, 0.2, 0.5, 0.8, 1.0, 2.0)
+DEFAULT_STEPS = 100
 DEFAULT_OUT = Path("outputs/backprop.xlsx")
 
 
@@ -186,19 +188,26 @@ def cli() -> None:
     multiple=True,
     metavar="η [η …]",
     help="Learning rates, one sheet each. Takes several values after one flag: "
-    "--lr 0.1 0.2 0.5 0.8 1 2 (the default).",
+    "--lr 0.1 0.2 0.5 0.8 1 2 (the seed's default; a network file may set its own).",
 )
 @click.option(
     "--steps",
     type=int,
-    default=100,
-    show_default=True,
-    help=f"Gradient-descent updates per sheet (1 to {MAX_STEPS:,}); row 1 is the initial weights.",
+    default=None,
+    help=f"Gradient-descent updates per sheet (1 to {MAX_STEPS:,}; default 100, or the network "
+    "file's); row 1 is the initial weights.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(PRESETS),
+    help="A network from templates/: seed (the default 2-2-2), mazur (the worked example with "
+    "biases), xor (2-3-1), softmax (a 3-class classifier).",
 )
 @click.option(
     "--config",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="TOML file with any of i1 i2 t1 t2 w1…w8 (defaults: templates/network.toml).",
+    help="Network file (TOML): layers, activations, loss, bias, inputs, targets, weights, "
+    "biases, seed, lr, steps; or the seed's i1 i2 t1 t2 w1…w8. See templates/.",
 )
 @click.option(
     "--out",
@@ -215,14 +224,19 @@ def cli() -> None:
     help="Also store computed values (through LibreOffice), for viewers that do not calculate.",
 )
 def build(
-    etas: tuple[float, ...], steps: int, config: Path | None, out: Path, recalc: bool
+    etas: tuple[float, ...],
+    steps: int | None,
+    preset: str | None,
+    config: Path | None,
+    out: Path,
+    recalc: bool,
 ) -> None:
     """Write the workbook: a Setup sheet, one sheet per learning rate, and Error vs LR."""
-    lrs = check_learning_rates(list(etas) or list(DEFAULT_LRS))
-    check_steps(steps)
+    network = load_network(config, preset)
+    lrs = check_learning_rates(list(etas) or list(network.lr or DEFAULT_LRS))
+    steps = check_steps(steps if steps is not None else network.steps or DEFAULT_STEPS)
     if out.suffix.lower() != ".xlsx":
         raise BpxlError(f"--out must end in .xlsx, got {out}")
-    values = load_values(config)
 
     from .fileio import make_folders, remove_empty_folders
     from .writer import build_workbook
@@ -231,7 +245,7 @@ def build(
     # removed again if the build does not finish.
     created = make_folders(out.parent)
     try:
-        summary = build_workbook(values, lrs, steps, out, recalc=recalc)
+        summary = build_workbook(network, lrs, steps, out, recalc=recalc)
     except BaseException:
         remove_empty_folders(created)
         raise

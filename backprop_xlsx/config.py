@@ -1,73 +1,23 @@
-"""The network's starting values: the template's defaults, overridden by a user's TOML file."""
+"""What a build is asked for, checked before anything is written: learning rates, steps, and a
+NumPy run of the whole training that must finish without overflowing."""
 
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Mapping, Sequence
-from importlib import resources
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 
+from . import description
 from .errors import BpxlError
-from .layout import lr_sheet_title
-from .network import PARAMS, train
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from .layout import SheetLayout, lr_sheet_title
 
 MAX_STEPS = 100_000
 
 
-def _read_toml(text: str, where: str) -> dict[str, float]:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise BpxlError(f"{where}: not valid TOML ({exc})") from None
-    unknown = sorted(set(data) - set(PARAMS))
-    if unknown:
-        raise BpxlError(f"{where}: unknown key {unknown[0]!r} (allowed: {' '.join(PARAMS)})")
-    values: dict[str, float] = {}
-    for key, value in data.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise BpxlError(f"{where}: {key} must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise BpxlError(f"{where}: {key} must be a finite number, got {value!r}")
-        values[key] = float(value)
-    return values
-
-
-def _template_text() -> str:
-    """templates/seed.toml: beside the package in a checkout, inside it once installed."""
-    checkout = Path(__file__).resolve().parent.parent / "templates" / "seed.toml"
-    if checkout.is_file():
-        return checkout.read_text(encoding="utf-8")
-    return resources.files("backprop_xlsx.templates").joinpath("seed.toml").read_text("utf-8")
-
-
 def default_values() -> dict[str, float]:
-    """i1 i2 t1 t2 w1…w8 from templates/seed.toml, the one place the defaults live."""
-    values = _read_toml(_template_text(), "templates/seed.toml")
-    missing = [k for k in PARAMS if k not in values]
-    if missing:
-        raise BpxlError(f"templates/seed.toml: missing {' '.join(missing)}")
-    return values
-
-
-def load_values(config: Path | None = None) -> dict[str, float]:
-    """The defaults, with any of i1 i2 t1 t2 w1…w8 replaced by the values in `config`."""
-    values = default_values()
-    if config is not None:
-        try:
-            text = Path(config).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            raise BpxlError(f"cannot read config {config}: {reason}") from None
-        values.update(_read_toml(text, str(config)))
-    return values
+    """The seed's starting values by name (i1 i2 t1 t2 w1…w8), from templates/seed.toml."""
+    return description.seed_values(description.preset(description.DEFAULT_PRESET))
 
 
 def check_learning_rates(etas: list[float]) -> list[float]:
@@ -88,23 +38,40 @@ def check_learning_rates(etas: list[float]) -> list[float]:
 
 # EXP(x) of a spreadsheet is #NUM! once e^x is beyond the largest double, as is any overflow.
 _EXP_LIMIT = float(np.log(np.finfo(np.float64).max))
-_EXP_ARGUMENTS = ("h1", "h2", "o1", "o2")  # each sigmoid computes EXP(-x) of these
+
+
+def _exp_arguments(sheet: SheetLayout, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What each EXP of the sheet computes e^ of: −z for a sigmoid, z for a softmax.
+
+    NumPy's sigmoid hides an overflowing EXP(−z) as 0, so it is checked by its argument.
+    """
+    out = {}
+    for layer, f in enumerate(sheet.network.net.activations):
+        if f not in ("sigmoid", "softmax"):
+            continue
+        sign = -1.0 if f == "sigmoid" else 1.0
+        for s in range(sheet.samples):
+            for name in sheet.names[layer + 1]:
+                key = sheet.sample(name, s)
+                out[f"EXP({'-' if sign < 0 else ''}{key})"] = sign * values[key]
+    return out
 
 
 def check_runs_finish(
-    values: Mapping[str, float], etas: Sequence[float], steps: int
+    sheet: SheetLayout, etas: Sequence[float], steps: int
 ) -> dict[str, np.ndarray]:
     """Run the training in NumPy first; refuse a learning rate whose run overflows.
 
-    Where NumPy reaches inf (or EXP overflows, which NumPy's sigmoid hides as 0), every
-    spreadsheet shows #NUM! from that iteration on and `bpxl verify` rejects the workbook, so
-    such a workbook is not written. Returns the run (train's history) for the charts.
+    Where NumPy reaches inf or NaN (or an EXP overflows), every spreadsheet shows #NUM! from
+    that iteration on and `bpxl verify` rejects the workbook, so such a workbook is not
+    written. Returns the run: every column's values, key → (steps + 1, len(etas)).
     """
+    setup = {e.key: e.value for e in sheet.setup}
     with np.errstate(all="ignore"):
-        history = train(values, etas, steps)
-        broken = {name: ~np.isfinite(series) for name, series in history.items()}
-        for name in _EXP_ARGUMENTS:  # sigmoid(x) = 1/(1+EXP(-x))
-            broken[f"EXP(-{name})"] = -history[name] > _EXP_LIMIT
+        values = sheet.run(setup, np.asarray(etas, dtype=np.float64), steps)
+        broken = {name: ~np.isfinite(series) for name, series in values.items()}
+        for name, argument in _exp_arguments(sheet, values).items():
+            broken[name] = argument > _EXP_LIMIT
     for j, eta in enumerate(etas):
         firsts = {
             name: int(np.argmax(bad[:, j])) for name, bad in broken.items() if bad[:, j].any()
@@ -113,11 +80,11 @@ def check_runs_finish(
             k = min(firsts.values())
             what = next(name for name, first in firsts.items() if first == k)
             raise BpxlError(
-                f"learning rate {eta:g} overflows at iteration {k}: {what} is beyond ±1.8e308 "
-                "there, so a spreadsheet shows #NUM! from that iteration on; choose a smaller "
-                "learning rate"
+                f"learning rate {eta:g} overflows at iteration {k}: {what} is not a finite "
+                "number there (beyond ±1.8e308, or a logarithm of 0), so a spreadsheet shows "
+                "#NUM! from that iteration on; choose a smaller learning rate"
             )
-    return history
+    return values
 
 
 def check_steps(steps: int) -> int:

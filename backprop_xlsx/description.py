@@ -24,7 +24,8 @@ from __future__ import annotations
 import itertools
 import math
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ class Network:
     steps: int | None = None
     preset: str | None = None
     description: str = ""
+    classic: bool = False  # written with the seed's flat keys: the seed's own sheet layout
 
     @property
     def samples(self) -> int:
@@ -225,6 +227,7 @@ def _seed_network(data: dict[str, Any]) -> dict[str, Any]:
     for key in ("lr", "steps", "description"):
         if key in flat:
             general[key] = flat[key]
+    general["classic"] = True
     clash = sorted(
         set(data)
         & {"layers", "activations", "loss", "bias", "inputs", "targets", "weights", "biases"}
@@ -271,7 +274,8 @@ def from_mapping(data: dict[str, Any], preset: str | None = None) -> Network:
     description = data.get("description", "")
     if not isinstance(description, str):
         raise BpxlError(f"description must be text, got {description!r}")
-    return Network(net, bias, inputs, targets, W, b, lr, steps, preset, description)
+    classic = bool(data.get("classic", False))
+    return Network(net, bias, inputs, targets, W, b, lr, steps, preset, description, classic)
 
 
 def _read(text: str, where: str) -> dict[str, Any]:
@@ -287,6 +291,33 @@ def _template_text(name: str) -> str:
     if checkout.is_file():
         return checkout.read_text(encoding="utf-8")
     return resources.files("backprop_xlsx.templates").joinpath(f"{name}.toml").read_text("utf-8")
+
+
+def seed(values: Mapping[str, float] | None = None) -> Network:
+    """The seed's 2-2-2 network, with any of its named values (i1 … w8) replaced."""
+    base = preset(DEFAULT_PRESET)
+    if not values:
+        return base
+    net = from_mapping({k: float(v) for k, v in values.items()})
+    same = seed_values(net) == seed_values(base)
+    return replace(net, preset=DEFAULT_PRESET if same else None)
+
+
+def seed_values(net: Network) -> dict[str, float]:
+    """A 2-2-2 network's starting values by the seed's names: i1 i2 t1 t2 w1 … w8."""
+    (i1, i2), (t1, t2) = net.inputs[0], net.targets[0]
+    named = {"i1": i1, "i2": i2, "t1": t1, "t2": t2}
+    named |= {f"w{k + 1}": w for k, w in enumerate(net.weights)}
+    return {k: float(v) for k, v in named.items()}
+
+
+def load_network(config: Path | None = None, preset_name: str | None = None) -> Network:
+    """What `bpxl build` trains: a network file, or a preset (default: the seed)."""
+    if config is not None and preset_name is not None:
+        raise BpxlError("give either --preset or --config, not both")
+    if config is not None:
+        return load(config)
+    return preset(preset_name or DEFAULT_PRESET)
 
 
 def preset(name: str) -> Network:

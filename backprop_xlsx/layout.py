@@ -23,6 +23,9 @@ from .errors import BpxlError
 from .network import PARAMS, QUANTITIES, SEED, History, train_network
 
 SETUP_SHEET = "Setup"
+# docProps/app.xml's Application in a workbook bpxl wrote: its cached values are NumPy's, so
+# `bpxl verify` recalculates such a file in a real engine instead of taking them as evidence.
+APPLICATION = "bpxl"
 SUMMARY_SHEET = "Error vs LR"
 
 # Setup sheet: one row per starting value, name in column A, value in column B.
@@ -31,7 +34,18 @@ SETUP_ROW = {name: SETUP_FIRST_ROW + k for k, name in enumerate(PARAMS)}  # the 
 SETUP_VALUE_COLUMN = "B"
 SETUP_HEADER_ROW = SETUP_FIRST_ROW - 1  # name | value | meaning
 # The equations and chain-rule derivations, as text in column A, below the values.
-SETUP_EQUATIONS_ROW = SETUP_FIRST_ROW + len(PARAMS) + 2
+SETUP_EQUATIONS_ROW = SETUP_FIRST_ROW + len(PARAMS) + 2  # the seed's; setup_equations_row
+
+
+def setup_equations_row(entries: int) -> int:
+    """First row of the equations, two rows below the last of `entries` starting values."""
+    return SETUP_FIRST_ROW + entries + 2
+
+
+# The network, as text on Setup (what it is; the numbers are the yellow cells): label in I,
+# value in J, from the header row down. `bpxl verify` reads the architecture from here.
+SETUP_NETWORK_COLUMNS = ("I", "J")
+NETWORK_FIELDS = ("preset", "layers", "activations", "loss", "bias", "samples", "layout")
 # The learning rates, right of the values: η (live) | sheet (hyperlink) | final E_total (live).
 SETUP_LR_HEADER_ROW = SETUP_HEADER_ROW
 SETUP_LR_COLUMNS = ("E", "F", "G")
@@ -537,14 +551,16 @@ def eta_ref(title: str) -> str:
     return f"={sheet_ref(title)}!{_abs(ETA_CELL)}"
 
 
-def final_e_total_ref(title: str, steps: int) -> str:
-    """Formula of a live reference to an LR sheet's last E_total, e.g. ='LR 0.1'!$W$104."""
-    return f"={sheet_ref(title)}!${LETTER['E_total']}${last_row(steps)}"
+def final_e_total_ref(title: str, steps: int, letter: str = LETTER["E_total"]) -> str:
+    """Formula of a live reference to an LR sheet's last E_total, e.g. ='LR 0.1'!$W$104.
+
+    `letter` is the E_total column of the sheet's layout (the seed's by default)."""
+    return f"={sheet_ref(title)}!${letter}${last_row(steps)}"
 
 
-def e_total_ref(title: str, k: int) -> str:
+def e_total_ref(title: str, k: int, letter: str = LETTER["E_total"]) -> str:
     """Formula of a live reference to E_total of iteration k on an LR sheet, e.g. ='LR 0.1'!W4."""
-    return f"={sheet_ref(title)}!{LETTER['E_total']}{row_of_iteration(k)}"
+    return f"={sheet_ref(title)}!{letter}{row_of_iteration(k)}"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ is `xlsxread.py`; this module holds the checks, the report and `verify_workbook`
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 import zipfile
 import zlib
@@ -840,11 +841,34 @@ def verify_workbook(
     return report
 
 
+def application(path: Path) -> str | None:
+    """docProps/app.xml's Application: who saved the file (bpxl, LibreOffice, Excel, …)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.NameToInfo.get("docProps/app.xml")
+            if info is None or info.file_size > 1 << 20:
+                return None
+            text = zf.read(info).decode("utf-8", "replace")
+    except (OSError, zipfile.BadZipFile, zlib.error):
+        return None
+    found = re.search(r"<(?:\w+:)?Application>([^<]*)</", text)
+    return found.group(1).strip() if found else None
+
+
 def _choose_engine(path: Path, engine: str, sheets: list[LrSheet], report: Report) -> str:
     """cached when the formula cells carry values (saved by Excel or LibreOffice), else a
     LibreOffice recalculation of a copy; a clear error when neither can give values."""
     with_value = sum(int((s.has_value & s.has_formula).sum()) for s in sheets)
     formulas = sum(int(s.has_formula.sum()) for s in sheets)
+    if application(path) == layout.APPLICATION:
+        # bpxl wrote NumPy's values itself: no evidence of what a spreadsheet computes
+        with_value = 0
+        if engine == "cached":
+            raise BpxlError(
+                f"{path} holds the values bpxl computed with NumPy when it wrote the file, not a "
+                "spreadsheet's: use --engine libreoffice (or auto), or open and save it in Excel "
+                "or LibreOffice first, or build it with `bpxl build --recalc`"
+            )
     if engine == "cached" and formulas and with_value == 0:
         raise BpxlError(
             f"{path} has no cached values (it was never calculated and saved): use --engine "

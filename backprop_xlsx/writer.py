@@ -11,6 +11,7 @@ row, reusing the style ids openpyxl gave iteration 0's cells: the same cells ope
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -19,8 +20,9 @@ import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -34,11 +36,11 @@ from openpyxl.worksheet.formula import ArrayFormula
 from openpyxl.worksheet.hyperlink import Hyperlink
 from openpyxl.worksheet.worksheet import Worksheet
 
-from . import layout
+from . import description, layout
 from .config import check_runs_finish
+from .description import Network
 from .errors import BpxlError
 from .fileio import atomic_output, output_path
-from .network import PARAMS, train
 from .package import build_package, workbook_facts
 
 MEANING = {
@@ -98,7 +100,7 @@ SHEETS_PROPERTY = "bpxl.sheets"  # custom document property: JSON list of the sh
 
 
 def build_workbook(
-    values: Mapping[str, float],
+    network: Network | Mapping[str, float],
     etas: Sequence[float],
     steps: int,
     out: Path,
@@ -117,7 +119,7 @@ def build_workbook(
     computes and stores every value before the replace.
     """
     start = time.perf_counter()
-    history = check_runs_finish(values, etas, steps)
+    run = _Run.of(network, etas, steps)
     link, out = Path(out), output_path(out)
     titles = [layout.SETUP_SHEET, *(layout.lr_sheet_title(e) for e in etas), layout.SUMMARY_SHEET]
     old = existing_sheets(out)
@@ -139,17 +141,16 @@ def build_workbook(
         if find_soffice() is None:
             raise BpxlError(NOT_INSTALLED)
     carry = {"carry_from": out, "carry": kept, "removed": removed}
-    e_total = history["E_total"]
     try:
         with atomic_output(out) as tmp:
             if not recalc:
-                warnings = write_workbook(values, etas, steps, tmp, e_total=e_total, **carry)
+                warnings = write_workbook(run, etas, steps, tmp, **carry)
             else:
                 from .libreoffice import recalculate
 
                 with tempfile.TemporaryDirectory(prefix="bpxl-build-") as work:
                     book = Path(work) / "book.xlsx"
-                    warnings = write_workbook(values, etas, steps, book, e_total=e_total, **carry)
+                    warnings = write_workbook(run, etas, steps, book, **carry)
                     recalculate(book, book)
                     shutil.copyfile(book, tmp)
     except OSError as exc:  # disk full, an I/O error: the old file is untouched
@@ -158,7 +159,7 @@ def build_workbook(
         (warn or _stderr)(line)
     seconds = time.perf_counter() - start
     n = len(etas)
-    formulas = n * (steps + 1) * len(layout.COLUMNS)
+    formulas = n * (steps + 1) * len(run.sheet.columns)
     where = f"{link} (→ {out})" if link != out else f"{link}"
     line = (
         f"wrote {where}: {n} learning-rate sheet{'s' if n != 1 else ''} × {steps + 1:,} "
@@ -253,22 +254,65 @@ def _sheets_record(text: str | None) -> list[str] | None:
     return record
 
 
+@dataclass(frozen=True)
+class _Run:
+    """The network's sheet layout and NumPy's value of every column for every learning rate."""
+
+    sheet: layout.SheetLayout
+    values: dict[str, np.ndarray]  # key → (steps + 1, len(etas))
+
+    @classmethod
+    def of(
+        cls,
+        network: Network | Mapping[str, float] | _Run,
+        etas: Sequence[float],
+        steps: int,
+        *,
+        check: bool = True,
+    ) -> _Run:
+        """Checked before anything is written: the size, and a run that never overflows.
+
+        `check=False` is for the tests' witness of what the check refuses."""
+        if isinstance(network, _Run):
+            return network
+        if not isinstance(network, Network):
+            network = description.seed(network)  # the seed's named values, i1 … w8
+        sheet = layout.SheetLayout(network, classic=network.classic)
+        layout.check_size(sheet, len(etas), steps)
+        if not check:
+            with np.errstate(all="ignore"):
+                setup = {e.key: e.value for e in sheet.setup}
+                return cls(sheet, sheet.run(setup, np.asarray(etas, np.float64), steps))
+        return cls(sheet, check_runs_finish(sheet, etas, steps))
+
+    @property
+    def e_total(self) -> np.ndarray:
+        return self.values["E_total"]
+
+    def matrix(self, j: int) -> np.ndarray:
+        """(steps + 1, columns): learning rate j's values in the sheet's column order."""
+        return np.stack([self.values[c.key][:, j] for c in self.sheet.columns], axis=1)
+
+
 def write_workbook(
-    values: Mapping[str, float],
+    network: Network | Mapping[str, float] | _Run,
     etas: Sequence[float],
     steps: int,
     path: Path,
     *,
-    e_total: np.ndarray | None = None,
     carry_from: Path | None = None,
     carry: Sequence[str] = (),
     removed: Sequence[str] = (),
+    check: bool = True,
 ) -> list[str]:
     """Write the complete workbook to `path` (not atomic: build_workbook wraps it).
 
-    `e_total` is NumPy's run (for the charts' axes); the sheets `carry` of `carry_from` are
-    carried over (see package.build_package, whose warnings are returned).
+    Every formula cell also carries the value NumPy computed for it, for viewers that do not
+    calculate; Excel and LibreOffice still recalculate on open. The sheets `carry` of
+    `carry_from` are carried over (see package.build_package, whose warnings are returned).
     """
+    run = _Run.of(network, etas, steps, check=check)
+    sheet = run.sheet
     titles = [layout.lr_sheet_title(eta) for eta in etas]
     summary_layout = layout.SummaryLayout(len(etas), steps)
     wb = Workbook()
@@ -280,10 +324,7 @@ def write_workbook(
     record = json.dumps(wb.sheetnames, ensure_ascii=False)
     wb.custom_doc_props.append(StringProperty(name=SHEETS_PROPERTY, value=record))
 
-    if e_total is None:
-        with np.errstate(all="ignore"):  # only for the charts' axes; sigmoid may saturate
-            e_total = train(values, etas, steps)["E_total"]
-    _fill_setup(setup, values, titles, steps)
+    _fill_setup(setup, sheet, titles, steps)
     iterations = Reference(
         summary,
         min_col=1,
@@ -291,17 +332,19 @@ def write_workbook(
         max_row=summary_layout.iteration_row(steps),
     )
     for j, (ws, eta) in enumerate(zip(sheets, etas, strict=True)):
-        _fill_lr_sheet(ws, eta, steps, iterations, _log_bounds(e_total[:, j]))
-    _fill_summary(summary, titles, summary_layout, _log_bounds(e_total))
+        _fill_lr_sheet(ws, sheet, eta, steps, iterations, _log_bounds(run.e_total[:, j]))
+    _fill_summary(summary, sheet, titles, summary_layout, _log_bounds(run.e_total))
 
     template = io.BytesIO()
     wb.save(template)
-    bulks = [_lr_bulk(title, steps) for title in titles]
-    bulks.append(_summary_bulk(titles, summary_layout))
+    streams = {layout.SETUP_SHEET: _Filled(_setup_values(run, etas, steps)).stream}
+    for j, title in enumerate(titles):
+        streams[title] = _lr_bulk(title, steps, run, j).stream
+    streams[layout.SUMMARY_SHEET] = _summary_bulk(titles, summary_layout, run, etas).stream
     return build_package(
-        template.getvalue(),
+        reproducible(template.getvalue()),
         Path(path),
-        streams={bulk.title: bulk.stream for bulk in bulks},
+        streams=streams,
         stream_level=ZIP_LEVEL,
         carry_from=carry_from,
         carry=carry,
@@ -337,13 +380,17 @@ def _header(ws: Worksheet, row: int, labels: Sequence[str], first_column: int = 
         cell.fill, cell.border, cell.alignment = HEADER_FILL, HEADER_BORDER, CENTER
 
 
-def _lr_entry(ws: Worksheet, row: int, columns: Sequence[str], title: str, steps: int) -> None:
-    """η | sheet | final E_total of one LR sheet, live: on Setup and on Error vs LR alike."""
+def _lr_entry(
+    ws: Worksheet, row: int, columns: Sequence[str], title: str, steps: int, letter: str
+) -> None:
+    """η | sheet | final E_total of one LR sheet, live: on Setup and on Error vs LR alike.
+
+    `letter` is the E_total column of the LR sheets."""
     eta_col, sheet_col, final_col = columns
     ws[f"{eta_col}{row}"] = layout.eta_ref(title)
     _sheet_link(ws, f"{sheet_col}{row}", title)
-    ws[f"{final_col}{row}"] = layout.final_e_total_ref(title, steps)
-    ws[f"{final_col}{row}"].number_format = layout.COLUMN["E_total"].number_format
+    ws[f"{final_col}{row}"] = layout.final_e_total_ref(title, steps, letter)
+    ws[f"{final_col}{row}"].number_format = layout.FORMAT_SMALL
 
 
 def _page_setup(ws: Worksheet, areas: list[str], pages_wide: int, title_rows: str | None) -> None:
@@ -415,11 +462,11 @@ def _chart_area(anchor_column: int, anchor_row: int, chart: LineChart) -> str:
     return f"{get_column_letter(anchor_column)}{anchor_row}:{last}{anchor_row + rows}"
 
 
-def _fill_setup(ws: Worksheet, values: Mapping[str, float], titles: list[str], steps: int) -> None:
+def _fill_setup(ws: Worksheet, sheet: layout.SheetLayout, titles: list[str], steps: int) -> None:
     _text(
         ws,
         "A1",
-        "bpxl: a 2-2-2 sigmoid network trained by gradient descent in live formulas",
+        f"bpxl: {network_title(sheet)} trained by gradient descent in live formulas",
         TITLE,
     )
     _text(
@@ -428,33 +475,135 @@ def _fill_setup(ws: Worksheet, values: Mapping[str, float], titles: list[str], s
         "Change any value in column B: every learning-rate sheet and Error vs LR recompute.",
     )
     _header(ws, layout.SETUP_HEADER_ROW, ["name", "value", "meaning"])
-    for name in PARAMS:
-        row = layout.SETUP_ROW[name]
-        _text(ws, f"A{row}", name, BOLD)
+    for entry in sheet.setup:
+        row = sheet.setup_row[entry.key]
+        _text(ws, f"A{row}", entry.name, BOLD)
         cell = ws[f"{layout.SETUP_VALUE_COLUMN}{row}"]
-        cell.value = float(values[name])
+        cell.value = entry.value
         cell.fill = INPUT_FILL
-        _text(ws, f"C{row}", MEANING[name])
+        _text(ws, f"C{row}", entry.meaning)
 
     first = column_index_from_string(layout.SETUP_LR_COLUMNS[0])
     _header(ws, layout.SETUP_LR_HEADER_ROW, ["η", "sheet", "final E_total"], first)
+    letter = sheet.letter["E_total"]
     for j, title in enumerate(titles):
-        _lr_entry(ws, layout.setup_lr_row(j), layout.SETUP_LR_COLUMNS, title, steps)
+        _lr_entry(ws, layout.setup_lr_row(j), layout.SETUP_LR_COLUMNS, title, steps, letter)
 
-    row = layout.SETUP_EQUATIONS_ROW
-    for text, heading in EQUATIONS:
-        if heading and row > layout.SETUP_EQUATIONS_ROW:
+    label, value = layout.SETUP_NETWORK_COLUMNS
+    _header(ws, layout.SETUP_HEADER_ROW, ["network", ""], column_index_from_string(label))
+    for k, (name, text) in enumerate(network_fields(sheet).items()):
+        row = layout.SETUP_FIRST_ROW + k
+        _text(ws, f"{label}{row}", name, BOLD)
+        _text(ws, f"{value}{row}", text)
+
+    start = layout.setup_equations_row(len(sheet.setup))
+    row = start
+    for text, heading in EQUATIONS if sheet.classic else general_equations(sheet):
+        if heading and row > start:
             row += 1
         _text(ws, f"A{row}", text, BOLD if heading else None)
         row += 1
 
-    for col, width in {"A": 12, "B": 12, "C": 22, "D": 3, "E": 8, "F": 12, "G": 16}.items():
+    widths = {"A": 12, "B": 12, "C": 22, "D": 3, "E": 8, "F": 12, "G": 16, "H": 3, "I": 12}
+    for col, width in (widths | {"J": 30}).items():
         ws.column_dimensions[col].width = width
-    _page_setup(ws, [f"A1:H{row}"], 1, None)
+    _page_setup(ws, [f"A1:J{row}"], 1, None)
+
+
+def network_title(sheet: layout.SheetLayout) -> str:
+    """ "a 2-2-2 sigmoid network", "a 2-3-1 network (sigmoid, sigmoid; mse; biases trained)"."""
+    net = sheet.network
+    shape = "-".join(map(str, net.net.layers))
+    if sheet.classic:
+        return f"a {shape} sigmoid network"
+    bias = {"none": "no biases", "trained": "biases trained", "fixed": "biases fixed"}[net.bias]
+    return f"a {shape} network ({', '.join(net.net.activations)}; {net.net.loss}; {bias})"
+
+
+def network_fields(sheet: layout.SheetLayout) -> dict[str, str]:
+    """What the network is, as text on Setup; `bpxl verify` reads it back from there."""
+    net = sheet.network
+    bias = {"none": "false", "trained": "true", "fixed": "fixed"}[net.bias]
+    fields = {
+        "preset": net.preset or "(own file)",
+        "layers": ", ".join(map(str, net.net.layers)),
+        "activations": ", ".join(net.net.activations),
+        "loss": net.net.loss,
+        "bias": bias,
+        "samples": str(net.samples),
+        "layout": "classic" if sheet.classic else "general",
+    }
+    assert tuple(fields) == layout.NETWORK_FIELDS
+    return fields
+
+
+def _math(template: str) -> str:
+    """A formula template as a line of math: {a_h1} → a_h1, d_o1 → δo1, * → ·, ^2 → ²."""
+    text = re.sub(r"\{(?:setup |prev )?(\w+)\}", r"\1", template.lstrip("="))
+    text = re.sub(r"\bd_(\w+)", r"δ\1", text)
+    text = re.sub(r"\bdE_d(\w+)", r"∂E/∂\1", text)
+    for code, shown in (("*", "·"), ("^2", "²"), ("-", " − "), ("+", " + "), ("EXP", "exp")):
+        text = text.replace(code, shown)
+    return text.replace("( − ", "(−").replace("TANH", "tanh").replace("LN", "ln")
+
+
+def general_equations(sheet: layout.SheetLayout) -> list[tuple[str, bool]]:
+    """The equations of this network, written from the same templates as its formulas.
+
+    Shown for one sample; with several, every per-sample name carries the sample, x⁽ˢ⁾."""
+    one = layout.SheetLayout(replace_samples(sheet.network), classic=False)
+    net = one.network.net
+    lines: list[tuple[str, bool]] = [
+        ("Forward pass: z = W·a_prev + b, a = f(z), layer by layer", True)
+    ]
+    for layer in range(one.depth):
+        for name in one.names[layer + 1]:
+            z, a = one.templates[name][0], one.templates[f"a_{name}"][0]
+            lines.append((f"{name} = {_math(z)}        a_{name} = {_math(a)}", False))
+    lines.append((f"Error ({net.loss}), summed over outputs and samples", True))
+    terms = [k for k in one.keys if re.fullmatch(r"E\d+", k)]
+    for key in terms:
+        lines.append((f"{key} = {_math(one.templates[key][0])}", False))
+    lines.append(
+        (
+            "E_total = " + " + ".join(terms) + (" (each sample's)" if sheet.samples > 1 else ""),
+            False,
+        )
+    )
+    backward = "Backward pass: δ = ∂E/∂z from the loss at the output, then (W_nextᵀ·δ_next)·f′(z)"
+    lines.append((backward, True))
+    for layer in range(one.depth - 1, -1, -1):
+        for name in one.names[layer + 1]:
+            lines.append((f"δ{name} = {_math(one.templates['d_' + name][0])}", False))
+    lines.append(("Gradients: ∂E/∂w = δ of the receiving neuron · a of the sending one", True))
+    grads = [k for k in one.keys if k.startswith("dE_d")]
+    for key in grads:
+        lines.append((f"∂E/∂{key[4:]} = {_math(one.templates[key][0])}", False))
+    if sheet.samples > 1:
+        lines.append(
+            (
+                f"With {sheet.samples} samples each gradient is the sum of every sample's: "
+                "x⁽ˢ⁾ is x for training sample s (the per-sample columns carry ⁽ˢ⁾).",
+                False,
+            )
+        )
+    update = "every weight and bias" if sheet.network.bias == "trained" else "every weight"
+    if sheet.network.bias == "fixed":
+        update += " (the biases are fixed: used, never updated)"
+    lines.append((f"Update: gradient descent on {update}, all at once", True))
+    step = "w ← w − η·∂E/∂w: each row's parameters are the row above's minus η times its gradient"
+    lines.append((step, False))
+    return lines
+
+
+def replace_samples(network: Network) -> Network:
+    """The same network with its first sample only: the equations are each sample's."""
+    return dataclasses.replace(network, inputs=network.inputs[:1], targets=network.targets[:1])
 
 
 def _fill_lr_sheet(
     ws: Worksheet,
+    sheet: layout.SheetLayout,
     eta: float,
     steps: int,
     iterations: Reference,
@@ -467,14 +616,17 @@ def _fill_lr_sheet(
     eta_cell.fill = INPUT_FILL
     eta_cell.font = BOLD
     _text(ws, "C1", "learning rate: change it and this sheet recomputes")
-    _text(
-        ws,
-        "A2",
+    note = (
         f"Row {layout.FIRST_ROW} is iteration 0, the initial weights from Setup; every row below "
-        "is one gradient-descent step: w ← w − η·∂E/∂w with the gradients of the row above.",
+        "is one gradient-descent step: w ← w − η·∂E/∂w with the gradients of the row above."
     )
-    _header(ws, layout.HEADER_ROW, [c.header for c in layout.COLUMNS])
-    for column in layout.COLUMNS:
+    if sheet.samples > 1:
+        note += f" Each row is one full-batch step over all {sheet.samples} samples"
+        note += "; x⁽ˢ⁾ is x of sample s."
+    _text(ws, "A2", note)
+    columns = sheet.columns
+    _header(ws, layout.HEADER_ROW, [c.header for c in columns])
+    for column in columns:
         cell = ws[f"{column.letter}{layout.FIRST_ROW}"]
         cell.value = column.formula(layout.FIRST_ROW)
         cell.number_format = column.number_format
@@ -483,8 +635,7 @@ def _fill_lr_sheet(
     ws.freeze_panes = f"A{layout.FIRST_ROW}"
 
     last = layout.last_row(steps)
-    e_total = layout.COLUMN["E_total"]
-    col = column_index_from_string(e_total.letter)
+    col = column_index_from_string(sheet.letter["E_total"])
     chart = _chart(f"E_total, {ws.title} (η = {eta:g})", steps, bounds)
     chart.add_data(
         Reference(ws, min_col=col, min_row=layout.HEADER_ROW, max_row=last), titles_from_data=True
@@ -492,16 +643,49 @@ def _fill_lr_sheet(
     chart.set_categories(iterations)
     chart.legend = None
     style_series(chart)
-    anchor_column = len(layout.COLUMNS) + 2  # one empty column right of the table
+    anchor_column = len(columns) + 2  # one empty column right of the table
     ws.add_chart(chart, f"{get_column_letter(anchor_column)}{layout.HEADER_ROW}")
+    areas = [f"A1:{columns[-1].letter}{min(last, layout.FIRST_ROW + PRINT_ROWS)}"]
+    areas.append(_chart_area(anchor_column, layout.HEADER_ROW, chart))
+    if sheet.samples > 1:
+        outputs = _outputs_chart(ws, sheet, eta, steps, iterations)
+        below = layout.HEADER_ROW + round(chart.height / 0.53) + 2
+        ws.add_chart(outputs, f"{get_column_letter(anchor_column)}{below}")
+        areas.append(_chart_area(anchor_column, below, outputs))
+    _page_setup(ws, areas, 2, f"{layout.HEADER_ROW}:{layout.HEADER_ROW}")
 
-    table = f"A1:{layout.COLUMNS[-1].letter}{min(last, layout.FIRST_ROW + PRINT_ROWS)}"
-    chart_area = _chart_area(anchor_column, layout.HEADER_ROW, chart)
-    _page_setup(ws, [table, chart_area], 2, f"{layout.HEADER_ROW}:{layout.HEADER_ROW}")
+
+def _outputs_chart(
+    ws: Worksheet, sheet: layout.SheetLayout, eta: float, steps: int, iterations: Reference
+) -> LineChart:
+    """Every sample's outputs against iteration: a learner watches each one reach its target."""
+    chart = LineChart()
+    chart.title = f"outputs per sample, {ws.title} (η = {eta:g})"
+    chart.style = 2
+    chart.height, chart.width = 10, 20
+    chart.x_axis.title = "iteration"
+    chart.y_axis.title = "a_o"
+    chart.x_axis.crosses = "min"
+    chart.x_axis.delete = chart.y_axis.delete = False
+    skip = max(1, steps // 10)
+    chart.x_axis.tickLblSkip = chart.x_axis.tickMarkSkip = skip
+    last = layout.last_row(steps)
+    for s in range(sheet.samples):
+        for name in sheet.names[-1]:
+            col = column_index_from_string(sheet.letter[sheet.sample(f"a_{name}", s)])
+            chart.add_data(
+                Reference(ws, min_col=col, min_row=layout.HEADER_ROW, max_row=last),
+                titles_from_data=True,
+            )
+    chart.set_categories(iterations)
+    chart.legend.position = "r"
+    style_series(chart)
+    return chart
 
 
 def _fill_summary(
     ws: Worksheet,
+    sheet: layout.SheetLayout,
     titles: list[str],
     s: layout.SummaryLayout,
     bounds: tuple[float, float] | None,
@@ -526,10 +710,11 @@ def _fill_summary(
         ["η", "sheet", "final E_total", "first iteration below threshold"],
     )
     ws.row_dimensions[layout.SUMMARY_HEADER_ROW].height = 30
-    e_format = layout.COLUMN["E_total"].number_format
+    e_format = layout.FORMAT_SMALL
+    letter = sheet.letter["E_total"]
     for j, title in enumerate(titles):
         row = s.lr_row(j)
-        _lr_entry(ws, row, (cols["eta"], cols["sheet"], cols["final"]), title, s.steps)
+        _lr_entry(ws, row, (cols["eta"], cols["sheet"], cols["final"]), title, s.steps, letter)
         first_below = f"{cols['first_below']}{row}"
         ws[first_below] = ArrayFormula(first_below, s.first_below_formula(j))
         ws[first_below].alignment = Alignment(horizontal="right")
@@ -539,7 +724,7 @@ def _fill_summary(
     ws[f"A{first}"] = 0
     for j, title in enumerate(titles):
         cell = ws[f"{s.lr_column(j)}{first}"]
-        cell.value = layout.e_total_ref(title, 0)
+        cell.value = layout.e_total_ref(title, 0, letter)
         cell.number_format = e_format
     for k in range(len(titles) + 1):
         ws.column_dimensions[get_column_letter(k + 1)].width = 14
@@ -575,13 +760,51 @@ def _fill_summary(
 # --- streaming the bulk rows ------------------------------------------------------------------
 
 
+_EMPTY_VALUE = re.compile(
+    r'(<c r="([A-Z]+[0-9]+)"[^>]*?)(\s*t="[^"]*")?(\s*>(?:<f[^>]*>.*?</f>|<f[^>]*/>))<v></v>'
+)
+
+
+def fill_values(xml: str, values: Mapping[str, float | str]) -> str:
+    """Put a value into the empty <v></v> openpyxl writes after each formula of `values`."""
+    if not values:
+        return xml
+
+    def fill(m: re.Match[str]) -> str:
+        value = values.get(m[2])
+        if value is None or (not isinstance(value, str) and not math.isfinite(value)):
+            return m[0]
+        if isinstance(value, str):  # a formula whose result is text
+            return f'{m[1]} t="str"{m[4]}<v>{escape(value)}</v>'
+        return f"{m[1]}{m[3] or ''}{m[4]}<v>{_number(value)}</v>"
+
+    return _EMPTY_VALUE.sub(fill, xml)
+
+
+def _number(value: float) -> str:
+    """A cached value as stored: the shortest text that reads back as the same double."""
+    return repr(float(value))
+
+
+@dataclass(frozen=True)
+class _Filled:
+    """A sheet openpyxl wrote whole, whose formula cells get NumPy's values."""
+
+    values: Mapping[str, float | str]
+
+    def stream(self, sheet_xml: bytes) -> Iterator[bytes]:
+        yield fill_values(sheet_xml.decode("utf-8"), self.values).encode("utf-8")
+
+
 @dataclass(frozen=True)
 class _Bulk:
     """Rows `first_row`..`last_row` of one sheet, written as XML from one pattern per row.
 
     The row above `first_row` is the template: openpyxl wrote it (with the same columns), and its
     cells' style ids are reused. Each cell pattern is the inner XML of a cell with {r} (this
-    row), {p} (the row above), {k} (the iteration) and {s} (the iteration's row on an LR sheet).
+    row), {p} (the row above), {k} (the iteration), {s} (the iteration's row on an LR sheet) and
+    {v[i]} (column i of `values`, the row's cached values). `top` fills the values of the
+    formulas openpyxl wrote above the bulk.
     """
 
     title: str
@@ -589,11 +812,13 @@ class _Bulk:
     last_row: int
     first_iteration: int  # the iteration of first_row
     cells: tuple[tuple[str, str], ...]  # (column letter, inner XML pattern)
+    values: np.ndarray | None = None  # (last_row - first_row + 1, valued cells)
+    top: Mapping[str, float | str] = field(default_factory=dict)
 
     def rows(self, sheet_xml: str) -> Iterator[str]:
         """The sheet's XML, with the bulk rows after the template row."""
         end = sheet_xml.rindex("</sheetData>")
-        head, tail = sheet_xml[:end], sheet_xml[end:]
+        head, tail = fill_values(sheet_xml[:end], self.top), sheet_xml[end:]
         template = head[head.rfind("<row ") :]
         number = re.match(r'<row r="(\d+)"', template)
         if not number or int(number.group(1)) != self.first_row - 1 or "</row>" not in template:
@@ -619,11 +844,21 @@ class _Bulk:
         offset = self.first_iteration - self.first_row
         for start in range(self.first_row, self.last_row + 1, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, self.last_row + 1)
+            if self.values is None:
+                values = [()] * (stop - start)
+            else:
+                chunk = self.values[start - self.first_row : stop - self.first_row]
+                if np.isfinite(chunk).all():
+                    values = [list(map(repr, row)) for row in chunk.tolist()]
+                else:  # only a run the overflow check would refuse: no value where there is none
+                    values = [
+                        [repr(x) if math.isfinite(x) else "" for x in row] for row in chunk.tolist()
+                    ]
             yield "".join(
                 row_pattern.format(
-                    r=r, p=r - 1, k=r + offset, s=layout.row_of_iteration(r + offset)
+                    r=r, p=r - 1, k=r + offset, s=layout.row_of_iteration(r + offset), v=v
                 )
-                for r in range(start, stop)
+                for r, v in zip(range(start, stop), values, strict=True)
             )
         yield tail
 
@@ -633,22 +868,88 @@ class _Bulk:
             yield part.encode("utf-8")
 
 
-def _formula_xml(formula: str) -> str:
-    """A formula pattern (leading '=') as the inner XML of its cell."""
-    return f"<f>{escape(formula[1:])}</f>"
+def _formula_xml(formula: str, value: int | None = None) -> str:
+    """A formula pattern (leading '=') as the inner XML of its cell, with value field `value`."""
+    cached = "" if value is None else f"<v>{{v[{value}]}}</v>"
+    return f"<f>{escape(formula[1:])}</f>{cached}"
 
 
-def _lr_bulk(title: str, steps: int) -> _Bulk:
-    cells = tuple((c.letter, _formula_xml(c.pattern())) for c in layout.COLUMNS)
-    return _Bulk(title, layout.FIRST_ROW + 1, layout.last_row(steps), 1, cells)
+def _lr_bulk(title: str, steps: int, run: _Run, j: int) -> _Bulk:
+    """Iterations 1..N of an LR sheet; iteration 0's values go into openpyxl's row."""
+    columns = run.sheet.columns
+    cells = tuple((c.letter, _formula_xml(c.pattern(), i)) for i, c in enumerate(columns))
+    matrix = run.matrix(j)
+    first = {f"{c.letter}{layout.FIRST_ROW}": matrix[0, i] for i, c in enumerate(columns)}
+    return _Bulk(title, layout.FIRST_ROW + 1, layout.last_row(steps), 1, cells, matrix[1:], first)
 
 
-def _summary_bulk(titles: list[str], s: layout.SummaryLayout) -> _Bulk:
-    """Iterations 1..N of the E_total table: the iteration, then live references to each sheet."""
+def _first_below(e_total: np.ndarray, threshold: float) -> int | str:
+    """What the first-below cell computes: the first iteration with E_total < threshold."""
+    below = np.flatnonzero(e_total < threshold)
+    return int(below[0]) if below.size else layout.NEVER
+
+
+def _summary_bulk(
+    titles: list[str], s: layout.SummaryLayout, run: _Run, etas: Sequence[float]
+) -> _Bulk:
+    """Iterations 1..N of the E_total table: the iteration, then live references to each sheet.
+
+    `top` holds the values of the per-LR table and of iteration 0, computed as the cells do."""
+    letter = run.sheet.letter["E_total"]
     cells = [("A", "<v>{k}</v>")]
     for j, title in enumerate(titles):
         # layout.e_total_ref(title, k) with the row left open, e.g. ='LR 0.1'!W{s}
-        ref = re.sub(r"\d+$", "{s}", layout.e_total_ref(title, 0))
-        cells.append((s.lr_column(j), _formula_xml(ref)))
+        ref = re.sub(r"\d+$", "{s}", layout.e_total_ref(title, 0, letter))
+        cells.append((s.lr_column(j), _formula_xml(ref, j)))
+    cols = layout.SUMMARY_COLUMNS
+    e_total = run.e_total
+    top: dict[str, float | str] = {}
+    for j, eta in enumerate(etas):
+        row = s.lr_row(j)
+        top[f"{cols['eta']}{row}"] = eta
+        top[f"{cols['final']}{row}"] = e_total[-1, j]
+        top[f"{cols['first_below']}{row}"] = _first_below(e_total[:, j], layout.DEFAULT_THRESHOLD)
+        top[f"{s.lr_column(j)}{s.iteration_row(0)}"] = e_total[0, j]
     first = s.iteration_row(1)
-    return _Bulk(layout.SUMMARY_SHEET, first, s.iteration_row(s.steps), 1, tuple(cells))
+    return _Bulk(
+        layout.SUMMARY_SHEET, first, s.iteration_row(s.steps), 1, tuple(cells), e_total[1:], top
+    )
+
+
+def _setup_values(run: _Run, etas: Sequence[float], steps: int) -> dict[str, float]:
+    """The Setup sheet's live list of learning rates: η and final E_total of each sheet."""
+    eta_col, _, final_col = layout.SETUP_LR_COLUMNS
+    out: dict[str, float] = {}
+    for j, eta in enumerate(etas):
+        row = layout.setup_lr_row(j)
+        out[f"{eta_col}{row}"] = eta
+        out[f"{final_col}{row}"] = run.e_total[-1, j]
+    return out
+
+
+# --- reproducible packages --------------------------------------------------------------------
+
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date: no build time in the file
+
+
+def reproducible(package: bytes) -> bytes:
+    """openpyxl's package without what changes from run to run: zip dates, the created and
+    modified times of docProps/core.xml; and docProps/app.xml naming bpxl as the application, so
+    `bpxl verify` knows the cached values are NumPy's and recalculates in a real engine."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(package)) as zin, zipfile.ZipFile(out, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"<dcterms:(created|modified)\b.*?</dcterms:\1>", b"", data)
+            elif info.filename == "docProps/app.xml":
+                data = re.sub(
+                    rb"<Application>.*?</Application>",
+                    f"<Application>{layout.APPLICATION}</Application>".encode(),
+                    data,
+                )
+            fixed = zipfile.ZipInfo(info.filename, date_time=_FIXED_TIME)
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = info.external_attr
+            zout.writestr(fixed, data)
+    return out.getvalue()
