@@ -23,6 +23,7 @@ import math
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -264,18 +265,41 @@ def build(
     help="Where the values come from: values cached by Excel/LibreOffice, or a headless "
     "LibreOffice recalculation of a copy; auto uses cached values when the file has them.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report (or the error) as JSON.")
 def verify(path: Path, engine: str, as_json: bool) -> None:
-    """Recompute every LR sheet in NumPy and check every computed cell and formula of PATH."""
+    """Recompute every LR sheet in NumPy and check every computed cell and formula of PATH.
+
+    \b
+    Exit status:
+      0  the workbook is correct
+      1  the workbook is wrong (each wrong cell or formula is listed)
+      2  it cannot be checked (unreadable, damaged or hostile file, no values
+         and no LibreOffice); one line `error: …`, or {"ok": false, "error": …}
+         with --json
+    """
     from .verify import verify_workbook
 
-    report = verify_workbook(path, engine=engine)
+    try:
+        report = verify_workbook(path, engine=engine)
+    except BpxlError as exc:
+        _cannot_verify(path, str(exc), as_json)
+    except Exception as exc:  # a bug in bpxl: still one line, still exit 2
+        _cannot_verify(path, f"internal error: {type(exc).__name__}: {exc}", as_json)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         click.echo(report.text())
     if not report.ok:
         raise click.exceptions.Exit(1)
+
+
+def _cannot_verify(path: Path, message: str, as_json: bool) -> NoReturn:
+    """Exit 2 with one line: `error: …` on stderr, or a JSON object on stdout with --json."""
+    message = _one_line(message)
+    if as_json:
+        click.echo(json.dumps({"path": str(path), "ok": False, "error": message}))
+        raise click.exceptions.Exit(2)
+    raise BpxlError(message)
 
 
 def main() -> None:

@@ -3,22 +3,32 @@
 A formula is tokenized with its references made relative to the cell it sits in, so that the
 cells of a column compare equal when they hold the same formula (`relative_key`); a `Template`
 renders it back into any row, fast enough for every row of a sheet and for Excel's shared
-formulas; `compile_formula` turns an LR sheet's formula into NumPy source, so that it can be
-run on inputs other than the sheet's own.
+formulas; `compile_formula` turns an LR sheet's formula into a tree of NumPy operations (closures,
+never source text for `eval`: nothing a file says is run as Python), so that it can be run on
+inputs other than the sheet's own.
+
+Formulas come from untrusted files, so everything is bounded: at most `MAX_FORMULA` characters
+(Excel's 8,192), `MAX_NESTING` levels (Excel's 64), numbers that are finite doubles; tokenizing
+is one pass, linear in the length (a quote starts a string or a sheet name that must end).
+Past a bound the formula is `Unsupported`: a finding, never an exception out of the verifier.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import numpy as np
 from openpyxl.utils import column_index_from_string, get_column_letter
 
 from . import layout
 
-_MAX_COLUMN = 16384  # XFD
+MAX_COLUMN = 16384  # XFD
+MAX_FORMULA = 8192  # characters, as Excel
+MAX_NESTING = 64  # levels of parentheses, functions and signs, as Excel's nesting limit
 _CELL_REF = re.compile(r"([A-Za-z]+)(\d+)")
 
 
@@ -54,15 +64,19 @@ class Ref(NamedTuple):
     row: int
 
 
+# One token at a position, each alternative without backtracking (possessive quantifiers), and
+# every position tried once: a string or quoted sheet name that does not end is an error, not a
+# retry one character later, so tokenizing is linear even for 8,192 quotes.
 _TOKEN = re.compile(
     r"""
-    (?P<ws>\s+)
-  | (?P<str>"(?:[^"]|"")*")
-  | (?P<ref>(?:(?P<sheet>'(?:[^']|'')+'|[A-Za-z_\\][\w.]*)!)?
-        (?P<cabs>\$?)(?P<col>[A-Za-z]{1,3})(?P<rabs>\$?)(?P<row>[0-9]+)(?![\w(.!:$]|:\$?[A-Za-z]))
-  | (?P<num>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[Ee][+-]?[0-9]+)?)
-  | (?P<name>[A-Za-z_\\][\w.]*)
-  | (?P<op>.)
+    (?P<ws>\s++)
+  | (?P<str>"(?:[^"]|"")*+")
+  | (?P<ref>(?:(?P<sheet>'(?:[^']|'')++'|[A-Za-z_\\][\w.]*+)!)?
+        (?P<cabs>\$?)(?P<col>[A-Za-z]{1,3})(?P<rabs>\$?)(?P<row>[0-9]{1,7})
+        (?![\w(.!:$]|:\$?[A-Za-z]))
+  | (?P<num>(?:[0-9]++\.?[0-9]*+|\.[0-9]++)(?:[Ee][+-]?[0-9]++)?)
+  | (?P<name>[A-Za-z_\\][\w.]*+)
+  | (?P<op>[^"'])
     """,
     re.X | re.S,
 )
@@ -76,9 +90,21 @@ def _canonical_sheet(written: str, titles: dict[str, str]) -> str:
 
 
 def tokenize(formula: str, row: int, col: int, own: str, titles: dict[str, str]) -> list[Token]:
-    """Split a formula (no leading '=') into tokens, references made relative to (row, col)."""
+    """Split a formula (no leading '=') into tokens, references made relative to (row, col).
+
+    Unsupported if it is longer than MAX_FORMULA or has a string or sheet name that never ends.
+    """
+    if len(formula) > MAX_FORMULA:
+        raise Unsupported(f"longer than {MAX_FORMULA:,} characters ({len(formula):,})")
     tokens: list[Token] = []
-    for m in _TOKEN.finditer(formula):
+    pos = 0
+    while pos < len(formula):
+        m = _TOKEN.match(formula, pos)
+        if m is None:
+            if formula[pos] == '"':
+                raise Unsupported(f"a string that does not end (character {pos + 1})")
+            raise Unsupported(f"a quoted sheet name without a cell after it (character {pos + 1})")
+        pos = m.end()
         kind = m.lastgroup
         if kind == "ws":
             continue
@@ -143,7 +169,7 @@ def template(tokens: list[Token], col: int) -> Template:
             continue
         ref: Ref = value
         number = ref.col if ref.col_abs else col + ref.col
-        if not 1 <= number <= _MAX_COLUMN:
+        if not 1 <= number <= MAX_COLUMN:
             parts.append("#REF!")  # what Excel shows for a reference moved off the sheet
             continue
         letters = get_column_letter(number)
@@ -169,20 +195,55 @@ def render(tokens: list[Token], row: int, col: int) -> str:
 
 
 class Unsupported(Exception):
-    """A formula outside the arithmetic the network needs: + - * / ^ ( ) numbers EXP."""
+    """A formula outside the arithmetic the network needs (+ - * / ^ ( ) numbers EXP), or past a
+    bound (length, nesting, a number no double can hold)."""
+
+
+Env = Mapping[str, Any]  # "cur", "prev", "setup": quantity → array; "eta": array
+Expr = Callable[[Env], Any]  # a compiled formula: its value for the inputs in an Env
+
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "+": np.add,
+    "-": np.subtract,
+    "*": np.multiply,
+    "/": np.divide,
+    "^": np.power,
+}
+
+
+def _constant(value: np.float64) -> Expr:
+    return lambda env: value
+
+
+def _chain(first: Expr, rest: list[tuple[Callable[[Any, Any], Any], Expr]]) -> Expr:
+    """first op₁ x₁ op₂ x₂ …, from the left, in a loop: a long sum is not a deep tree."""
+
+    def run(env: Env) -> Any:
+        value = first(env)
+        for op, operand in rest:
+            value = op(value, operand(env))
+        return value
+
+    return run
+
+
+def _apply(fn: Callable[[Any], Any], arg: Expr) -> Expr:
+    return lambda env: fn(arg(env))
 
 
 class _Compiler:
-    """Excel-precedence recursive descent to a fully parenthesised NumPy expression.
+    """Excel-precedence recursive descent to a tree of NumPy operations.
 
     Excel binds unary minus tighter than ^ (-2^2 = 4) and evaluates ^ left to right, unlike
-    Python, so the output is parenthesised explicitly rather than translated token by token.
+    Python; the tree follows Excel. Each parenthesis, function and sign is one level of
+    nesting, at most MAX_NESTING, which also bounds the recursion here and in evaluation.
     """
 
-    def __init__(self, tokens: list[Token], resolve: Callable[[Ref], str]) -> None:
+    def __init__(self, tokens: list[Token], resolve: Callable[[Ref], Expr]) -> None:
         self.tokens = tokens
         self.pos = 0
         self.resolve = resolve
+        self.depth = 0
 
     def peek(self) -> Token | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -194,76 +255,91 @@ class _Compiler:
             return True
         return False
 
-    def compile(self) -> str:
+    def compile(self) -> Expr:
         self.take("=")  # as typed; the file's XML has none
         expr = self.sum()
         if self.peek() is not None:
             raise Unsupported(f"unexpected {self.peek()[1]!r}")
         return expr
 
-    def _left_to_right(self, ops: dict[str, str], operand: Callable[[], str]) -> str:
-        """operand (op operand)*, grouped from the left; `ops` maps Excel's operator to Python's."""
-        expr = operand()
+    def _left_to_right(self, ops: str, operand: Callable[[], Expr]) -> Expr:
+        """operand (op operand)*, grouped from the left; `ops` are Excel's operators."""
+        first = operand()
+        rest = []
         while True:
-            for op, python in ops.items():
-                if self.take(op):
-                    expr = f"({expr} {python} {operand()})"
-                    break
-            else:
-                return expr
+            token = self.peek()
+            if token is None or token[0] != "op" or token[1] not in ops:
+                return _chain(first, rest) if rest else first
+            self.pos += 1
+            rest.append((_BINARY[token[1]], operand()))
 
-    def sum(self) -> str:
-        return self._left_to_right({"+": "+", "-": "-"}, self.product)
+    def sum(self) -> Expr:
+        return self._left_to_right("+-", self.product)
 
-    def product(self) -> str:
-        return self._left_to_right({"*": "*", "/": "/"}, self.power)
+    def product(self) -> Expr:
+        return self._left_to_right("*/", self.power)
 
-    def power(self) -> str:
-        return self._left_to_right({"^": "**"}, self.unary)
+    def power(self) -> Expr:
+        return self._left_to_right("^", self.unary)
 
-    def unary(self) -> str:
+    def _nested(self, inner: Callable[[], Expr]) -> Expr:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise Unsupported(f"nested more than {MAX_NESTING} levels deep")
+        try:
+            return inner()
+        finally:
+            self.depth -= 1
+
+    def unary(self) -> Expr:
         if self.take("-"):
-            return f"(-{self.unary()})"
+            return _apply(np.negative, self._nested(self.unary))
         if self.take("+"):
-            return self.unary()
+            return self._nested(self.unary)
         return self.primary()
 
-    def primary(self) -> str:
+    def primary(self) -> Expr:
         token = self.peek()
         if token is None:
             raise Unsupported("formula ends too early")
         kind, value = token
         self.pos += 1
         if kind == "num":
-            return repr(float(value))
+            number = float(value)
+            if not math.isfinite(number):
+                raise Unsupported(f"the number {value[:30]} is out of range")
+            return _constant(np.float64(number))
         if kind == "ref":
             return self.resolve(value)
         if kind == "name" and value.upper() == "EXP" and self.take("("):
-            arg = self.sum()
+            arg = self._nested(self.sum)
             if not self.take(")"):
                 raise Unsupported("EXP( without )")
-            return f"np.exp({arg})"
+            return _apply(np.exp, arg)
         if kind == "op" and value == "(":
-            expr = self.sum()
+            expr = self._nested(self.sum)
             if not self.take(")"):
                 raise Unsupported("( without )")
             return expr
-        raise Unsupported(f"{value!r} is not allowed (only + - * / ^ ( ) numbers EXP)")
+        raise Unsupported(f"{value[:30]!r} is not allowed (only + - * / ^ ( ) numbers EXP)")
 
 
-def compile_formula(tokens: list[Token], row: int, col: int, first: bool) -> tuple[str, set[str]]:
-    """NumPy source of a formula in (row, col) of an LR sheet, and the same-row keys it reads.
+def compile_formula(tokens: list[Token], row: int, col: int, first: bool) -> tuple[Expr, set[str]]:
+    """A formula in (row, col) of an LR sheet as NumPy operations, and the same-row keys it reads.
 
-    References map to variables through the layout: this row → cur[key], the row above →
+    References map to the Env through the layout: this row → cur[key], the row above →
     prev[key], Setup's value cells → setup[name], the sheet's η cell → eta. Anything else (other
-    cells, ranges, functions other than EXP) raises Unsupported.
+    cells, ranges, functions other than EXP, a bound passed) raises Unsupported.
     """
     same_row: set[str] = set()
 
-    def resolve(ref: Ref) -> str:
+    def lookup(scope: str, key: str) -> Expr:
+        return lambda env: env[scope][key]
+
+    def resolve(ref: Ref) -> Expr:
         r = ref.row if ref.row_abs else row + ref.row
         c = ref.col if ref.col_abs else col + ref.col
-        if not (1 <= c <= _MAX_COLUMN and r >= 1):
+        if not (1 <= c <= MAX_COLUMN and r >= 1):
             raise Unsupported("a reference off the sheet (#REF!)")
         where = f"{ref.prefix}{get_column_letter(c)}{r}"
         if ref.sheet == layout.SETUP_SHEET:
@@ -272,21 +348,21 @@ def compile_formula(tokens: list[Token], row: int, col: int, first: bool) -> tup
                 raise Unsupported(f"{where} is not a Setup value cell")
             if not (ref.row_abs or first):
                 raise Unsupported(f"{where} moves down the column (write ${r})")
-            return f"setup[{name!r}]"
+            return lookup("setup", name)
         if ref.sheet is not None:
             raise Unsupported(f"{where} is on another sheet")
         if (r, c) == _ETA:
             if not (ref.row_abs or first):
                 raise Unsupported(f"{where} moves down the column (write the η cell absolute)")
-            return "eta"
+            return lambda env: env["eta"]
         if c > len(layout.COLUMNS) or (ref.row_abs and not first):
             raise Unsupported(f"{where} is not a cell of this or the previous iteration")
         key = layout.COLUMNS[c - 1].key
         if r == row:
             same_row.add(key)
-            return f"cur[{key!r}]"
+            return lookup("cur", key)
         if r == row - 1 and not first:
-            return f"prev[{key!r}]"
+            return lookup("prev", key)
         raise Unsupported(f"{where} is not a cell of this or the previous iteration")
 
     return _Compiler(tokens, resolve).compile(), same_row

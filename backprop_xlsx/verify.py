@@ -14,6 +14,11 @@ Two independent checks, because each one alone can be fooled:
 
 The formula language (tokens, rendering, compiling to NumPy) is `formula.py`; reading the package
 is `xlsxread.py`; this module holds the checks, the report and `verify_workbook`.
+
+The workbook is untrusted: whatever it holds ends as a finding (the workbook is wrong: `bpxl
+verify` exits 1) or a BpxlError (it cannot be checked: exit 2), never as an exception of another
+kind; 0 means every check passed. Text from the file (formulas, sheet names, values) is echoed
+through `printable`: no raw line breaks or bidirectional controls reach a terminal.
 """
 
 from __future__ import annotations
@@ -84,14 +89,15 @@ class Finding:
 
     @property
     def where(self) -> str:
-        return f"{layout.sheet_ref(self.sheet)}!{self.cell}" if self.cell else self.sheet
+        where = f"{layout.sheet_ref(self.sheet)}!{self.cell}" if self.cell else self.sheet
+        return printable(where, None)
 
     def text(self) -> str:
-        parts = [f"{self.where}: {self.problem}"]
+        parts = [f"{self.where}: {printable(self.problem)}"]
         if self.found_formula is not None:
-            parts.append(f"found ={self.found_formula}")
+            parts.append(f"found ={printable(self.found_formula)}")
         if self.expected_formula is not None:
-            parts.append(f"expected ={self.expected_formula}")
+            parts.append(f"expected ={printable(self.expected_formula)}")
         if self.expected is not None:
             parts.append(f"expected {_show(self.expected)}, found {_show(self.found)}")
         elif self.found is not None:
@@ -100,26 +106,51 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "sheet": self.sheet,
+            "sheet": printable(self.sheet, None),
             "cell": self.cell,
             "where": self.where,
-            "problem": self.problem,
+            "problem": printable(self.problem, None),
             "expected": _jsonable(self.expected),
             "found": _jsonable(self.found),
-            "found_formula": self.found_formula,
-            "expected_formula": self.expected_formula,
+            "found_formula": _jsonable(self.found_formula),
+            "expected_formula": _jsonable(self.expected_formula),
         }
+
+
+SHOWN_CHARS = 200  # of a formula or a text value echoed in the text report
+
+
+def printable(text: str, limit: int | None = SHOWN_CHARS) -> str:
+    """Text from a workbook, safe to print on one line: line breaks, other controls and
+    bidirectional overrides (whatever str.isprintable refuses) as backslash escapes; clipped
+    to `limit` characters (None: not clipped, for JSON)."""
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "…"
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _ESCAPES.get(ch, _escape(ch)) for ch in text)
+
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(ch: str) -> str:
+    return f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"
 
 
 def _show(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.17g}"
-    return "nothing" if value is None else repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return repr(value if len(value) <= SHOWN_CHARS else value[:SHOWN_CHARS] + "…")
+    return "nothing" if value is None else str(value)
 
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return printable(value, None)
     return value
 
 
@@ -138,7 +169,7 @@ class SheetStats:
     formulas: int = 0  # formulas compiled and run on changed inputs
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: _jsonable(getattr(self, k)) for k in self.__dataclass_fields__}
 
 
 _ENGINE_NAMES = {
@@ -195,7 +226,7 @@ class Report:
 
     def text(self) -> str:
         source = _ENGINE_NAMES.get(self.engine, self.engine)
-        lines = [f"{self.path}: {'OK' if self.ok else 'FAILED'} (values {source})"]
+        lines = [f"{printable(self.path, None)}: {'OK' if self.ok else 'FAILED'} (values {source})"]
         lines.append(
             f"tolerance |found − expected| ≤ {self.rtol:g}·|expected| + {self.atol:g}; "
             f"max rel over |expected| ≥ {self.atol / self.rtol:g}"
@@ -206,7 +237,7 @@ class Report:
         for s in self.sheets:
             eta = "?" if s.eta is None else f"{s.eta:g}"
             lines.append(
-                f"{s.title:<14}{eta:>10}{s.steps:>8}{s.cells:>11,}"
+                f"{printable(s.title, 40):<14}{eta:>10}{s.steps:>8}{s.cells:>11,}"
                 f"{s.max_abs:>10.2g}{s.max_rel:>10.2g}"
             )
         if self.summary_cells:
@@ -370,12 +401,13 @@ def check_formulas(
     first: dict[str, tuple[list[Token], int]] = {}
     rest: dict[str, tuple[list[Token], int]] = {}
     for j, column in enumerate(layout.COLUMNS):
-        col = j + 1
         cells = sheet.formulas[j]
         if cells[0] is None:
             _constant(sheet, report, 0, j)
         else:
-            first[column.key] = (tokenize(cells[0], layout.FIRST_ROW, col, sheet.title, titles), 0)
+            tokens = _tokens(sheet, report, 0, j, cells[0], titles)
+            if tokens is not None:
+                first[column.key] = (tokens, 0)
         found = _column_formula(sheet, report, j, titles)
         if found is not None:
             rest[column.key] = found
@@ -419,14 +451,17 @@ def _column_formula(
     forms: dict[tuple, tuple[list[Token], int]] = {}  # key → (tokens, a row it is in)
     counts: Counter[tuple] = Counter()
     per_cell: list[tuple | None] = [None] * len(cells)
+    expected: list[str | None] = [None] * len(cells)
     if guess_k is not None:
         row = layout.FIRST_ROW + guess_k
-        tokens = tokenize(cells[guess_k], row, col, sheet.title, titles)
-        guess_key = relative_key(tokens)
-        forms[guess_key] = (tokens, guess_k)
-        expected = template(tokens, col).render_rows(layout.FIRST_ROW, len(cells))
-    else:
-        expected = [None] * len(cells)
+        try:
+            tokens = tokenize(cells[guess_k], row, col, sheet.title, titles)
+        except Unsupported:
+            pass  # reported below, with the cell
+        else:
+            guess_key = relative_key(tokens)
+            forms[guess_key] = (tokens, guess_k)
+            expected = template(tokens, col).render_rows(layout.FIRST_ROW, len(cells))
     for k in range(1, len(cells)):
         text = cells[k]
         if text is None:
@@ -435,7 +470,9 @@ def _column_formula(
             per_cell[k] = guess_key
             counts[guess_key] += 1
             continue
-        tokens = tokenize(text, layout.FIRST_ROW + k, col, sheet.title, titles)
+        tokens = _tokens(sheet, report, k, j, text, titles)
+        if tokens is None:
+            continue
         key = relative_key(tokens)
         forms.setdefault(key, (tokens, k))
         per_cell[k] = key
@@ -462,6 +499,19 @@ def _column_formula(
                 )
             )
     return main_tokens, main_k
+
+
+def _tokens(
+    sheet: LrSheet, report: Report, k: int, j: int, text: str, titles: dict[str, str]
+) -> list[Token] | None:
+    """The tokens of a cell's formula; None, and a finding, if the tokenizer refuses it."""
+    try:
+        return tokenize(text, layout.FIRST_ROW + k, j + 1, sheet.title, titles)
+    except Unsupported as exc:
+        report.add(
+            Finding(sheet.title, _a1(k, j), f"formula not supported: {exc}", found_formula=text)
+        )
+        return None
 
 
 def _random_inputs(rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -516,7 +566,7 @@ def _changed_inputs(
                 expected_formula=layout.COLUMNS[j].formula(row)[1:],
             )
             try:
-                source, deps[key] = compile_formula(tokens, row, j + 1, first_row)
+                expr, deps[key] = compile_formula(tokens, row, j + 1, first_row)
             except Unsupported as exc:
                 finding.problem = f"formula not supported or wrong: {exc}"
                 report.add(finding)
@@ -524,11 +574,9 @@ def _changed_inputs(
             compiled += 1
             iterations = range(0, 1) if first_row else range(1, ITERATIONS)
             for it in iterations:
-                env = {"np": np, "cur": truth[it], "prev": truth[it - 1] if it else {}}
+                env = {"cur": truth[it], "prev": truth[it - 1] if it else {}}
                 with np.errstate(all="ignore"):
-                    got = np.broadcast_to(
-                        eval(source, env | {"setup": start, "eta": eta}), eta.shape
-                    )
+                    got = np.broadcast_to(expr(env | {"setup": start, "eta": eta}), eta.shape)
                 want = truth[it][key]
                 bad = np.flatnonzero(~_within(got, want, report))
                 if len(bad):
