@@ -46,7 +46,6 @@ def cell_key(a1: str) -> tuple[int, int]:
 
 _ETA = cell_key(layout.ETA_CELL)
 _SETUP_VALUE_COL = column_number(layout.SETUP_VALUE_COLUMN)
-_SETUP_NAME_AT_ROW = {row: name for name, row in layout.SETUP_ROW.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,8 +194,8 @@ def render(tokens: list[Token], row: int, col: int) -> str:
 
 
 class Unsupported(Exception):
-    """A formula outside the arithmetic the network needs (+ - * / ^ ( ) numbers EXP), or past a
-    bound (length, nesting, a number no double can hold)."""
+    """A formula outside what the network's formulas use (+ - * / ^ comparisons ( ) numbers and
+    EXP LN TANH MAX IF), or past a bound (length, nesting, a number no double can hold)."""
 
 
 Env = Mapping[str, Any]  # "cur", "prev", "setup": quantity → array; "eta": array
@@ -231,6 +230,38 @@ def _apply(fn: Callable[[Any], Any], arg: Expr) -> Expr:
     return lambda env: fn(arg(env))
 
 
+# Comparisons give TRUE or FALSE, which arithmetic takes as 1 or 0, as in Excel.
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "=": np.equal,
+    "<>": np.not_equal,
+    "<": np.less,
+    "<=": np.less_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
+}
+
+
+def _max(*args: Any) -> Any:
+    value = args[0]
+    for other in args[1:]:
+        value = np.maximum(value, other)
+    return value
+
+
+def _if(condition: Any, yes: Any, no: Any) -> Any:
+    return np.where(np.asarray(condition) != 0, yes, no)
+
+
+# name → (NumPy function, fewest and most arguments)
+_FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
+    "EXP": (np.exp, 1, 1),
+    "LN": (np.log, 1, 1),
+    "TANH": (np.tanh, 1, 1),
+    "MAX": (_max, 1, 255),
+    "IF": (_if, 3, 3),
+}
+
+
 class _Compiler:
     """Excel-precedence recursive descent to a tree of NumPy operations.
 
@@ -257,10 +288,33 @@ class _Compiler:
 
     def compile(self) -> Expr:
         self.take("=")  # as typed; the file's XML has none
-        expr = self.sum()
+        expr = self.comparison()
         if self.peek() is not None:
             raise Unsupported(f"unexpected {self.peek()[1]!r}")
         return expr
+
+    def comparison(self) -> Expr:
+        """sum [op sum]: Excel's comparisons bind loosest (1+1>1 is (1+1)>1)."""
+        left = self.sum()
+        for op in ("<>", "<=", ">=", "=", "<", ">"):
+            if self._take_operator(op):
+                right = self.sum()
+                compare = _COMPARE[op]
+                return lambda env: compare(left(env), right(env)).astype(np.float64)
+        return left
+
+    def _take_operator(self, text: str) -> bool:
+        """An operator of one or two characters (the tokens are single characters)."""
+        end = self.pos + len(text)
+        if end > len(self.tokens):
+            return False
+        if all(
+            tok[0] == "op" and tok[1] == ch
+            for tok, ch in zip(self.tokens[self.pos : end], text, strict=True)
+        ):
+            self.pos = end
+            return True
+        return False
 
     def _left_to_right(self, ops: str, operand: Callable[[], Expr]) -> Expr:
         """operand (op operand)*, grouped from the left; `ops` are Excel's operators."""
@@ -311,27 +365,46 @@ class _Compiler:
             return _constant(np.float64(number))
         if kind == "ref":
             return self.resolve(value)
-        if kind == "name" and value.upper() == "EXP" and self.take("("):
-            arg = self._nested(self.sum)
-            if not self.take(")"):
-                raise Unsupported("EXP( without )")
-            return _apply(np.exp, arg)
+        if kind == "name" and value.upper() in _FUNCTIONS and self.take("("):
+            return self._nested(lambda: self._call(value.upper()))
         if kind == "op" and value == "(":
-            expr = self._nested(self.sum)
+            expr = self._nested(self.comparison)
             if not self.take(")"):
                 raise Unsupported("( without )")
             return expr
-        raise Unsupported(f"{value[:30]!r} is not allowed (only + - * / ^ ( ) numbers EXP)")
+        raise Unsupported(
+            f"{value[:30]!r} is not allowed (only + - * / ^ comparisons ( ) numbers and "
+            f"{' '.join(_FUNCTIONS)})"
+        )
+
+    def _call(self, name: str) -> Expr:
+        """NAME( arg, … ), the opening parenthesis taken."""
+        fn, fewest, most = _FUNCTIONS[name]
+        args = [self.comparison()]
+        while self.take(","):
+            args.append(self.comparison())
+        if not self.take(")"):
+            raise Unsupported(f"{name}( without )")
+        if not fewest <= len(args) <= most:
+            raise Unsupported(f"{name} takes {fewest}-{most} arguments, not {len(args)}")
+        return lambda env: fn(*(arg(env) for arg in args))
 
 
-def compile_formula(tokens: list[Token], row: int, col: int, first: bool) -> tuple[Expr, set[str]]:
+def compile_formula(
+    tokens: list[Token],
+    row: int,
+    col: int,
+    first: bool,
+    sheet: layout.SheetLayout = layout.SEED_LAYOUT,
+) -> tuple[Expr, set[str]]:
     """A formula in (row, col) of an LR sheet as NumPy operations, and the same-row keys it reads.
 
-    References map to the Env through the layout: this row → cur[key], the row above →
-    prev[key], Setup's value cells → setup[name], the sheet's η cell → eta. Anything else (other
-    cells, ranges, functions other than EXP, a bound passed) raises Unsupported.
+    References map to the Env through the network's layout `sheet`: this row → cur[key], the
+    row above → prev[key], Setup's value cells → setup[key], the sheet's η cell → eta. Anything
+    else (other cells, ranges, other functions, a bound passed) raises Unsupported.
     """
     same_row: set[str] = set()
+    setup_key_at_row = {r: key for key, r in sheet.setup_row.items()}
 
     def lookup(scope: str, key: str) -> Expr:
         return lambda env: env[scope][key]
@@ -343,7 +416,7 @@ def compile_formula(tokens: list[Token], row: int, col: int, first: bool) -> tup
             raise Unsupported("a reference off the sheet (#REF!)")
         where = f"{ref.prefix}{get_column_letter(c)}{r}"
         if ref.sheet == layout.SETUP_SHEET:
-            name = _SETUP_NAME_AT_ROW.get(r)
+            name = setup_key_at_row.get(r)
             if c != _SETUP_VALUE_COL or name is None:
                 raise Unsupported(f"{where} is not a Setup value cell")
             if not (ref.row_abs or first):
@@ -355,9 +428,9 @@ def compile_formula(tokens: list[Token], row: int, col: int, first: bool) -> tup
             if not (ref.row_abs or first):
                 raise Unsupported(f"{where} moves down the column (write the η cell absolute)")
             return lambda env: env["eta"]
-        if c > len(layout.COLUMNS) or (ref.row_abs and not first):
+        if c > len(sheet.columns) or (ref.row_abs and not first):
             raise Unsupported(f"{where} is not a cell of this or the previous iteration")
-        key = layout.COLUMNS[c - 1].key
+        key = sheet.columns[c - 1].key
         if r == row:
             same_row.add(key)
             return lookup("cur", key)

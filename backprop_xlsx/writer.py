@@ -845,15 +845,12 @@ class _Bulk:
         for start in range(self.first_row, self.last_row + 1, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, self.last_row + 1)
             if self.values is None:
-                values = [()] * (stop - start)
-            else:
+                values: list = [()] * (stop - start)
+            else:  # floats, formatted by str.format in C: str(x) is the shortest round-trip text
                 chunk = self.values[start - self.first_row : stop - self.first_row]
-                if np.isfinite(chunk).all():
-                    values = [list(map(repr, row)) for row in chunk.tolist()]
-                else:  # only a run the overflow check would refuse: no value where there is none
-                    values = [
-                        [repr(x) if math.isfinite(x) else "" for x in row] for row in chunk.tolist()
-                    ]
+                values = chunk.tolist()
+                if not np.isfinite(chunk).all():  # only in a run the overflow check refuses
+                    values = [[x if math.isfinite(x) else "" for x in row] for row in values]
             yield "".join(
                 row_pattern.format(
                     r=r, p=r - 1, k=r + offset, s=layout.row_of_iteration(r + offset), v=v

@@ -1,11 +1,14 @@
-"""Time `bpxl build` and `bpxl verify` on 6 learning rates × 1,000 and × 10,000 steps.
+"""Time `bpxl build` and `bpxl verify`: the seed on 6 learning rates × 1,000 and × 10,000
+steps, and xor on 6 learning rates × 2,000 steps.
 
-    python benchmarks/bench_workbook.py [--steps 1000 10000] [--repeat 3] [--no-verify]
+    python benchmarks/bench_workbook.py [--runs seed:1000 seed:10000 xor:2000] [--repeat 3]
+                                        [--no-verify]
 
-Prints one table row per size: the build time (best of --repeat, in-process like the CLI), its
-cost per formula (flat means linear in cells), the file size, `bpxl verify` as a user runs it on
-the fresh file (auto: LibreOffice recalculates a copy, then NumPy checks), and apart: the
-LibreOffice recalculation alone, and `bpxl verify --engine cached` of the recalculated file.
+Prints one table row per run: the build time (best of --repeat, in-process like the CLI; it
+includes NumPy's run and writing its value into every formula cell), its cost per formula (flat
+means linear in cells), the file size, `bpxl verify` as a user runs it on the fresh file (auto:
+LibreOffice recalculates a copy, then NumPy checks), and apart: the LibreOffice recalculation
+alone, and `bpxl verify --engine cached` of the recalculated file (its cost per formula).
 A script, not a timed test: the numbers depend on the machine and on what else runs on it.
 """
 
@@ -21,10 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backprop_xlsx import layout
+from backprop_xlsx import description, layout
 from backprop_xlsx.cli import DEFAULT_LRS
-from backprop_xlsx.config import load_values
 from backprop_xlsx.writer import build_workbook
+
+ETAS = {"seed": list(DEFAULT_LRS), "xor": [0.5, 1.0, 2.0, 3.0, 5.0, 8.0]}
 
 
 def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -35,13 +39,11 @@ def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--runs", nargs="+", default=["seed:1000", "seed:10000", "xor:2000"])
     parser.add_argument("--repeat", type=int, default=3, help="builds per size; the best counts")
     parser.add_argument("--no-verify", action="store_true", help="time the build only")
     args = parser.parse_args()
 
-    etas = list(DEFAULT_LRS)
-    values = load_values()
     verify = None
     if not args.no_verify:
         if importlib.util.find_spec("backprop_xlsx.verify") is None:
@@ -56,23 +58,27 @@ def main() -> None:
                 verify = verify_workbook
 
     load = os.getloadavg()[0]
-    print(f"{os.cpu_count()} CPUs, load average {load:.1f}; {len(etas)} learning rates")
+    print(f"{os.cpu_count()} CPUs, load average {load:.1f}")
     header = (
-        f"{'steps':>7} {'formulas':>10} {'build s':>8} {'µs/formula':>10} {'MB':>6}"
-        f" {'verify s':>9} {'LO recalc s':>11} {'cached s':>9}  verify"
+        f"{'preset':>6} {'η':>2} {'steps':>7} {'formulas':>10} {'build s':>8} {'µs/formula':>10}"
+        f" {'MB':>6} {'verify s':>9} {'LO recalc s':>11} {'cached s':>9} {'µs/formula':>10}  verify"
     )
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory(prefix="bpxl-bench-") as tmp:
-        for steps in args.steps:
-            out = Path(tmp) / f"b{steps}.xlsx"
+        for run in args.runs:
+            name, steps_text = run.split(":")
+            steps = int(steps_text)
+            network, etas = description.preset(name), ETAS[name]
+            out = Path(tmp) / f"{name}{steps}.xlsx"
             best = min(
-                timed(build_workbook, values, etas, steps, out)[0] for _ in range(args.repeat)
+                timed(build_workbook, network, etas, steps, out)[0] for _ in range(args.repeat)
             )
-            formulas = len(etas) * (steps + 1) * len(layout.COLUMNS)
+            sheet = layout.SheetLayout(network, classic=network.classic)
+            formulas = len(etas) * (steps + 1) * len(sheet.columns)
             row = (
-                f"{steps:>7,} {formulas:>10,} {best:>8.2f} {best / formulas * 1e6:>10.2f}"
-                f" {out.stat().st_size / 1e6:>6.1f}"
+                f"{name:>6} {len(etas):>2} {steps:>7,} {formulas:>10,} {best:>8.2f}"
+                f" {best / formulas * 1e6:>10.2f} {out.stat().st_size / 1e6:>6.1f}"
             )
             if verify is not None:
                 t_verify, report = timed(verify, out, engine="auto")
@@ -80,7 +86,10 @@ def main() -> None:
                 t_lo, _ = timed(recalculate, out, recalculated)
                 t_cached, cached = timed(verify, recalculated, engine="cached")
                 verdict = "ok" if report.ok and cached.ok else "FINDINGS"
-                row += f" {t_verify:>9.1f} {t_lo:>11.1f} {t_cached:>9.1f}  {verdict}"
+                row += (
+                    f" {t_verify:>9.1f} {t_lo:>11.1f} {t_cached:>9.1f}"
+                    f" {t_cached / formulas * 1e6:>10.2f}  {verdict}"
+                )
             print(row, flush=True)
 
 

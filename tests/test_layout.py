@@ -10,6 +10,7 @@ import pytest
 
 from backprop_xlsx import description, layout
 from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.formula import compile_formula, tokenize
 
 # The seed's layout as bpxl wrote it before layouts were derived (header A:AE, every formula):
 # the default build must keep it exactly.
@@ -129,22 +130,6 @@ def test_the_seed_keeps_exactly_its_layout() -> None:
 # ---------------------------------------------------------------------------------------------
 # Every column's formula, evaluated on NumPy's values of the cells it reads, gives NumPy's value
 
-_FUNCTIONS = {"EXP": "np.exp", "LN": "np.log", "TANH": "np.tanh"}
-
-
-def _python(template: str) -> str:
-    """A formula template as NumPy source (enough of Excel for the templates bpxl writes)."""
-    src = template[1:]
-    src = re.sub(r"\{setup (\w+)\}", r'setup["\1"]', src)
-    src = re.sub(r"\{prev (\w+)\}", r'prev["\1"]', src)
-    src = src.replace("{eta}", "eta")
-    src = re.sub(r"\{(\w+)\}", r'cur["\1"]', src)
-    src = re.sub(r"MAX\(0,", "np.maximum(0,", src)
-    src = re.sub(r"IF\(", "np.where(", src)
-    for name, fn in _FUNCTIONS.items():
-        src = src.replace(f"{name}(", f"{fn}(")
-    return src.replace("^", "**")
-
 
 def _random_network(rng: np.random.Generator, loss: str, bias: str, samples: int):  # type: ignore[no-untyped-def]
     depth = int(rng.integers(1, 4))
@@ -185,22 +170,28 @@ def test_formulas_compute_numpys_values(loss: str, bias: str, samples: int) -> N
         setup = {e.key: e.value for e in sheet.setup}
         etas = np.array([0.3, 1.1])
         values = sheet.run(setup, etas, 3)
-        for key, (first, later) in sheet.templates.items():
+        titles = {t.casefold(): t for t in (layout.SETUP_SHEET, "LR 1")}
+        for col, column in enumerate(sheet.columns, start=1):
             for k in range(4):
+                # the formula as written into the sheet, compiled by the verifier's compiler
+                row = layout.FIRST_ROW + k
+                text = column.formula(row)[1:]
+                tokens = tokenize(text, row, col, "LR 1", titles)
+                expr, _ = compile_formula(tokens, row, col, k == 0, sheet)
                 env = {
-                    "np": np,
                     "cur": {name: v[k] for name, v in values.items()},
                     "prev": {name: v[k - 1] for name, v in values.items()} if k else {},
                     "setup": setup,
                     "eta": etas,
                 }
-                got = eval(_python(first if k == 0 else later), env)  # templates bpxl wrote
+                with np.errstate(all="ignore"):
+                    got = np.broadcast_to(expr(env), etas.shape)
                 np.testing.assert_allclose(
-                    np.broadcast_to(got, etas.shape),
-                    values[key][k],
+                    got,
+                    values[column.key][k],
                     rtol=1e-12,
                     atol=1e-15,
-                    err_msg=f"{key} = {first if k == 0 else later}, iteration {k}",
+                    err_msg=f"{column.key} = {text}, iteration {k}",
                 )
 
 
