@@ -295,6 +295,11 @@ def test_unusable_input_is_one_line_error(kind: str, tmp_path: Path, built: Path
         ("2*3+4/8-1", 5.5),
         ("EXP(0)+exp(1)", 1 + np.e),
         ("1E-9", 1e-9),
+        ("1+1>1", 1.0),  # comparisons bind loosest, and count as 1 or 0
+        ("(2>=2)*3+(1<>1)", 3.0),
+        ("IF(2>1,3,4)+IF(1>2,10,20)", 23.0),
+        ("MAX(0,-2)+MAX(0,5)", 5.0),
+        ("LN(EXP(2))+TANH(0)", 2.0),
     ],
 )
 def test_compiler_follows_excel_precedence(formula: str, value: float) -> None:
@@ -303,7 +308,9 @@ def test_compiler_follows_excel_precedence(formula: str, value: float) -> None:
     assert expr({}) == pytest.approx(value, rel=1e-15)
 
 
-@pytest.mark.parametrize("formula", ["SUM(A5:B5)", "A5&B5", "A3", "A5>B5", "Other!A5", "B$5"])
+@pytest.mark.parametrize(
+    "formula", ["SUM(A5:B5)", "A5&B5", "A3", "SIN(A5)", "IF(A5,B5)", "Other!A5", "B$5"]
+)
 def test_compiler_rejects_what_the_network_does_not_need(formula: str) -> None:
     tokens = tokenize(formula, 5, 1, SHEET, {"other": "Other"})
     with pytest.raises(Unsupported):
