@@ -107,8 +107,18 @@ def _install_signal_handlers() -> None:
             signal.signal(sig, _on_signal)
 
 
+class Interrupted(BaseException):
+    """Ctrl-C, re-raised past click (which would print a blank line and raise Abort)."""
+
+
 class OneLineErrors(click.Group):
     """Every failure becomes `error: …` on one line with a documented exit code (module doc)."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
 
     def main(self, *args, **kwargs):  # type: ignore[override]
         kwargs["standalone_mode"] = False
@@ -122,7 +132,7 @@ class OneLineErrors(click.Group):
             sys.exit(0)
         except click.ClickException as exc:
             _fail(exc.format_message(), exc.exit_code)
-        except click.Abort:
+        except (click.Abort, Interrupted):
             _fail("interrupted", 130)
         except Terminated as exc:
             _fail(f"terminated by {signal.Signals(exc.signum).name}", 128 + exc.signum)

@@ -168,35 +168,42 @@ def _convert(src: Path, target_filter: str, ext: str, timeout: float, what: str)
         ]
         env = dict(os.environ)
         env.setdefault("HOME", str(profile))  # LibreOffice wants a HOME even with a profile
-        try:
-            proc = subprocess.Popen(
-                cmd,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=outdir,
-                start_new_session=True,  # one process group: the wrapper script + soffice.bin
-            )
-        except OSError as exc:
-            raise BpxlError(f"cannot start LibreOffice ({soffice}): {exc.strerror or exc}") from exc
-        _LIVE.add(proc)
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise BpxlError(
-                f"LibreOffice did not finish {what} {src} within {timeout:g} s "
-                "(raise the timeout, or check that the workbook opens in LibreOffice)"
-            ) from None
-        except BaseException:  # Ctrl-C, SIGTERM (cli.Terminated): LibreOffice goes too
-            _kill_group(proc)
-            raise
-        finally:
-            # Even after a clean exit of the wrapper script, a crashed run can leave
-            # soffice.bin or a helper behind in its process group.
-            _kill_group(proc)
-        log = out.decode("utf-8", "replace") + "\n" + err.decode("utf-8", "replace")
+        # Its own temp folder inside the session, removed with it even if LibreOffice is killed
+        # (it leaves lu*.tmp files behind then).
+        private_tmp = profile.parent / "tmp"
+        private_tmp.mkdir()
+        env.update(TMPDIR=str(private_tmp), TMP=str(private_tmp), TEMP=str(private_tmp))
+        # Output to a file, not pipes: a helper that outlives the wrapper would hold pipes open
+        # and make reading them wait for it.
+        log_path = profile.parent / "log.txt"
+        with open(log_path, "wb") as log_file:
+            try:
+                proc = subprocess.Popen(
+                    cmd,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=outdir,
+                    start_new_session=True,  # one process group: the wrapper + soffice.bin
+                )
+            except OSError as exc:
+                raise BpxlError(
+                    f"cannot start LibreOffice ({soffice}): {exc.strerror or exc}"
+                ) from exc
+            _LIVE.add(proc)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise BpxlError(
+                    f"LibreOffice did not finish {what} {src} within {timeout:g} s "
+                    "(raise the timeout, or check that the workbook opens in LibreOffice)"
+                ) from None
+            finally:
+                # Always, also after Ctrl-C or SIGTERM (cli.Terminated) and after a clean exit
+                # of the wrapper: a crashed run can leave soffice.bin or a helper behind.
+                _kill_group(proc)
+        log = log_path.read_bytes()[-20_000:].decode("utf-8", "replace")
         produced = outdir / f"{work_copy.stem}.{ext}"
         if proc.returncode != 0 or not produced.is_file() or produced.stat().st_size == 0:
             raise BpxlError(
@@ -229,7 +236,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         elif proc.poll() is None:
             proc.kill()
     with contextlib.suppress(Exception):
-        proc.communicate(timeout=10)
+        proc.wait(timeout=10)
     _LIVE.discard(proc)
 
 

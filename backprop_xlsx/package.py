@@ -930,11 +930,6 @@ def write_package(
                     shutil.copyfileobj(fin, fout, 1 << 20)
 
 
-def _write(pkg: _Package, out: Path) -> None:
-    with atomic_output(out) as tmp:
-        write_package(pkg, tmp)
-
-
 def transplant_sheets(src: Path, dst: Path, names: Sequence[str], out: Path | None = None) -> None:
     """Copy worksheets `names` from xlsx `src` into xlsx `dst`, written atomically to `out`.
 
@@ -958,18 +953,19 @@ def transplant_sheets(src: Path, dst: Path, names: Sequence[str], out: Path | No
         if missing:
             available = ", ".join(repr(n) for n in src_names)
             raise BpxlError(f"sheet {missing[0]!r} is not in {src} (it has {available})")
-
-        if not dst.exists() and sorted(src_names) == sorted(names):
-            with atomic_output(out) as tmp:
-                shutil.copyfile(src, tmp)
-            return
+        copy_whole = not dst.exists() and sorted(src_names) == sorted(names)
+    if copy_whole:
+        with atomic_output(out) as tmp:
+            shutil.copyfile(src, tmp)
+        return
+    with atomic_output(out) as tmp:  # both zips are closed before the rename onto `out`
         target = _Package.open(dst, "destination") if dst.exists() else _Package.skeleton()
-        with target:
+        with _Package.open(src, "source") as source, target:
             transplant = _Transplant(source, target)
             for name in names:
                 transplant.move(name)
             transplant.finish()
-            _write(target, out)
+            write_package(target, tmp)
 
 
 # --- what a workbook says about itself --------------------------------------------------------
