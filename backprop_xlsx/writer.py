@@ -92,6 +92,7 @@ HEADER_BORDER = Border(bottom=Side(style="thin"))
 CENTER = Alignment(horizontal="center", vertical="center", wrap_text=True)
 
 PRINT_ROWS = 40  # iterations of an LR sheet's table that go into its print area
+PRINT_COLUMNS = 16  # columns of an LR sheet's table per printed page, at most
 ZIP_LEVEL = 1  # deflate level for the streamed sheets: ~3× faster than 6, file ~25% larger
 CHUNK_ROWS = 2000
 
@@ -566,7 +567,9 @@ def general_equations(sheet: layout.SheetLayout) -> list[tuple[str, bool]]:
         lines.append((f"{key} = {_math(one.templates[key][0])}", False))
     lines.append(
         (
-            "E_total = " + " + ".join(terms) + (" (each sample's)" if sheet.samples > 1 else ""),
+            "E_total = "
+            + (f"Σ over the samples s of ({' + '.join(terms)})⁽ˢ⁾" if sheet.samples > 1 else "")
+            + (" + ".join(terms) if sheet.samples == 1 else ""),
             False,
         )
     )
@@ -631,7 +634,8 @@ def _fill_lr_sheet(
         cell.value = column.formula(layout.FIRST_ROW)
         cell.number_format = column.number_format
         wide = column.number_format.endswith("E+00") or column.number_format.count("0") > 4
-        ws.column_dimensions[column.letter].width = 13 if wide else 6
+        width = max(13 if wide else 6, len(column.header) + 2)
+        ws.column_dimensions[column.letter].width = width
     ws.freeze_panes = f"A{layout.FIRST_ROW}"
 
     last = layout.last_row(steps)
@@ -652,7 +656,9 @@ def _fill_lr_sheet(
         below = layout.HEADER_ROW + round(chart.height / 0.53) + 2
         ws.add_chart(outputs, f"{get_column_letter(anchor_column)}{below}")
         areas.append(_chart_area(anchor_column, below, outputs))
-    _page_setup(ws, areas, 2, f"{layout.HEADER_ROW}:{layout.HEADER_ROW}")
+    # about 16 columns a page across, so a wide general sheet still prints readably (seed: 2)
+    pages_wide = max(2, math.ceil(len(columns) / PRINT_COLUMNS))
+    _page_setup(ws, areas, pages_wide, f"{layout.HEADER_ROW}:{layout.HEADER_ROW}")
 
 
 def _outputs_chart(
