@@ -278,6 +278,54 @@ def from_mapping(data: dict[str, Any], preset: str | None = None) -> Network:
     return Network(net, bias, inputs, targets, W, b, lr, steps, preset, description, classic)
 
 
+def structure(fields: Mapping[str, str]) -> Network:
+    """A network's structure from the text a workbook's Setup shows (see writer.network_fields):
+    layers, activations, loss, bias, samples, layout; every number in it is 0 (the numbers are
+    in the workbook's own cells). BpxlError names the field that cannot be read."""
+
+    def words(name: str) -> list[str]:
+        return [w.strip() for w in str(fields.get(name, "")).split(",") if w.strip()]
+
+    try:
+        layers = [int(w) for w in words("layers")]
+    except ValueError:
+        raise BpxlError(f"layers must be whole numbers, got {fields.get('layers')!r}") from None
+    data: dict[str, Any] = {"layers": layers, "activations": words("activations")}
+    data["loss"] = str(fields.get("loss", "")).strip()
+    shape = _layers(data)
+    net = _architecture(data, shape)
+    bias = {"false": "none", "true": "trained", "fixed": "fixed"}.get(
+        str(fields.get("bias", "")).strip()
+    )
+    if bias is None:
+        raise BpxlError(f"bias must be true, false or fixed, got {fields.get('bias')!r}")
+    try:
+        samples = int(str(fields.get("samples", "")).strip())
+    except ValueError:
+        samples = 0
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise BpxlError(f"samples must be 1 to {MAX_SAMPLES}, got {fields.get('samples')!r}")
+    kind = str(fields.get("layout", "")).strip()
+    if kind not in ("classic", "general"):
+        raise BpxlError(f"layout must be classic or general, got {fields.get('layout')!r}")
+    classic = kind == "classic"
+    if classic and (shape != (2, 2, 2) or bias != "none" or samples != 1 or net.loss != "mse"):
+        raise BpxlError("layout classic is the seed's 2-2-2 sigmoid network only")
+    W = tuple(np.zeros((n_out, n_in)) for n_in, n_out in itertools.pairwise(shape))
+    b = tuple(None if bias == "none" else np.zeros(n) for n in shape[1:])
+    preset_name = str(fields.get("preset", "")).strip()
+    return Network(
+        net,
+        bias,
+        np.zeros((samples, shape[0])),
+        np.zeros((samples, shape[-1])),
+        W,
+        b,
+        preset=preset_name if preset_name in PRESETS else None,
+        classic=classic,
+    )
+
+
 def _read(text: str, where: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)

@@ -670,7 +670,10 @@ def _outputs_chart(
     chart.style = 2
     chart.height, chart.width = 10, 20
     chart.x_axis.title = "iteration"
-    chart.y_axis.title = "a_o"
+    chart.y_axis.title = "output a_o"
+    chart.y_axis.number_format = "0.0"
+    if sheet.network.net.activations[-1] in ("sigmoid", "softmax"):  # outputs between 0 and 1
+        chart.y_axis.scaling.min, chart.y_axis.scaling.max = 0.0, 1.0
     chart.x_axis.crosses = "min"
     chart.x_axis.delete = chart.y_axis.delete = False
     skip = max(1, steps // 10)

@@ -1,10 +1,14 @@
 """Render the README's pictures of the workbook, as LibreOffice draws them.
 
     python scripts/render_pictures.py [outputs/backprop.xlsx] [--sheet "LR 2"]
+    python scripts/render_pictures.py --preset xor [--lr 2]
 
 Writes outputs/lr_sheet.png (the top of one LR sheet), outputs/lr_chart.png (its E_total chart)
 and outputs/error_vs_lr.png (the Error vs LR chart): headless PDF export, then pdftoppm, then the
 white margins trimmed (Pillow, which torchvision brings; without it the pages stay whole).
+With --preset, builds that preset at one learning rate (its own steps) and writes
+outputs/preset_NAME.png (the page of its LR sheet with the outputs, E_total and δ) and outputs/preset_NAME_chart.png (its
+outputs-per-sample chart, or its E_total chart for one sample).
 """
 
 from __future__ import annotations
@@ -64,14 +68,45 @@ def render(pdf: Path, page: int, out: Path, dpi: int) -> None:
         print(f"wrote {out} (page {page})")
 
 
+PRESET_LR = {"seed": 2.0, "mazur": 0.5, "xor": 2.0, "softmax": 1.0}
+
+
+def render_preset(name: str, eta: float | None, out_dir: Path, dpi: int) -> None:
+    """One preset's LR sheet as LibreOffice prints it: the table's first page, and its chart."""
+    from backprop_xlsx import description
+    from backprop_xlsx.writer import build_workbook
+
+    network = description.preset(name)
+    eta = eta if eta is not None else PRESET_LR[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        book = Path(tmp) / f"{name}.xlsx"
+        build_workbook(network, [eta], network.steps or 100, book)
+        pdf = export_pdf(book, Path(tmp) / f"{name}.pdf")
+        pages = page_texts(pdf)
+        title = layout.lr_sheet_title(eta)
+        table = find_page(pages, "change it and this sheet recomputes")
+        # the page of the table that shows the outputs, E_total and the first δ columns
+        shown = find_page(pages, "E_total", after=table - 1)
+        render(pdf, shown, out_dir / f"preset_{name}.png", dpi)
+        chart = find_page(pages, f"E_total, {title}", after=table)
+        if network.samples > 1:  # the outputs chart prints on the page after the E_total chart
+            chart += 1
+        render(pdf, chart, out_dir / f"preset_{name}_chart.png", dpi)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workbook", nargs="?", type=Path, default=Path("outputs/backprop.xlsx"))
     parser.add_argument("--sheet", default="LR 2", help="the LR sheet to picture")
+    parser.add_argument("--preset", help="picture this preset instead of a workbook")
+    parser.add_argument("--lr", type=float, help="the preset's learning rate to picture")
     parser.add_argument("--out-dir", type=Path, default=Path("outputs"))
     parser.add_argument("--dpi", type=int, default=110)
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    if args.preset:
+        render_preset(args.preset, args.lr, args.out_dir, args.dpi)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         pdf = export_pdf(args.workbook, Path(tmp) / "workbook.pdf")
