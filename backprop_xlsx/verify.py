@@ -37,7 +37,7 @@ import numpy as np
 from lxml import etree
 from openpyxl.utils import get_column_letter
 
-from . import layout, network
+from . import description, layout
 from .errors import BpxlError
 from .formula import (
     Token,
@@ -65,8 +65,6 @@ ITERATIONS = 4  # rows evaluated per set: the first row and three gradient steps
 MAX_FINDINGS = 1000  # findings kept in the report; the rest are only counted
 SHOWN = 20  # findings printed by Report.text()
 
-KEYS = tuple(c.key for c in layout.COLUMNS)
-NCOL = len(layout.COLUMNS)
 _ETA = cell_key(layout.ETA_CELL)
 _SETUP_VALUE_COL = column_number(layout.SETUP_VALUE_COLUMN)
 
@@ -272,17 +270,28 @@ class LrSheet:
     present: np.ndarray  # (rows, NCOL) bool: the cell exists
     has_value: np.ndarray  # (rows, NCOL) bool: the cell has a cached value
     odd_values: dict[tuple[int, int], str]  # cached values that are not numbers (errors, text)
+    layout: layout.SheetLayout = layout.SEED_LAYOUT  # the network's columns, read from Setup
 
     @property
     def rows(self) -> int:
         return self.values.shape[0]
 
+    def a1(self, k: int, j: int) -> str:
+        """Cell name of data row k (iteration k), column j (0-based)."""
+        return f"{self.layout.columns[j].letter}{layout.FIRST_ROW + k}"
+
     def eta(self) -> float | None:
         return cell_number(self.top.get(_ETA))
 
 
-def read_lr_sheet(pkg: Package, title: str, with_formulas: bool = True) -> LrSheet:
-    """Read one LR sheet; cells right of the 31 columns are not the verifier's business."""
+def read_lr_sheet(
+    pkg: Package,
+    title: str,
+    with_formulas: bool = True,
+    sheet_layout: layout.SheetLayout = layout.SEED_LAYOUT,
+) -> LrSheet:
+    """Read one LR sheet; cells right of the network's columns are not the verifier's concern."""
+    NCOL = len(sheet_layout.columns)
     top: dict[tuple[int, int], Cell] = {}
     present: list[int] = []  # flat index k * NCOL + j of every cell
     formula_at: list[int] = []
@@ -334,6 +343,7 @@ def read_lr_sheet(pkg: Package, title: str, with_formulas: bool = True) -> LrShe
         _mask(present, shape),
         has_value.reshape(shape),
         odd,
+        sheet_layout,
     )
 
 
@@ -362,11 +372,6 @@ def _float_or_nan(text: str) -> float:
 _TYPE_NAMES = {"e": "error", "s": "text", "str": "text", "inlineStr": "text", "b": "boolean"}
 
 
-def _a1(k: int, j: int) -> str:
-    """Cell name of data row k (iteration k), column j (0-based)."""
-    return f"{layout.COLUMNS[j].letter}{layout.FIRST_ROW + k}"
-
-
 def check_structure(sheet: LrSheet, report: Report) -> bool:
     """η numeric and > 0, the header row exact, every data cell present. False: skip values."""
     ok = True
@@ -376,7 +381,7 @@ def check_structure(sheet: LrSheet, report: Report) -> bool:
         found = None if eta_cell is None else eta_cell.value
         report.add(Finding(sheet.title, layout.ETA_CELL, "η must be a number > 0", found=found))
         ok = False
-    for j, column in enumerate(layout.COLUMNS):
+    for j, column in enumerate(sheet.layout.columns):
         cell = sheet.top.get((layout.HEADER_ROW, j + 1))
         text = None if cell is None else cell.value
         if text != column.header:
@@ -386,7 +391,7 @@ def check_structure(sheet: LrSheet, report: Report) -> bool:
         report.add(Finding(sheet.title, f"A{layout.FIRST_ROW}", "no iterations (empty sheet)"))
         return False
     for k, j in zip(*np.nonzero(~sheet.present), strict=True):
-        report.add(Finding(sheet.title, _a1(k, j), "empty cell: rows must be contiguous"))
+        report.add(Finding(sheet.title, sheet.a1(k, j), "empty cell: rows must be contiguous"))
         ok = False
     return ok
 
@@ -400,7 +405,7 @@ def check_formulas(
     """
     first: dict[str, tuple[list[Token], int]] = {}
     rest: dict[str, tuple[list[Token], int]] = {}
-    for j, column in enumerate(layout.COLUMNS):
+    for j, column in enumerate(sheet.layout.columns):
         cells = sheet.formulas[j]
         if cells[0] is None:
             _constant(sheet, report, 0, j)
@@ -423,11 +428,11 @@ def _constant(sheet: LrSheet, report: Report, k: int, j: int) -> None:
     report.add(
         Finding(
             sheet.title,
-            _a1(k, j),
+            sheet.a1(k, j),
             "typed-in value instead of a formula",
             found=None if math.isnan(value) else float(value),
             found_formula=None,
-            expected_formula=layout.COLUMNS[j].formula(layout.FIRST_ROW + k)[1:],
+            expected_formula=sheet.layout.columns[j].formula(layout.FIRST_ROW + k)[1:],
         )
     )
 
@@ -492,7 +497,7 @@ def _column_formula(
             report.add(
                 Finding(
                     sheet.title,
-                    _a1(k, j),
+                    sheet.a1(k, j),
                     "formula differs from the rest of its column",
                     found_formula=cells[k],
                     expected_formula=render(main_tokens, row, col),
@@ -509,33 +514,31 @@ def _tokens(
         return tokenize(text, layout.FIRST_ROW + k, j + 1, sheet.title, titles)
     except Unsupported as exc:
         report.add(
-            Finding(sheet.title, _a1(k, j), f"formula not supported: {exc}", found_formula=text)
+            Finding(
+                sheet.title, sheet.a1(k, j), f"formula not supported: {exc}", found_formula=text
+            )
         )
         return None
 
 
-def _random_inputs(rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Changed inputs that separate every pair of quantities: t1 ≠ t2, i1 ≠ i2, all w distinct."""
+def _random_inputs(
+    rng: np.random.Generator, sheet: layout.SheetLayout
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Changed inputs that separate every pair of quantities: each Setup value drawn on its own
+    (so t1 ≠ t2, i1 ≠ i2, all w distinct), and η."""
     n = INPUT_SETS
-    start = {
-        "i1": rng.uniform(-1.0, 1.0, n),
-        "i2": rng.uniform(-1.0, 1.0, n),
-        "t1": rng.uniform(0.05, 0.95, n),
-        "t2": rng.uniform(0.05, 0.95, n),
-    }
-    start |= {w: rng.uniform(-2.0, 2.0, n) for w in network.WEIGHTS}
+    bounds = {"i": (-1.0, 1.0), "t": (0.05, 0.95), "w": (-2.0, 2.0), "b": (-1.0, 1.0)}
+    start = {e.key: rng.uniform(*bounds[e.key[0]], n) for e in sheet.setup}
     return start, rng.uniform(0.05, 3.0, n)
 
 
-def _reference_rows(start: dict[str, np.ndarray], eta: np.ndarray) -> list[dict[str, np.ndarray]]:
+def _reference_rows(
+    start: dict[str, np.ndarray], eta: np.ndarray, sheet: layout.SheetLayout
+) -> list[dict[str, np.ndarray]]:
     """Every quantity of the first ITERATIONS iterations, computed by network.py."""
-    rows = []
-    p: dict[str, np.ndarray] = dict(start)
-    for _ in range(ITERATIONS):
-        row = network.forward_backward(p)
-        rows.append(row)
-        p = network.gradient_step(row, row, eta)
-    return rows
+    with np.errstate(all="ignore"):
+        values = sheet.run(start, eta, ITERATIONS - 1)
+    return [{key: v[it] for key, v in values.items()} for it in range(ITERATIONS)]
 
 
 def _changed_inputs(
@@ -550,23 +553,23 @@ def _changed_inputs(
     Each formula gets network.py's values for the cells it reads (this row, the row above,
     Setup, η), so a wrong formula is blamed alone instead of every column downstream of it.
     """
-    start, eta = _random_inputs(rng)
-    truth = _reference_rows(start, eta)
+    start, eta = _random_inputs(rng, sheet.layout)
+    truth = _reference_rows(start, eta, sheet.layout)
     compiled = 0
     for first_row, formulas in ((True, first), (False, rest)):
         deps: dict[str, set[str]] = {}
         for key, (tokens, k) in formulas.items():
-            j = KEYS.index(key)
+            j = sheet.layout.keys.index(key)
             row = layout.FIRST_ROW + k
             finding = Finding(
                 sheet.title,
-                _a1(k, j),
+                sheet.a1(k, j),
                 "",
                 found_formula=render(tokens, row, j + 1),
-                expected_formula=layout.COLUMNS[j].formula(row)[1:],
+                expected_formula=sheet.layout.columns[j].formula(row)[1:],
             )
             try:
-                expr, deps[key] = compile_formula(tokens, row, j + 1, first_row)
+                expr, deps[key] = compile_formula(tokens, row, j + 1, first_row, sheet.layout)
             except Unsupported as exc:
                 finding.problem = f"formula not supported or wrong: {exc}"
                 report.add(finding)
@@ -590,7 +593,7 @@ def _changed_inputs(
                     break
         cycle = _cycle(deps)
         if cycle:
-            where = _a1(0 if first_row else 1, KEYS.index(cycle[0]))
+            where = sheet.a1(0 if first_row else 1, sheet.layout.keys.index(cycle[0]))
             report.add(Finding(sheet.title, where, "circular reference: " + " → ".join(cycle)))
     return compiled
 
@@ -632,9 +635,11 @@ def check_values(sheet: LrSheet, expected: np.ndarray, report: Report) -> SheetS
     """Every computed cell against NumPy's value of the same iteration and quantity."""
     stats = SheetStats(sheet.title, sheet.eta(), sheet.rows - 1)
     for (k, j), text in sorted(sheet.odd_values.items()):
-        report.add(Finding(sheet.title, _a1(k, j), "value is not a number", expected[k, j], text))
+        report.add(
+            Finding(sheet.title, sheet.a1(k, j), "value is not a number", expected[k, j], text)
+        )
     for k, j in zip(*np.nonzero(sheet.present & ~sheet.has_value), strict=True):
-        report.add(Finding(sheet.title, _a1(k, j), "no computed value", expected[k, j]))
+        report.add(Finding(sheet.title, sheet.a1(k, j), "no computed value", expected[k, j]))
     numeric = sheet.has_value & ~np.isnan(sheet.values)
     found = np.where(numeric, sheet.values, 0.0)
     want = np.where(numeric, expected, 0.0)
@@ -651,8 +656,8 @@ def check_values(sheet: LrSheet, expected: np.ndarray, report: Report) -> SheetS
         report.add(
             Finding(
                 sheet.title,
-                _a1(k, j),
-                f"wrong value of {KEYS[j]} in iteration {k}",
+                sheet.a1(k, j),
+                f"wrong value of {sheet.layout.keys[j]} in iteration {k}",
                 float(expected[k, j]),
                 float(sheet.values[k, j]),
             )
@@ -661,15 +666,20 @@ def check_values(sheet: LrSheet, expected: np.ndarray, report: Report) -> SheetS
     return stats
 
 
-def numpy_sheets(setup: dict[str, float], etas: list[float], steps: int) -> np.ndarray:
-    """NumPy's value of every cell: shape (len(etas), steps + 1, NCOL), columns as the sheet."""
+def numpy_sheets(
+    setup: dict[str, float],
+    etas: list[float],
+    steps: int,
+    sheet: layout.SheetLayout = layout.SEED_LAYOUT,
+) -> np.ndarray:
+    """NumPy's value of every cell: shape (len(etas), steps + 1, columns), columns as the sheet."""
     with np.errstate(all="ignore"):
-        history = network.train(setup, etas, steps)
-    return np.stack([history[key] for key in KEYS], axis=-1).transpose(1, 0, 2)
+        values = sheet.run(setup, np.asarray(etas, dtype=np.float64), steps)
+    return np.stack([values[key] for key in sheet.keys], axis=-1).transpose(1, 0, 2)
 
 
 def _expected(setup: dict[str, float] | None, sheets: list[LrSheet]) -> dict[str, np.ndarray]:
-    """NumPy's values for each sheet, one vectorised `train` per distinct number of steps."""
+    """NumPy's values for each sheet, one vectorised run per distinct number of steps."""
     if setup is None:
         return {}
     by_steps: dict[int, list[LrSheet]] = {}
@@ -677,24 +687,56 @@ def _expected(setup: dict[str, float] | None, sheets: list[LrSheet]) -> dict[str
         by_steps.setdefault(sheet.rows - 1, []).append(sheet)
     out = {}
     for steps, group in by_steps.items():
-        values = numpy_sheets(setup, [s.eta() for s in group], steps)
+        values = numpy_sheets(setup, [s.eta() for s in group], steps, group[0].layout)
         out.update((s.title, v) for s, v in zip(group, values, strict=True))
     return out
 
 
-def read_setup(cells: dict[tuple[int, int], Cell], report: Report) -> dict[str, float] | None:
+def read_setup(
+    cells: dict[tuple[int, int], Cell],
+    report: Report,
+    sheet: layout.SheetLayout = layout.SEED_LAYOUT,
+) -> dict[str, float] | None:
     """The starting values from the Setup sheet's own cells; None (and findings) if unusable."""
     values: dict[str, float] = {}
-    for name, row in layout.SETUP_ROW.items():
+    for entry in sheet.setup:
+        row = sheet.setup_row[entry.key]
         cell = cells.get((row, _SETUP_VALUE_COL))
         number = cell_number(cell)
         if number is None or not math.isfinite(number):
             where = f"{layout.SETUP_VALUE_COLUMN}{row}"
             found = None if cell is None else cell.value
-            report.add(Finding(layout.SETUP_SHEET, where, f"{name} must be a number", found=found))
+            problem = f"{entry.name} must be a number"
+            report.add(Finding(layout.SETUP_SHEET, where, problem, found=found))
             continue
-        values[name] = number
-    return values if len(values) == len(layout.SETUP_ROW) else None
+        values[entry.key] = number
+    return values if len(values) == len(sheet.setup) else None
+
+
+def read_network(cells: dict[tuple[int, int], Cell] | None) -> layout.SheetLayout:
+    """The network's layout, from the architecture its Setup sheet shows as text (I:J).
+
+    A workbook of a bpxl that wrote no architecture is the seed's. BpxlError (it cannot be
+    checked) when the text is there but does not describe a network bpxl can build."""
+    if cells is None:
+        return layout.SEED_LAYOUT
+    label, value = (column_number(c) for c in layout.SETUP_NETWORK_COLUMNS)
+    fields: dict[str, str] = {}
+    for k in range(len(layout.NETWORK_FIELDS)):
+        row = layout.SETUP_FIRST_ROW + k
+        name, text = cells.get((row, label)), cells.get((row, value))
+        if name is not None and name.value in layout.NETWORK_FIELDS:
+            fields[name.value] = "" if text is None or text.value is None else text.value
+    if not fields:
+        return layout.SEED_LAYOUT
+    try:
+        network = description.structure(fields)
+        return layout.SheetLayout(network, classic=network.classic)
+    except BpxlError as exc:
+        raise BpxlError(
+            f"cannot check the workbook: the network its Setup sheet shows "
+            f"({':'.join(layout.SETUP_NETWORK_COLUMNS)}) is not one bpxl builds: {exc}"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -840,16 +882,17 @@ def verify_workbook(
         if not titles:
             raise BpxlError(f"{path} has no LR sheets (named like 'LR 0.5'): not a bpxl workbook?")
         rng = np.random.default_rng(20240611)
+        setup_cells = pkg.cells(layout.SETUP_SHEET) if layout.SETUP_SHEET in pkg.parts else None
+        sheet_layout = read_network(setup_cells)  # the architecture, from the workbook itself
         sheets: list[LrSheet] = []
         healthy: dict[str, bool] = {}
         compiled: dict[str, int] = {}
         for title in titles:
-            sheet = read_lr_sheet(pkg, title)
+            sheet = read_lr_sheet(pkg, title, sheet_layout=sheet_layout)
             healthy[title] = check_structure(sheet, report)
             compiled[title] = check_formulas(sheet, report, rng, pkg.titles)
             sheet.formulas = []  # the biggest part; not needed any more
             sheets.append(sheet)
-        setup_cells = pkg.cells(layout.SETUP_SHEET) if layout.SETUP_SHEET in pkg.parts else None
         summary_cells = (
             pkg.cells(layout.SUMMARY_SHEET) if layout.SUMMARY_SHEET in pkg.parts else None
         )
@@ -867,7 +910,7 @@ def verify_workbook(
     if setup_cells is None:
         report.add(Finding(layout.SETUP_SHEET, "", "the Setup sheet is missing"))
     else:
-        setup = read_setup(setup_cells, report)
+        setup = read_setup(setup_cells, report, sheet_layout)
     expected = _expected(setup, [s for s in sheets if healthy[s.title]])
     lr: dict[str, tuple[float | None, np.ndarray | None]] = {}
     for sheet in sheets:
@@ -878,7 +921,7 @@ def verify_workbook(
             stats = check_values(sheet, want, report)
         stats.formulas = compiled[sheet.title]
         report.sheets.append(stats)
-        e_total = None if want is None else want[:, KEYS.index("E_total")]
+        e_total = None if want is None else want[:, sheet_layout.keys.index("E_total")]
         lr[sheet.title] = (sheet.eta(), e_total)
     if summary_cells is None:
         report.add(
@@ -952,7 +995,7 @@ def _recalculated(
         pkg = Package(copy)
         try:
             for sheet in sheets:
-                fresh = read_lr_sheet(pkg, sheet.title, with_formulas=False)
+                fresh = read_lr_sheet(pkg, sheet.title, False, sheet.layout)
                 if fresh.values.shape == sheet.values.shape:
                     computed = sheet.has_formula
                     sheet.values = np.where(computed, fresh.values, sheet.values)
