@@ -113,6 +113,7 @@ def _fill_digits(ws, digits: Digits) -> Bulk:  # type: ignore[no-untyped-def]
             bulk.number(row, col, value)
     ws.freeze_panes = ws.cell(row=2, column=L.PIXEL_COL)
     ws.column_dimensions["D"].width = 18
+    ws.print_area = f"A1:{L.a1(1, L.PIXEL_COL + 27)[:-1]}{len(digits.index) + 1}"  # 28 pixels
     return bulk
 
 
@@ -243,6 +244,7 @@ def _fill_net(ws, layout: L.NetLayout, digits: Digits) -> Bulk:  # type: ignore[
     chart.set_categories(Reference(ws, min_col=L.DIGIT_COL, min_row=L.PROB_FIRST_ROW, max_row=last))
     chart.legend = None
     chart.y_axis.scaling.min, chart.y_axis.scaling.max = 0, 1
+    chart.y_axis.majorUnit, chart.y_axis.number_format = 0.2, "0.0"
     chart.x_axis.delete = chart.y_axis.delete = False
     chart.series[0].graphicalProperties.solidFill = "1F77B4"  # explicit: no theme needed
     ws.add_chart(chart, f"A{L.CHART_ROW}")
@@ -255,7 +257,12 @@ def _fill_net(ws, layout: L.NetLayout, digits: Digits) -> Bulk:  # type: ignore[
         ws.cell(row=row, column=col, value=layout.gap_formula(c)).number_format = "0.0000"
 
     bulk = Bulk(L.NET_SHEET)
-    look = {"font": Font(size=6), "number_format": "0.0"}
+    # Whole numbers, zeros (most of a ReLU map) blank: one decimal does not fit the narrow
+    # columns that make a map look like a picture. The value is there to see in a wider column.
+    looks = {
+        "map": {"font": Font(size=6), "number_format": "0;-0;;@"},
+        "input": {"font": Font(size=6), "number_format": ";;;"},  # the digit is the picture
+    }
     for s, blocks in enumerate(layout.blocks):
         stage = layout.arch.stages[s - 1] if s else None
         _bold(ws, layout.band_rows[s], L.MAPS_COL, _band_title(layout, s))
@@ -268,7 +275,8 @@ def _fill_net(ws, layout: L.NetLayout, digits: Digits) -> Bulk:  # type: ignore[
                         formula = layout.input_formula(i, j)
                     else:
                         formula = layout.stage_formula(s, b.channel, i, j)
-                    _put(ws, bulk, b.top + i, b.left + j, formula, "map", **look)
+                    style = "input" if s == 0 else "map"
+                    _put(ws, bulk, b.top + i, b.left + j, formula, style, **looks[style])
             end = "000000" if s == 0 else "1F4E79"
             ws.conditional_formatting.add(
                 b.range,
@@ -282,7 +290,20 @@ def _fill_net(ws, layout: L.NetLayout, digits: Digits) -> Bulk:  # type: ignore[
         ws.column_dimensions[get_column_letter(col)].width = widths.get(col, 2.7)
     ws.freeze_panes = ws.cell(row=1, column=L.MAPS_COL)
     ws.sheet_view.zoomScale = 85
+    # The printed page: the panel, the input digit and the first stage's maps. All of the net
+    # is on screen; on paper it would be dozens of pages of tiny cells.
+    first = layout.blocks[1]
+    right = max(b.left + b.size - 1 for b in first)
+    bottom = max(b.top + b.size - 1 for b in first)
+    ws.print_area = f"A1:{get_column_letter(right)}{max(bottom, L.CHART_ROW + 15)}"
+    _one_page(ws)
     return bulk
+
+
+def _one_page(ws) -> None:  # type: ignore[no-untyped-def]
+    ws.page_setup.orientation = "landscape"
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 1
 
 
 def _band_title(layout: L.NetLayout, s: int) -> str:
