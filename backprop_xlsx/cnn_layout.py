@@ -34,11 +34,13 @@ CLASSES = 10
 MEAN, STD = 0.1307, 0.3081  # mnist/data.py's normalisation, written as cells of the net sheet
 
 # Limits a verifier enforces before it builds anything from a file's architecture table.
+# The default net has 6 convs of ≤ 20 channels, 21,000 map cells and 1.4 M multiply-adds.
 MAX_STAGES = 24
-MAX_CHANNELS = 128
+MAX_CHANNELS = 64
 MAX_KERNEL = 7
 MAX_IMAGES = 10_000
-MAX_CELLS = 400_000  # feature-map cells of one net sheet
+MAX_CELLS = 100_000  # feature-map cells of one net sheet
+MAX_MULTIPLY_ADDS = 5_000_000  # bounds the formula text, ~25 MB
 
 
 def ref(title: str) -> str:
@@ -378,6 +380,7 @@ class NetLayout:
     shapes: list[Shape] = field(init=False)
     blocks: list[list[Block]] = field(init=False)  # [stage][channel]; stage 0 is the input
     band_rows: list[int] = field(init=False)  # the title row of each stage's band
+    net_rows: int = field(init=False)  # the net sheet's rows end before this one
     convs: dict[str, ConvWeights] = field(init=False)
     fc: FcWeights | None = field(init=False)
     weights_rows: int = field(init=False)
@@ -426,6 +429,27 @@ class NetLayout:
         cells = sum(b.size * b.size for blocks in self.blocks for b in blocks)
         if cells > MAX_CELLS:
             raise ValueError(f"{cells:,} feature-map cells is more than {MAX_CELLS:,}")
+        work = sum(
+            self.shapes[s].channels * self.shapes[s].size ** 2 * stage.c_in * stage.k**2
+            for s, stage in enumerate(self.arch.stages, start=1)
+            if isinstance(stage, Conv)
+        )
+        if work > MAX_MULTIPLY_ADDS:
+            raise ValueError(f"{work:,} multiply-adds is more than {MAX_MULTIPLY_ADDS:,}")
+
+    @property
+    def net_columns(self) -> int:
+        """The last column the net sheet uses."""
+        return max(b.left + b.size - 1 for blocks in self.blocks for b in blocks)
+
+    @property
+    def weights_columns(self) -> int:
+        """The last column the weights sheet uses."""
+        widest = [
+            (s.folded_col if s.conv.bn else KERNELS_COL) + s.conv.c_in * (s.conv.k + 1)
+            for s in self.convs.values()
+        ]
+        return max([len(ARCH_COLUMNS), FOLDED_BIAS, *widest]) + CLASSES
 
     @property
     def gap_channels(self) -> int:

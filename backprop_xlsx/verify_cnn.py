@@ -18,9 +18,13 @@ bounded (cnn_layout.MAX_*) before anything is allocated from the file's numbers.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -85,7 +89,7 @@ def check_cnn_sheets(
                 Finding(title, "", f"the {title} sheet is missing (the CNN sheets go together)")
             )
         return stats
-    weights = pkg.cells(L.WEIGHTS_SHEET)
+    weights = _cells(pkg, L.WEIGHTS_SHEET, L.ARCH_HEADER_ROW + L.MAX_STAGES + 2, 16)
     arch = _read_arch(weights, report)
     if arch is None:
         return stats
@@ -97,11 +101,18 @@ def check_cnn_sheets(
     except ValueError as exc:
         report.add(Finding(L.WEIGHTS_SHEET, "", f"architecture table: {exc}"))
         return stats
-    net = pkg.cells(L.NET_SHEET)
+    # Only the cells the layout names are kept: a file cannot make the verifier hold more.
+    w_bounds = (layout.weights_rows, layout.weights_columns)
+    n_bounds = (max(layout.net_rows, L.GAP_FIRST_ROW + layout.gap_channels), layout.net_columns)
+    weights = _cells(pkg, L.WEIGHTS_SHEET, *w_bounds)
+    net = _cells(pkg, L.NET_SHEET, *n_bounds)
     values_w, values_n = weights, net
-    if computed is not None:
-        values_w = _merge(weights, computed.cells(L.WEIGHTS_SHEET), report, L.WEIGHTS_SHEET)
-        values_n = _merge(net, computed.cells(L.NET_SHEET), report, L.NET_SHEET)
+    with contextlib.ExitStack() as stack:
+        if computed is None and not any(c.value is not None for c in net.values() if c.formula):
+            computed = _recalculated(pkg, stack, report)
+        if computed is not None:
+            values_w = _merge(weights, _cells(computed, L.WEIGHTS_SHEET, *w_bounds))
+            values_n = _merge(net, _cells(computed, L.NET_SHEET, *n_bounds))
     params = _read_weights(layout, weights, report)
     picked = _constant_int(net, L.PICK, 1, n_images, "picked image", report)
     mean = _constant(net, L.MEAN_CELL, "normalisation mean", report)
@@ -112,10 +123,7 @@ def check_cnn_sheets(
     if all(x is not None for x in (params, pixels, mean, std)):
         result = forward(arch, params, pixels, mean, std)
         stats.predicted = result.predicted
-    expected = [
-        *_weights_cells(layout, params),
-        *_net_cells(layout, result, label),
-    ]
+    expected = itertools.chain(_weights_cells(layout, params), _net_cells(layout, result, label))
     cells = {L.WEIGHTS_SHEET: (weights, values_w), L.NET_SHEET: (net, values_n)}
     _compare(expected, cells, pkg.titles, result, report, stats)
     return stats
@@ -299,11 +307,35 @@ def _read_weights(
     return weights if ok else None
 
 
+def _recalculated(pkg: Package, stack: contextlib.ExitStack, report: Report) -> Package | None:
+    """A LibreOffice-recalculated copy, for a workbook whose CNN sheets were never calculated
+    (as mnist.train leaves them); None and a finding without LibreOffice."""
+    from .libreoffice import find_soffice, recalculate
+
+    if find_soffice() is None:
+        problem = "no computed values (never calculated) and LibreOffice is not installed"
+        report.add(Finding(L.NET_SHEET, "", problem))
+        return None
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bpxl-cnn-")))
+    copy = Package(recalculate(pkg.path, folder / "recalculated.xlsx"))
+    stack.callback(copy.close)
+    return copy
+
+
+def _cells(pkg: Package, title: str, rows: int, cols: int) -> dict[tuple[int, int], Cell]:
+    """The cells of a sheet within rows × cols (streamed; the rest is not kept)."""
+    if title not in pkg.parts:
+        return {}
+    out = {}
+    for row, cells in pkg.rows(title):
+        if row > rows:
+            break
+        out.update(((row, col), cell) for col, cell in cells if col <= cols)
+    return out
+
+
 def _merge(
-    original: dict[tuple[int, int], Cell],
-    computed: dict[tuple[int, int], Cell],
-    report: Report,
-    title: str,
+    original: dict[tuple[int, int], Cell], computed: dict[tuple[int, int], Cell]
 ) -> dict[tuple[int, int], Cell]:
     """Formula cells take the recalculated copy's value; typed-in cells keep the original's."""
     merged = dict(original)
@@ -410,7 +442,7 @@ def _same_formula(found: str, want: str, e: _Expected, titles: dict[str, str]) -
 
 
 def _compare(
-    expected: list[_Expected],
+    expected: Iterator[_Expected],
     cells: dict[str, tuple[dict, dict]],
     titles: dict[str, str],
     result: Forward | None,

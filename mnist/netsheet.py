@@ -65,11 +65,23 @@ def predict(model: nn.Module, pixels: np.ndarray, batch: int = 1000) -> np.ndarr
     return np.concatenate(out)
 
 
-def pick_digits(model: nn.Module, pixels: np.ndarray, labels: np.ndarray, n: int) -> Digits:
-    """Every test image the model gets wrong (the first n), then the first right ones up to n."""
+def pick_digits(
+    model: nn.Module,
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    n: int,
+    predicted: np.ndarray | None = None,
+) -> Digits:
+    """Every test image the model gets wrong (the first n), then the first right ones up to n.
+
+    `predicted`: the model's predictions on all of `pixels` when the caller has them (training
+    just tested the model), which saves evaluating it again.
+    """
     if not 1 <= n <= min(L.MAX_IMAGES, len(pixels)):
         raise BpxlError(f"--images must be from 1 to {min(L.MAX_IMAGES, len(pixels))}, not {n}")
-    predicted = predict(model, pixels)
+    if predicted is None:
+        predicted = predict(model, pixels)
+    predicted = np.asarray(predicted)
     wrong = np.flatnonzero(predicted != labels)[:n]
     right = np.flatnonzero(predicted == labels)[: n - len(wrong)]
     index = np.sort(np.concatenate([wrong, right]))
@@ -351,15 +363,17 @@ def write_net_sheets(
     *,
     images: int = IMAGES,
     source: str = "the trained model",
+    predicted: np.ndarray | None = None,
 ) -> Digits:
     """Put the three sheets into `workbook` (created if missing), replacing old ones of the same
-    names and keeping every other sheet. `pixels` (n, 784) uint8 and `labels` are the test set."""
+    names and keeping every other sheet. `pixels` (n, 784) uint8 and `labels` are the test set;
+    `predicted`, if given, the model's predictions on it (see pick_digits)."""
     from backprop_xlsx.package import transplant_sheets
     from mnist.export import check_workbook
 
     check_workbook(workbook)
     net = read_model(model)
-    digits = pick_digits(model, pixels, labels, images)
+    digits = pick_digits(model, pixels, labels, images, predicted)
     check_forward(model, net, torch.from_numpy(digits.pixels[:4].astype(np.int64)))
     with tempfile.TemporaryDirectory(prefix=".mnist-net-", dir=workbook.parent) as folder:
         tmp = Path(folder) / "net.xlsx"

@@ -297,7 +297,7 @@ def test_a_bad_picker_is_a_finding(books, tmp_path: Path):
     bad = rewrite(books["ours"], tmp_path / "bad.xlsx", {
         L.NET_SHEET: [(rf'(<c r="{cell}"[^>]*>)<v>[^<]*</v>', r"\g<1><v>9999</v>")],
     })  # fmt: skip
-    report = verify(bad)
+    report = verify(bad, bad)  # uncalculated on purpose: only the picker is looked at
     assert any(f.cell == cell and "picked image" in f.problem for f in report.findings)
 
 
@@ -323,3 +323,19 @@ def test_bad_checkpoint_is_one_line(tmp_path: Path, capsys) -> None:
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: cannot load checkpoint")
+
+
+def test_a_hostile_architecture_table_is_one_finding(books, tmp_path: Path) -> None:
+    """Sizes are checked before anything is built from them: 10,000 channels is a finding."""
+    row = L.ARCH_HEADER_ROW + 1
+    edits = {L.WEIGHTS_SHEET: [(rf'(<c r="D{row}"[^>]*>)<v>[^<]*</v>', r"\g<1><v>10000</v>")]}
+    report = verify(rewrite(books["ours"], tmp_path / "hostile.xlsx", edits))
+    assert report.findings_total == 1
+    assert "out channels must be a whole number from 1 to 64" in report.findings[0].problem
+
+
+@pytest.mark.parametrize("name", ["ours", "seed"])
+def test_the_architecture_table_reads_back(name: str) -> None:
+    arch = read_model(MODELS[name]()).arch
+    rows = [list(r) for r in L.arch_rows(arch)]
+    assert L.arch_from_rows(rows) == arch
