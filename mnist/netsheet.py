@@ -33,7 +33,8 @@ from mnist.bulkcells import Bulk, save_with_bulk
 from mnist.netmodel import NetModel, check_forward, read_model
 
 IMAGES = 100  # rows of the digits sheet by default: every wrong test digit first, up to this
-YELLOW = "FFF2CC"
+YELLOW = "FFF2CC"  # as the LR sheets' cells a person is meant to edit
+NUMBER = "0.000000"  # weights as shown; the cells hold every digit of the checkpoint's float32
 
 
 @dataclass
@@ -146,7 +147,7 @@ def _fill_weights(ws, net: NetModel, layout: L.NetLayout, source: str) -> Bulk: 
         for col, value in enumerate(row, start=1):
             ws.cell(row=r, column=col, value=value)
     bulk = Bulk(L.WEIGHTS_SHEET)
-    fmt = {"number_format": "0.000000"}
+    fmt = {"number_format": NUMBER}
     for name, section in layout.convs.items():
         conv, p = section.conv, net.weights.convs[name]
         title = f"{name}: {conv.k}×{conv.k} conv, {conv.c_in} → {conv.c_out} channels" + (
@@ -170,12 +171,10 @@ def _fill_weights(ws, net: NetModel, layout: L.NetLayout, source: str) -> Bulk: 
                 values = (p.gamma[o], p.beta[o], p.mean[o], p.var[o], p.eps[o])
                 for col, value in zip(range(L.GAMMA, L.EPS + 1), values, strict=True):
                     ws.cell(row=row, column=col, value=float(value))
-                ws.cell(row=row, column=L.SCALE, value=L.scale_formula(row)).number_format = fmt[
-                    "number_format"
-                ]
-                cell = ws.cell(row=row, column=L.FOLDED_BIAS)
-                cell.value = L.folded_bias_formula(row, conv.bias)
-                cell.number_format = fmt["number_format"]
+                scale = ws.cell(row=row, column=L.SCALE, value=L.scale_formula(row))
+                bias = ws.cell(row=row, column=L.FOLDED_BIAS)
+                bias.value = L.folded_bias_formula(row, conv.bias)
+                scale.number_format = bias.number_format = NUMBER
             if conv.bias:
                 ws.cell(row=row, column=L.CONV_BIAS, value=float(p.bias[o]))
             for c in range(conv.c_in):
@@ -198,11 +197,11 @@ def _fill_weights(ws, net: NetModel, layout: L.NetLayout, source: str) -> Bulk: 
             ws.cell(row=fc.first_row + j, column=1, value=j)
             for k in range(fc.fc.c_out):
                 value = float(net.weights.fc_weight[k, j])
-                ws.cell(*fc.weight(k, j), value=value).number_format = fmt["number_format"]
+                ws.cell(*fc.weight(k, j), value=value).number_format = NUMBER
         _bold(ws, fc.bias(0)[0], 1, "bias")
         for k in range(fc.fc.c_out):
             value = float(net.weights.fc_bias[k])
-            ws.cell(*fc.bias(k), value=value).number_format = fmt["number_format"]
+            ws.cell(*fc.bias(k), value=value).number_format = NUMBER
     for col in range(1, 8):
         ws.column_dimensions[L.a1(1, col)[:-1]].width = 13
     ws.column_dimensions["A"].width = 14
