@@ -71,12 +71,14 @@ class _Expected:
 
 
 def check_cnn_sheets(
-    pkg: Package, report: Report, computed: Package | None = None
+    pkg: Package, report: Report, computed: Package | None = None, *, recalc: bool = True
 ) -> CnnStats | None:
     """Check the CNN sheets when the workbook has them; None when it has none of them.
 
     Formulas and typed-in numbers are read from `pkg`; computed values from `computed` (a copy
-    an engine recalculated) or else from the values cached in `pkg`.
+    an engine recalculated) or else from the values cached in `pkg`. When there are none (the
+    sheets were never calculated, as mnist.train leaves them) a LibreOffice copy is made, unless
+    `recalc` is False (`--engine cached`), which makes that a finding.
     """
     present = [t for t in L.SHEETS if t in pkg.parts]
     if not present:
@@ -107,9 +109,15 @@ def check_cnn_sheets(
     weights = _cells(pkg, L.WEIGHTS_SHEET, *w_bounds)
     net = _cells(pkg, L.NET_SHEET, *n_bounds)
     values_w, values_n = weights, net
+    have_values = True
     with contextlib.ExitStack() as stack:
         if computed is None and not any(c.value is not None for c in net.values() if c.formula):
-            computed = _recalculated(pkg, stack, report)
+            if recalc:
+                computed = _recalculated(pkg, stack, report)
+            else:
+                problem = "no computed values (never calculated): use --engine libreoffice"
+                report.add(Finding(L.NET_SHEET, "", problem))
+            have_values = computed is not None
         if computed is not None:
             values_w = _merge(weights, _cells(computed, L.WEIGHTS_SHEET, *w_bounds))
             values_n = _merge(net, _cells(computed, L.NET_SHEET, *n_bounds))
@@ -120,10 +128,13 @@ def check_cnn_sheets(
     pixels, label = (None, None) if picked is None else _read_image(pkg, picked, report)
     stats.picked, stats.label = picked, label
     result = None
-    if all(x is not None for x in (params, pixels, mean, std)):
+    if have_values and all(x is not None for x in (params, pixels, mean, std)):
         result = forward(arch, params, pixels, mean, std)
         stats.predicted = result.predicted
-    expected = itertools.chain(_weights_cells(layout, params), _net_cells(layout, result, label))
+    known = (params, label) if have_values else (None, None)  # else check formulas only
+    expected = itertools.chain(
+        _weights_cells(layout, known[0]), _net_cells(layout, result, known[1])
+    )
     cells = {L.WEIGHTS_SHEET: (weights, values_w), L.NET_SHEET: (net, values_n)}
     _compare(expected, cells, pkg.titles, result, report, stats)
     return stats

@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,6 +32,9 @@ from backprop_xlsx import cnn_layout as L
 from backprop_xlsx.errors import BpxlError
 from mnist.bulkcells import Bulk, save_with_bulk
 from mnist.netmodel import NetModel, check_forward, read_model
+
+if TYPE_CHECKING:
+    from openpyxl.worksheet.worksheet import Worksheet
 
 IMAGES = 100  # rows of the digits sheet by default: every wrong test digit first, up to this
 YELLOW = "FFF2CC"  # as the LR sheets' cells a person is meant to edit
@@ -93,13 +97,15 @@ def pick_digits(
 # The three sheets
 
 
-def _bold(ws, row: int, col: int, value) -> None:  # type: ignore[no-untyped-def]
+def _bold(ws: Worksheet, row: int, col: int, value: str | int) -> None:
     from openpyxl.styles import Font
 
     ws.cell(row=row, column=col, value=value).font = Font(bold=True)
 
 
-def _put(ws, bulk: Bulk, row: int, col: int, value, style: str, **look) -> None:  # type: ignore[no-untyped-def]
+def _put(
+    ws: Worksheet, bulk: Bulk, row: int, col: int, value: float | str, style: str, **look: object
+) -> None:
     """A bulk cell; the first of each `style` goes through openpyxl with `look` (font, format)."""
     if style not in bulk.prototype:
         cell = ws.cell(row=row, column=col, value=value)
@@ -112,7 +118,7 @@ def _put(ws, bulk: Bulk, row: int, col: int, value, style: str, **look) -> None:
         bulk.number(row, col, value, style)
 
 
-def _fill_digits(ws, digits: Digits) -> Bulk:  # type: ignore[no-untyped-def]
+def _fill_digits(ws: Worksheet, digits: Digits) -> Bulk:
     for col, name in enumerate(L.DIGIT_COLUMNS, start=1):
         _bold(ws, 1, col, name)
     for p in range(L.PIXELS):
@@ -130,7 +136,7 @@ def _fill_digits(ws, digits: Digits) -> Bulk:  # type: ignore[no-untyped-def]
     return bulk
 
 
-def _fill_weights(ws, net: NetModel, layout: L.NetLayout, source: str) -> Bulk:  # type: ignore[no-untyped-def]
+def _fill_weights(ws: Worksheet, net: NetModel, layout: L.NetLayout, source: str) -> Bulk:
     from openpyxl.styles import Font
 
     ws["A1"] = "The trained net's weights: raw numbers as in the checkpoint, folded by formulas"
@@ -208,7 +214,7 @@ def _fill_weights(ws, net: NetModel, layout: L.NetLayout, source: str) -> Bulk: 
     return bulk
 
 
-def _fill_net(ws, layout: L.NetLayout, digits: Digits) -> Bulk:  # type: ignore[no-untyped-def]
+def _fill_net(ws: Worksheet, layout: L.NetLayout) -> Bulk:
     from openpyxl.chart import BarChart, Reference
     from openpyxl.formatting.rule import ColorScaleRule
     from openpyxl.styles import Font, PatternFill
@@ -311,7 +317,7 @@ def _fill_net(ws, layout: L.NetLayout, digits: Digits) -> Bulk:  # type: ignore[
     return bulk
 
 
-def _one_page(ws) -> None:  # type: ignore[no-untyped-def]
+def _one_page(ws: Worksheet) -> None:
     ws.page_setup.orientation = "landscape"
     ws.sheet_properties.pageSetUpPr.fitToPage = True
     ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 1
@@ -346,7 +352,7 @@ def build_sheets(net: NetModel, digits: Digits, path: Path, source: str) -> None
     bulks = [
         _fill_digits(ws_digits, digits),
         _fill_weights(wb.create_sheet(L.WEIGHTS_SHEET), net, layout, source),
-        _fill_net(wb.create_sheet(L.NET_SHEET), layout, digits),
+        _fill_net(wb.create_sheet(L.NET_SHEET), layout),
     ]
     wb.active = 2
     frame = io.BytesIO()

@@ -86,14 +86,14 @@ def models(mnist_dir: Path) -> dict[str, nn.Module]:
 def books(
     tmp_path_factory: pytest.TempPathFactory, models, test_set, mnist_dir: Path
 ) -> dict[str, Path]:
-    """ours and pool_first written directly (on 300 test images), seed through the CLI from a
-    checkpoint into a workbook that already has a sheet of the user's."""
+    """ours and pool_first written directly (20 of the first 300 test images); seed through the
+    CLI (100 images) from a checkpoint into a workbook that already has a sheet of the user's."""
     folder = tmp_path_factory.mktemp("netsheet")
     pixels, labels = test_set
     books = {}
     for name in ("ours", "pool_first"):
         books[name] = folder / f"{name}.xlsx"
-        netsheet.write_net_sheets(models[name], pixels[:300], labels[:300], books[name])
+        netsheet.write_net_sheets(models[name], pixels[:300], labels[:300], books[name], images=20)
     from openpyxl import Workbook
 
     wb = Workbook()
@@ -339,3 +339,18 @@ def test_the_architecture_table_reads_back(name: str) -> None:
     arch = read_model(MODELS[name]()).arch
     rows = [list(r) for r in L.arch_rows(arch)]
     assert L.arch_from_rows(rows) == arch
+
+
+def test_never_calculated_sheets_are_recalculated_or_named(books, soffice: str) -> None:
+    """As mnist.train leaves them: verify recalculates a copy; with --engine cached it says so."""
+    assert verify(books["pool_first"]).ok  # LibreOffice behind the scenes
+    report = Report(str(books["pool_first"]))
+    pkg = Package(books["pool_first"])
+    try:
+        stats = check_cnn_sheets(pkg, report, recalc=False)
+    finally:
+        pkg.close()
+    assert [f.problem for f in report.findings] == [
+        "no computed values (never calculated): use --engine libreoffice"
+    ]
+    assert stats is not None and stats.formulas > 0 and stats.values == 0
