@@ -187,6 +187,7 @@ class Report:
     formula_cells: int = 0  # cells checked for the same relative formula down their column
     findings: list[Finding] = field(default_factory=list)
     findings_total: int = 0
+    cnn: Any = None  # verify_cnn.CnnStats when the workbook has the trained net's sheets
 
     @property
     def ok(self) -> bool:
@@ -218,6 +219,7 @@ class Report:
             "formulas_checked_on_changed_inputs": self.formulas_checked,
             "changed_input_sets": INPUT_SETS,
             "changed_input_iterations": ITERATIONS,
+            "cnn": None if self.cnn is None else self.cnn.to_dict(),
             "findings_total": self.findings_total,
             "findings": [f.to_dict() for f in self.findings],
         }
@@ -240,6 +242,13 @@ class Report:
             )
         if self.summary_cells:
             lines.append(f"{layout.SUMMARY_SHEET:<14}{'':>18}{self.summary_cells:>11,}")
+        if self.cnn is not None:
+            c = self.cnn
+            lines.append(
+                f"CNN sheets: {c.values:,} cells against NumPy (image {c.picked}, predicted "
+                f"{c.predicted}, label {c.label}), max abs {c.max_abs:.2g}, max rel "
+                f"{c.max_rel:.2g}; {c.formulas:,} formulas checked"
+            )
         lines.append(f"values: {self.cells_checked:,} cells checked against NumPy")
         lines.append(
             f"formulas: {self.formula_cells:,} cells checked for one relative formula per column; "
@@ -880,7 +889,14 @@ def verify_workbook(
             t for t in pkg.parts if layout.is_bpxl_sheet(t) and t.casefold().startswith("lr ")
         ]
         if not titles:
-            raise BpxlError(f"{path} has no LR sheets (named like 'LR 0.5'): not a bpxl workbook?")
+            from . import cnn_layout
+
+            if not any(t in pkg.parts for t in cnn_layout.SHEETS):
+                raise BpxlError(
+                    f"{path} has no LR sheets (named like 'LR 0.5') and no trained-net sheets: "
+                    "not a bpxl workbook?"
+                )
+            return _verify_cnn_only(pkg, report, engine)
         rng = np.random.default_rng(20240611)
         setup_cells = pkg.cells(layout.SETUP_SHEET) if layout.SETUP_SHEET in pkg.parts else None
         sheet_layout = read_network(setup_cells)  # the architecture, from the workbook itself
@@ -898,7 +914,13 @@ def verify_workbook(
         )
         report.engine = _choose_engine(path, engine, sheets, report)
         if report.engine == "libreoffice":
-            setup_cells, summary_cells = _recalculated(path, sheets, setup_cells, summary_cells)
+            setup_cells, summary_cells = _recalculated(
+                path, sheets, setup_cells, summary_cells, pkg, report
+            )
+        else:
+            from .verify_cnn import check_cnn_sheets
+
+            report.cnn = check_cnn_sheets(pkg, report, recalc=engine != "cached")
     except _CORRUPT as exc:
         raise BpxlError(
             f"cannot read {path}: a damaged xlsx ({type(exc).__name__}: {exc})"
@@ -979,16 +1001,29 @@ def _choose_engine(path: Path, engine: str, sheets: list[LrSheet], report: Repor
     return "libreoffice"
 
 
+def _verify_cnn_only(pkg: Package, report: Report, engine: str) -> Report:
+    """A workbook with the trained net's sheets and no LR sheets: check those alone."""
+    from .verify_cnn import check_cnn_sheets
+
+    report.engine = "cached" if engine == "cached" else "libreoffice"
+    report.cnn = check_cnn_sheets(pkg, report, recalc=engine != "cached")
+    return report
+
+
 def _recalculated(
     path: Path,
     sheets: list[LrSheet],
     setup_cells: dict[tuple[int, int], Cell] | None,
     summary_cells: dict[tuple[int, int], Cell] | None,
+    original: Package,
+    report: Report,
 ) -> tuple[dict | None, dict | None]:
     """Let LibreOffice compute a copy, and take every value from it. Constants typed into the
     original (Setup, η) keep their full precision: LibreOffice rounds what it saves to 15
-    digits, but computed with the original's doubles."""
+    digits, but computed with the original's doubles. The trained net's sheets, when there,
+    are checked against the same copy."""
     from .libreoffice import recalculate
+    from .verify_cnn import check_cnn_sheets
 
     with tempfile.TemporaryDirectory(prefix="bpxl-verify-") as tmp:
         copy = recalculate(path, Path(tmp) / "recalculated.xlsx")
@@ -1008,6 +1043,7 @@ def _recalculated(
                 setup_cells = _merge(setup_cells, pkg.cells(layout.SETUP_SHEET))
             if summary_cells is not None and layout.SUMMARY_SHEET in pkg.parts:
                 summary_cells = _merge(summary_cells, pkg.cells(layout.SUMMARY_SHEET))
+            report.cnn = check_cnn_sheets(original, report, computed=pkg)
         finally:
             pkg.close()
     return setup_cells, summary_cells

@@ -354,3 +354,36 @@ def test_never_calculated_sheets_are_recalculated_or_named(books, soffice: str) 
         "no computed values (never calculated): use --engine libreoffice"
     ]
     assert stats is not None and stats.formulas > 0 and stats.values == 0
+
+
+def test_bpxl_verify_checks_the_net_beside_the_backprop_sheets(
+    models, test_set, soffice: str, tmp_path: Path
+) -> None:
+    """The user's command: one workbook with the backprop sheets and the trained net."""
+    import json
+
+    from click.testing import CliRunner
+
+    from backprop_xlsx.cli import cli
+    from backprop_xlsx.writer import build_workbook
+
+    book = tmp_path / "both.xlsx"
+    build_workbook({}, [0.5, 2.0], 10, book)
+    pixels, labels = test_set
+    netsheet.write_net_sheets(models["ours"], pixels[:200], labels[:200], book, images=10)
+    result = CliRunner().invoke(cli, ["verify", str(book), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["engine"] == "libreoffice" and report["cells_checked"] > 0
+    assert report["cnn"]["values"] > 20_000 and report["cnn"]["max_rel"] < 1e-9
+    only_net = CliRunner().invoke(cli, ["verify", str(books_only_net(tmp_path, models, test_set))])
+    assert only_net.exit_code == 0, only_net.output
+    assert "CNN sheets:" in only_net.output
+
+
+def books_only_net(tmp_path: Path, models, test_set) -> Path:
+    """A workbook holding the trained net's sheets and nothing of the backprop part."""
+    book = tmp_path / "net-only.xlsx"
+    pixels, labels = test_set
+    netsheet.write_net_sheets(models["ours"], pixels[:100], labels[:100], book, images=5)
+    return book
