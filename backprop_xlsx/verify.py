@@ -24,11 +24,11 @@ through `printable`: no raw line breaks or bidirectional controls reach a termin
 from __future__ import annotations
 
 import math
+import operator
 import re
 import tempfile
 import zipfile
 import zlib
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from openpyxl.utils import get_column_letter
 from . import description, layout
 from .errors import BpxlError
 from .formula import (
+    Template,
     Token,
     Unsupported,
     cell_key,
@@ -50,7 +51,7 @@ from .formula import (
     template,
     tokenize,
 )
-from .xlsxread import Cell, Package, cell_number
+from .xlsxread import Cell, GridRow, Package, cell_number
 
 # |found − expected| ≤ RTOL·|expected| + ATOL. Measured with LibreOffice 7.4 against NumPy: at
 # most 8.5e-15 relative for 100 steps (3.4e-13 on a small E1); at 10,000 steps o1, o2 and the
@@ -267,18 +268,98 @@ class Report:
 # One LR sheet
 
 
+class ColumnFormulas:
+    """The formulas of one LR column as they stream past, without keeping their texts.
+
+    The first row's text is kept (its formula reads Setup, not the row above); below it each
+    cell gets the id of its relative formula (`relative_key`), found by comparing its text with
+    a few rendered templates, in C for a block of rows at a time, and tokenizing only the cells
+    that match none. Memory: one int32 per cell, plus each distinct formula once.
+    """
+
+    TEMPLATES = 8  # distinct formulas tried as text before tokenizing a cell
+
+    def __init__(self, j: int, title: str, titles: dict[str, str]) -> None:
+        self.j, self.col = j, j + 1
+        self.title, self.titles = title, titles
+        self.first: str | None = None  # the text of the first row's formula
+        self.forms: list[tuple[list[Token], int]] = [([], -1)]  # id → (tokens, first k); 0: none
+        self.counts = [0]  # id → cells
+        self.ids: dict[tuple, int] = {}  # relative key → id
+        self.templates: list[tuple[int, Template]] = []
+        self.refused: list[tuple[int, str, str]] = []  # (k, text, why) the tokenizer refused
+        self.refused_total = 0
+
+    def _id(self, text: str, row: int) -> int:
+        """The id of a cell's formula (new ones registered); -1 if the tokenizer refuses it."""
+        k = row - layout.FIRST_ROW
+        try:
+            tokens = tokenize(text, row, self.col, self.title, self.titles)
+        except Unsupported as exc:
+            self.refused_total += 1
+            if len(self.refused) < MAX_FINDINGS:
+                self.refused.append((k, text, str(exc)))
+            return -1
+        key = relative_key(tokens)
+        found = self.ids.get(key)
+        if found is None:
+            found = self.ids[key] = len(self.counts)
+            self.forms.append((tokens, k))
+            self.counts.append(0)
+            if len(self.templates) < self.TEMPLATES:
+                self.templates.append((found, template(tokens, self.col)))
+        return found
+
+    def feed(self, rows: list[int], texts: tuple[str | None, ...]) -> np.ndarray:
+        """The formula id of each cell of these rows (0: no formula), counted."""
+        n = len(rows)
+        ids = np.zeros(n, np.int32)
+        if not self.templates:
+            for i, text in enumerate(texts):
+                if text is not None:
+                    ids[i] = self._id(text, rows[i])
+                    if self.templates:
+                        break
+        if not self.templates:
+            return ids
+        main, tpl = self.templates[0]
+        if rows[-1] - rows[0] == n - 1:
+            expected = tpl.render_rows(rows[0], n)
+        else:
+            expected = list(map(tpl.render, rows))
+        same = np.fromiter(map(operator.eq, texts, expected), bool, n)
+        ids[same] = main
+        self.counts[main] += int(same.sum())
+        for i in np.flatnonzero(~same):
+            text = texts[i]
+            if text is None or ids[i]:
+                if ids[i] > 0:  # the first cell, identified above
+                    self.counts[ids[i]] += 1
+                continue
+            row = rows[i]
+            found = next((f for f, other in self.templates[1:] if other.render(row) == text), 0)
+            if not found:
+                found = self._id(text, row)
+            ids[i] = found
+            if found > 0:
+                self.counts[found] += 1
+        return ids
+
+
 @dataclass
 class LrSheet:
-    """An LR sheet's cells from FIRST_ROW down, as columns (formulas) and an array (values)."""
+    """An LR sheet's cells from FIRST_ROW down: values as arrays, formulas as ids per column."""
 
     title: str
     top: dict[tuple[int, int], Cell]  # the cells above FIRST_ROW: η, the header
-    formulas: list[list[str | None]]  # [column][row − FIRST_ROW]
-    values: np.ndarray  # (rows, NCOL) floats; NaN where missing or not a number
-    has_formula: np.ndarray  # (rows, NCOL) bool
-    present: np.ndarray  # (rows, NCOL) bool: the cell exists
-    has_value: np.ndarray  # (rows, NCOL) bool: the cell has a cached value
+    values: np.ndarray  # (rows, columns) floats; NaN where missing or not a number
+    has_formula: np.ndarray  # (rows, columns) bool
+    present: np.ndarray  # (rows, columns) bool: the cell exists
+    has_value: np.ndarray  # (rows, columns) bool: the cell has a cached value
     odd_values: dict[tuple[int, int], str]  # cached values that are not numbers (errors, text)
+    columns: list[ColumnFormulas] | None = None  # None when read without formulas
+    formula_ids: np.ndarray | None = None  # (rows, columns) int32: ColumnFormulas ids
+    gap: tuple[int, int] | None = None  # (first missing row, next row) where reading stopped
     layout: layout.SheetLayout = layout.SEED_LAYOUT  # the network's columns, read from Setup
 
     @property
@@ -293,88 +374,174 @@ class LrSheet:
         return cell_number(self.top.get(_ETA))
 
 
+BLOCK = 1024  # rows handled at a time: the formula texts of one block are all that is held
+GAP = 1024  # missing rows tolerated beyond as many as were read; past that, reading stops
+
+
+class _Grid:
+    """Preallocated arrays for an LR sheet, grown by doubling as rows arrive."""
+
+    def __init__(self, ncol: int) -> None:
+        self.capacity = 0
+        self.ncol = ncol
+        self.values = np.empty((0, ncol))
+        self.has_formula = np.zeros((0, ncol), bool)
+        self.present = np.zeros((0, ncol), bool)
+        self.has_value = np.zeros((0, ncol), bool)
+        self.ids = np.zeros((0, ncol), np.int32)
+        self.columns: list[ColumnFormulas] | None = None
+
+    def ensure(self, rows: int) -> None:
+        if rows <= self.capacity:
+            return
+        capacity = max(rows, 2 * self.capacity, BLOCK)
+        for name, fill in (("values", np.nan), ("has_formula", False), ("present", False),
+                           ("has_value", False), ("ids", 0)):  # fmt: skip
+            old = getattr(self, name)
+            new = np.full((capacity, self.ncol), fill, dtype=old.dtype)
+            new[: self.capacity] = old
+            setattr(self, name, new)
+        self.capacity = capacity
+
+
 def read_lr_sheet(
     pkg: Package,
     title: str,
     with_formulas: bool = True,
     sheet_layout: layout.SheetLayout = layout.SEED_LAYOUT,
 ) -> LrSheet:
-    """Read one LR sheet; cells right of the network's columns are not the verifier's concern."""
-    NCOL = len(sheet_layout.columns)
-    top: dict[tuple[int, int], Cell] = {}
-    present: list[int] = []  # flat index k * NCOL + j of every cell
-    formula_at: list[int] = []
-    formula_text: list[str] = []
-    number_at: list[int] = []
-    number_text: list[str] = []
-    odd: dict[tuple[int, int], str] = {}
-    for row, row_cells in pkg.rows(title):
-        if row < layout.FIRST_ROW:
-            top.update(((row, col), cell) for col, cell in row_cells)
-            continue
-        base = (row - layout.FIRST_ROW) * NCOL - 1
-        for col, (formula, value, kind) in row_cells:
-            if col > NCOL:
-                continue
-            at = base + col
-            present.append(at)
-            if formula is not None:
-                formula_at.append(at)
-                formula_text.append(formula)
-            if value is None:
-                continue
-            if kind == "n":
-                number_at.append(at)
-                number_text.append(value)
-            else:
-                odd[divmod(at, NCOL)] = f"{value} ({_TYPE_NAMES.get(kind, kind)})"
-    rows = max(present, default=-1) // NCOL + 1
-    values = np.full(rows * NCOL, np.nan)
-    numbers = _floats(number_text)
-    values[number_at] = numbers
-    for i in np.flatnonzero(np.isnan(numbers)):
-        odd[divmod(number_at[i], NCOL)] = f"{number_text[i]} (not a number)"
-    has_value = np.zeros(rows * NCOL, bool)
-    has_value[number_at] = True
-    has_value[[k * NCOL + j for k, j in odd]] = True
-    formulas: list[list[str | None]] = [[None] * rows for _ in range(NCOL)]
-    if with_formulas:
-        for at, text in zip(formula_at, formula_text, strict=True):
-            k, j = divmod(at, NCOL)
-            formulas[j][k] = text
-    shape = (rows, NCOL)
+    """Read one LR sheet in one streaming pass; cells right of the network's columns are not
+    the verifier's concern. Memory follows the cells read, not the row numbers a file claims."""
+    ncol = len(sheet_layout.columns)
+    rows = pkg.grid(title, ncol)
+    try:
+        while True:
+            top, grid, odd, last, gap = _read_grid(rows, title, pkg.titles, with_formulas, ncol)
+            if grid is not None:
+                break  # else the reader starts again: drop everything
+    finally:
+        rows.close()
+    n = last + 1
     return LrSheet(
         title,
         top,
-        formulas,
-        values.reshape(shape),
-        _mask(formula_at, shape),
-        _mask(present, shape),
-        has_value.reshape(shape),
+        grid.values[:n],
+        grid.has_formula[:n],
+        grid.present[:n],
+        grid.has_value[:n],
         odd,
+        grid.columns,
+        grid.ids[:n] if with_formulas else None,
+        gap,
         sheet_layout,
     )
 
 
-def _mask(flat: list[int], shape: tuple[int, int]) -> np.ndarray:
-    mask = np.zeros(shape[0] * shape[1], bool)
-    mask[flat] = True
-    return mask.reshape(shape)
+def _read_grid(rows, title: str, titles: dict[str, str], with_formulas: bool, ncol: int):  # type: ignore[no-untyped-def]
+    """Take rows from Package.grid until its end, or until it says "start again" (None: the
+    grid returned is None then)."""
+    top: dict[tuple[int, int], Cell] = {}
+    grid = _Grid(ncol)
+    odd: dict[tuple[int, int], str] = {}
+    grid.columns = (
+        [ColumnFormulas(j, title, titles) for j in range(ncol)] if with_formulas else None
+    )
+    block: list[GridRow] = []
+    last = -1  # the last data row read, as k
+    gap = None
+    for line in rows:
+        if line is None:
+            return top, None, odd, last, gap
+        if line.row < layout.FIRST_ROW:
+            types = line.types or ["n"] * ncol
+            top.update(
+                ((line.row, j + 1), Cell(line.formulas[j], line.values[j], kind))
+                for j, kind in enumerate(types)
+                if kind is not None
+            )
+            continue
+        k = line.row - layout.FIRST_ROW
+        if k - last - 1 > GAP + last + 1:
+            gap = (layout.FIRST_ROW + last + 1, line.row)
+            break
+        last = k
+        block.append(line)
+        if len(block) == BLOCK:
+            _absorb(block, grid, odd, grid.columns)
+            block = []
+    if block:
+        _absorb(block, grid, odd, grid.columns)
+    return top, grid, odd, last, gap
+
+
+def _absorb(
+    block: list[GridRow],
+    grid: _Grid,
+    odd: dict[tuple[int, int], str],
+    columns: list[ColumnFormulas] | None,
+) -> None:
+    """Put a block of rows into the arrays, and their formulas through the column checks."""
+    rows = [line.row for line in block]
+    ks = np.array(rows) - layout.FIRST_ROW
+    grid.ensure(int(ks[-1]) + 1)
+    plain = [i for i, line in enumerate(block) if line.types is None]
+    if plain:
+        at = ks[plain]
+        texts = [v for i in plain for v in block[i].values]
+        numbers = _floats(texts).reshape(len(plain), grid.ncol)
+        grid.values[at] = numbers
+        grid.present[at] = grid.has_value[at] = grid.has_formula[at] = True
+        for i, j in zip(*np.nonzero(np.isnan(numbers)), strict=True):
+            odd[(int(at[i]), int(j))] = f"{block[plain[i]].values[j]} (not a number)"
+    for i, line in enumerate(block):
+        if line.types is None:
+            continue
+        k = int(ks[i])
+        for j, kind in enumerate(line.types):
+            if kind is None:
+                continue
+            grid.present[k, j] = True
+            grid.has_formula[k, j] = line.formulas[j] is not None
+            value = line.values[j]
+            if value is None:
+                continue
+            grid.has_value[k, j] = True
+            if kind == "n":
+                number = _float_or_nan(value)
+                grid.values[k, j] = number
+                if math.isnan(number):
+                    odd[(k, j)] = f"{value} (not a number)"
+            else:
+                odd[(k, j)] = f"{value} ({_TYPE_NAMES.get(kind, kind)})"
+    if columns is None:
+        return
+    texts_by_column = list(zip(*(line.formulas for line in block), strict=True))
+    start = 0
+    if rows[0] == layout.FIRST_ROW:
+        for column, texts in zip(columns, texts_by_column, strict=True):
+            column.first = texts[0]
+        start = 1
+    if start == len(rows):
+        return
+    at = ks[start:]
+    for j, column in enumerate(columns):
+        grid.ids[at, j] = column.feed(rows[start:], texts_by_column[j][start:])
 
 
 def _floats(texts: list[str]) -> np.ndarray:
-    """Parse cached numbers in C; a malformed one (never written by Excel or LibreOffice)
-    becomes NaN, which the value check reports as wrong."""
+    """Parse cached numbers; a malformed one (never written by Excel or LibreOffice) becomes
+    NaN, which the value check reports. One float() per text, never a fixed-width array of
+    texts (a value padded with blanks would make every element as wide as it)."""
     try:
-        return np.array(texts, dtype=np.str_).astype(np.float64)
-    except ValueError:
+        return np.fromiter(map(float, texts), np.float64, len(texts))
+    except (ValueError, TypeError):
         return np.array([_float_or_nan(t) for t in texts], dtype=np.float64)
 
 
-def _float_or_nan(text: str) -> float:
+def _float_or_nan(text: str | None) -> float:
     try:
-        return float(text)
-    except ValueError:
+        return float(text)  # type: ignore[arg-type]
+    except (ValueError, TypeError):
         return math.nan
 
 
@@ -402,6 +569,17 @@ def check_structure(sheet: LrSheet, report: Report) -> bool:
     for k, j in zip(*np.nonzero(~sheet.present), strict=True):
         report.add(Finding(sheet.title, sheet.a1(k, j), "empty cell: rows must be contiguous"))
         ok = False
+    if sheet.gap is not None:
+        first, after = sheet.gap
+        report.add(
+            Finding(
+                sheet.title,
+                f"A{first}",
+                f"rows {first:,} to {after - 1:,} are missing: rows must be contiguous "
+                f"(row {after:,} and below not read)",
+            )
+        )
+        ok = False
     return ok
 
 
@@ -412,21 +590,23 @@ def check_formulas(
 
     Returns how many formulas were compiled and run on changed inputs.
     """
+    assert sheet.columns is not None, "read without formulas"
     first: dict[str, tuple[list[Token], int]] = {}
     rest: dict[str, tuple[list[Token], int]] = {}
     for j, column in enumerate(sheet.layout.columns):
-        cells = sheet.formulas[j]
-        if cells[0] is None:
-            _constant(sheet, report, 0, j)
+        text = sheet.columns[j].first if sheet.rows else None
+        if text is None:
+            if sheet.rows:
+                _constant(sheet, report, 0, j)
         else:
-            tokens = _tokens(sheet, report, 0, j, cells[0], titles)
+            tokens = _tokens(sheet, report, 0, j, text, titles)
             if tokens is not None:
                 first[column.key] = (tokens, 0)
-        found = _column_formula(sheet, report, j, titles)
+        found = _column_formula(sheet, report, j)
         if found is not None:
             rest[column.key] = found
     compiled = _changed_inputs(sheet, report, first, rest, rng)
-    report.formula_cells += sum(sum(f is not None for f in fs) for fs in sheet.formulas)
+    report.formula_cells += int(sheet.has_formula.sum())
     return compiled
 
 
@@ -446,73 +626,44 @@ def _constant(sheet: LrSheet, report: Report, k: int, j: int) -> None:
     )
 
 
-def _column_formula(
-    sheet: LrSheet, report: Report, j: int, titles: dict[str, str]
-) -> tuple[list[Token], int] | None:
+def _column_formula(sheet: LrSheet, report: Report, j: int) -> tuple[list[Token], int] | None:
     """The one relative formula of column j below the first row, and the row it is first in.
 
-    Cells that differ from the column's most common formula are reported. Fast path: render
-    the formula of a middle row into every row and compare texts; only cells whose text differs
-    are tokenized, so that a rewrite that changes nothing (quotes, case) is not a finding.
+    Cells that differ from the column's most common formula are reported; a rewrite that
+    changes nothing (quotes, case, spaces) is the same formula, not a finding.
     """
-    cells = sheet.formulas[j]
-    col = j + 1
-    if len(cells) < 2:
+    column = sheet.columns[j]  # type: ignore[index]
+    ids = sheet.formula_ids
+    if sheet.rows < 2 or ids is None:
         return None
-    guess_k = next((k for k in range(len(cells) // 2, len(cells)) if cells[k]), None)
-    if guess_k is None:
-        guess_k = next((k for k in range(1, len(cells)) if cells[k]), None)
-    forms: dict[tuple, tuple[list[Token], int]] = {}  # key → (tokens, a row it is in)
-    counts: Counter[tuple] = Counter()
-    per_cell: list[tuple | None] = [None] * len(cells)
-    expected: list[str | None] = [None] * len(cells)
-    if guess_k is not None:
-        row = layout.FIRST_ROW + guess_k
-        try:
-            tokens = tokenize(cells[guess_k], row, col, sheet.title, titles)
-        except Unsupported:
-            pass  # reported below, with the cell
-        else:
-            guess_key = relative_key(tokens)
-            forms[guess_key] = (tokens, guess_k)
-            expected = template(tokens, col).render_rows(layout.FIRST_ROW, len(cells))
-    for k in range(1, len(cells)):
-        text = cells[k]
-        if text is None:
-            continue
-        if text == expected[k]:
-            per_cell[k] = guess_key
-            counts[guess_key] += 1
-            continue
-        tokens = _tokens(sheet, report, k, j, text, titles)
-        if tokens is None:
-            continue
-        key = relative_key(tokens)
-        forms.setdefault(key, (tokens, k))
-        per_cell[k] = key
-        counts[key] += 1
-    for k in range(1, len(cells)):
-        if cells[k] is None:
-            _constant(sheet, report, k, j)
-    if not counts:
-        return None
-    main, _ = counts.most_common(1)[0]
-    main_tokens = forms[main][0]
-    main_k = per_cell.index(main)
-    for k in range(1, len(cells)):
-        key = per_cell[k]
-        if key is not None and key != main:
-            row = layout.FIRST_ROW + k
-            report.add(
-                Finding(
-                    sheet.title,
-                    sheet.a1(k, j),
-                    "formula differs from the rest of its column",
-                    found_formula=cells[k],
-                    expected_formula=render(main_tokens, row, col),
-                )
+    for k in np.flatnonzero(~sheet.has_formula[1:, j]) + 1:
+        _constant(sheet, report, int(k), j)
+    for k, text, why in column.refused:
+        report.add(
+            Finding(
+                sheet.title, sheet.a1(k, j), f"formula not supported: {why}", found_formula=text
             )
-    return main_tokens, main_k
+        )
+    report.findings_total += column.refused_total - len(column.refused)
+    if len(column.counts) == 1:
+        return None
+    main = 1 + int(np.argmax(column.counts[1:]))
+    main_tokens = column.forms[main][0]
+    col = j + 1
+    differ = np.flatnonzero((ids[:, j] > 0) & (ids[:, j] != main))
+    for k in differ[:MAX_FINDINGS]:
+        row = layout.FIRST_ROW + int(k)
+        report.add(
+            Finding(
+                sheet.title,
+                sheet.a1(int(k), j),
+                "formula differs from the rest of its column",
+                found_formula=render(column.forms[ids[k, j]][0], row, col),
+                expected_formula=render(main_tokens, row, col),
+            )
+        )
+    report.findings_total += max(0, len(differ) - MAX_FINDINGS)
+    return main_tokens, int(np.flatnonzero(ids[:, j] == main)[0])
 
 
 def _tokens(
@@ -696,9 +847,40 @@ def _expected(setup: dict[str, float] | None, sheets: list[LrSheet]) -> dict[str
         by_steps.setdefault(sheet.rows - 1, []).append(sheet)
     out = {}
     for steps, group in by_steps.items():
+        if steps > TRAIN_CHUNK:
+            out.update((s.title, chained_sheet(setup, s.eta(), steps, s.layout)) for s in group)
+            continue
         values = numpy_sheets(setup, [s.eta() for s in group], steps, group[0].layout)
         out.update((s.title, v) for s, v in zip(group, values, strict=True))
     return out
+
+
+# A run keeps every step's arrays until it returns: ~380 MB at 100,000 steps, most of
+# `bpxl verify`'s memory. A long run is trained in chunks instead, each chunk starting from the
+# last row of the one before (the same doubles, so the same values to the last bit); one η at a
+# time, as a run starts every η from the same values.
+TRAIN_CHUNK = 20_000
+
+
+def chained_sheet(
+    setup: dict[str, float],
+    eta: float | None,
+    steps: int,
+    sheet: layout.SheetLayout = layout.SEED_LAYOUT,
+) -> np.ndarray:
+    """numpy_sheets(setup, [eta], steps, sheet)[0], trained TRAIN_CHUNK steps at a time.
+
+    Every Setup value has the column of the same name, so a chunk's last row starts the next."""
+    parts = []
+    start = dict(setup)
+    done = 0
+    while done < steps or not parts:
+        n = min(TRAIN_CHUNK, steps - done)
+        values = numpy_sheets(start, [eta], n, sheet)[0]
+        parts.append(values if not parts else values[1:])
+        done += n
+        start = {e.key: float(values[-1, sheet.keys.index(e.key)]) for e in sheet.setup}
+    return np.concatenate(parts)
 
 
 def read_setup(
@@ -898,8 +1080,8 @@ def verify_workbook(
                 )
             return _verify_cnn_only(pkg, report, engine)
         rng = np.random.default_rng(20240611)
-        setup_cells = pkg.cells(layout.SETUP_SHEET) if layout.SETUP_SHEET in pkg.parts else None
-        sheet_layout = read_network(setup_cells)  # the architecture, from the workbook itself
+        # the architecture, from the workbook itself
+        sheet_layout = read_network(_network_cells(pkg))
         sheets: list[LrSheet] = []
         healthy: dict[str, bool] = {}
         compiled: dict[str, int] = {}
@@ -907,11 +1089,10 @@ def verify_workbook(
             sheet = read_lr_sheet(pkg, title, sheet_layout=sheet_layout)
             healthy[title] = check_structure(sheet, report)
             compiled[title] = check_formulas(sheet, report, rng, pkg.titles)
-            sheet.formulas = []  # the biggest part; not needed any more
+            sheet.columns = sheet.formula_ids = None  # not needed any more
             sheets.append(sheet)
-        summary_cells = (
-            pkg.cells(layout.SUMMARY_SHEET) if layout.SUMMARY_SHEET in pkg.parts else None
-        )
+        setup_cells = _setup_cells(pkg, sheet_layout)
+        summary_cells = _summary_cells(pkg, sheets)
         report.engine = _choose_engine(path, engine, sheets, report)
         if report.engine == "libreoffice":
             setup_cells, summary_cells = _recalculated(
@@ -966,6 +1147,41 @@ def application(path: Path) -> str | None:
         return None
     found = re.search(r"<(?:\w+:)?Application>([^<]*)</", text)
     return found.group(1).strip() if found else None
+
+
+def _setup_cells(
+    pkg: Package, sheet: layout.SheetLayout = layout.SEED_LAYOUT
+) -> dict[tuple[int, int], Cell] | None:
+    """The Setup sheet's cells that the checks read (its value column), or None if missing."""
+    if layout.SETUP_SHEET not in pkg.parts:
+        return None
+    width, last = _SETUP_VALUE_COL, max(sheet.setup_row.values())
+    return pkg.cells(layout.SETUP_SHEET, width, last)
+
+
+def _network_cells(pkg: Package) -> dict[tuple[int, int], Cell] | None:
+    """The Setup sheet's text describing the network (I:J), or None if there is no Setup."""
+    if layout.SETUP_SHEET not in pkg.parts:
+        return None
+    width = column_number(layout.SETUP_NETWORK_COLUMNS[-1])
+    last = layout.SETUP_FIRST_ROW + len(layout.NETWORK_FIELDS) - 1
+    return pkg.cells(layout.SETUP_SHEET, width, last)
+
+
+def _summary_cells(pkg: Package, sheets: list[LrSheet]) -> dict[tuple[int, int], Cell] | None:
+    """The Error vs LR cells the checks read: as many rows and columns as the LR sheets need."""
+    if layout.SUMMARY_SHEET not in pkg.parts:
+        return None
+    steps = max((s.rows - 1 for s in sheets), default=0)
+    where = layout.SummaryLayout(len(sheets), steps)
+    width = max(
+        [column_number(c) for c in layout.SUMMARY_COLUMNS.values()]
+        + [column_number(where.lr_column(j)) for j in range(len(sheets))]
+    )
+    last = max(
+        where.iteration_row(steps), where.lr_row(len(sheets)), cell_key(layout.THRESHOLD_CELL)[0]
+    )
+    return pkg.cells(layout.SUMMARY_SHEET, width, last)
 
 
 def _choose_engine(path: Path, engine: str, sheets: list[LrSheet], report: Report) -> str:
@@ -1039,10 +1255,10 @@ def _recalculated(
                         **{kj: v for kj, v in sheet.odd_values.items() if not computed[kj]},
                         **{kj: v for kj, v in fresh.odd_values.items() if computed[kj]},
                     }
-            if setup_cells is not None:
-                setup_cells = _merge(setup_cells, pkg.cells(layout.SETUP_SHEET))
+            if setup_cells is not None and layout.SETUP_SHEET in pkg.parts:
+                setup_cells = _merge(setup_cells, _setup_cells(pkg, sheets[0].layout) or {})
             if summary_cells is not None and layout.SUMMARY_SHEET in pkg.parts:
-                summary_cells = _merge(summary_cells, pkg.cells(layout.SUMMARY_SHEET))
+                summary_cells = _merge(summary_cells, _summary_cells(pkg, sheets) or {})
             report.cnn = check_cnn_sheets(original, report, computed=pkg)
         finally:
             pkg.close()
