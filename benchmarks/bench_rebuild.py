@@ -26,13 +26,17 @@ ROOT = Path(__file__).resolve().parent.parent
 LRS = ("0.1", "0.2", "0.5", "0.8", "1", "2")
 
 
-def run_cli(code: Path, args: list[str]) -> tuple[float, float]:
-    """Seconds and peak RSS (MB) of one `bpxl` run in its own process."""
+def run_cli(code: Path, args: list[str], cwd: Path) -> tuple[float, float]:
+    """Seconds and peak RSS (MB) of one `bpxl` run in its own process.
+
+    `cwd` must not be a checkout: `python -m` puts the working folder before PYTHONPATH.
+    """
     env = dict(os.environ, PYTHONPATH=str(code), PYTHONDONTWRITEBYTECODE="1")
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "backprop_xlsx", *args],
         env=env,
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -83,16 +87,16 @@ def main() -> None:
             n, steps = (int(x) for x in size.split("x"))
             common = ["build", "--lr", *LRS[:n], "--steps", str(steps)]
             seed = folder / "seed.xlsx"
-            run_cli(args.code, [*common, "--out", str(seed)])
+            run_cli(args.code, [*common, "--out", str(seed)], folder)
             add_user_sheet(seed, folder)
             fresh, rebuilt = [], []
             for _ in range(args.repeat):
                 target = folder / "fresh.xlsx"
                 target.unlink(missing_ok=True)
-                fresh.append(run_cli(args.code, [*common, "--out", str(target)]))
+                fresh.append(run_cli(args.code, [*common, "--out", str(target)], folder))
                 target = folder / "rebuilt.xlsx"
                 shutil.copyfile(seed, target)
-                rebuilt.append(run_cli(args.code, [*common, "--out", str(target)]))
+                rebuilt.append(run_cli(args.code, [*common, "--out", str(target)], folder))
             t_f, t_r = min(t for t, _ in fresh), min(t for t, _ in rebuilt)
             m_f, m_r = min(m for _, m in fresh), min(m for _, m in rebuilt)
             print(
