@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.fileio import atomic_output, atomic_write_bytes, atomic_write_text
+from backprop_xlsx.fileio import (
+    atomic_output,
+    atomic_write_bytes,
+    atomic_write_text,
+    make_folders,
+    output_path,
+    remove_empty_folders,
+)
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -90,3 +97,39 @@ def test_modes_respect_umask_and_existing_file(tmp_path: Path) -> None:
     atomic_write_text(kept, "b\nc")
     assert kept.read_text() == "b\nc"
     assert stat.S_IMODE(kept.stat().st_mode) == 0o604
+
+
+def test_output_path_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    """Opening a FIFO would block; a device or socket is never a workbook to replace."""
+    fifo = tmp_path / "pipe.xlsx"
+    os.mkfifo(fifo)
+    with pytest.raises(BpxlError, match=r"it is a FIFO \(named pipe\), not a regular file$"):
+        atomic_write_text(fifo, "y")
+    with pytest.raises(BpxlError, match=r"^cannot write /dev/null: it is a character device"):
+        output_path("/dev/null")
+    dangling = tmp_path / "dangling.xlsx"
+    dangling.symlink_to(tmp_path / "gone.xlsx")
+    with pytest.raises(BpxlError, match=r"it is a symbolic link to .*gone\.xlsx, missing$"):
+        atomic_write_text(dangling, "y")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling.xlsx", "pipe.xlsx"]
+
+
+def test_a_symlink_is_followed_and_kept(tmp_path: Path) -> None:
+    target = tmp_path / "real.txt"
+    target.write_text("old")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+
+
+def test_make_folders_and_undo(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    created = make_folders(tmp_path / "a" / "b" / "c")
+    assert created == [tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"]
+    assert make_folders(tmp_path / "a" / "b") == []
+    remove_empty_folders(created)
+    assert list(tmp_path.iterdir()) == [tmp_path / "a"] and list((tmp_path / "a").iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BpxlError, match=r"^cannot make folder .*file/d/e: Not a directory$"):
+        make_folders(tmp_path / "file" / "d" / "e")
