@@ -101,10 +101,16 @@ def _on_signal(signum: int, frame: object) -> None:
     raise Terminated(signum)
 
 
-def _install_signal_handlers() -> None:
+def _install_signal_handlers() -> dict[int, object]:
+    """SIGTERM and SIGHUP raise Terminated; returns the handlers they replace."""
+    replaced: dict[int, object] = {}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) is signal.SIG_DFL:  # leave an ignored SIGHUP (nohup) ignored
-            signal.signal(sig, _on_signal)
+            try:
+                replaced[sig] = signal.signal(sig, _on_signal)
+            except ValueError:  # not the main thread (bpxl called from a library): leave them
+                break
+    return replaced
 
 
 class Interrupted(BaseException):
@@ -121,8 +127,15 @@ class OneLineErrors(click.Group):
             raise Interrupted() from None
 
     def main(self, *args, **kwargs):  # type: ignore[override]
+        replaced = _install_signal_handlers()
+        try:
+            self._main(*args, **kwargs)
+        finally:  # called in-process (tests, a library): give the signals back
+            for sig, handler in replaced.items():
+                signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    def _main(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         kwargs["standalone_mode"] = False
-        _install_signal_handlers()
         try:
             rv = super().main(*args, **kwargs)
         except click.exceptions.Exit as exc:
