@@ -412,3 +412,12 @@ def test_libreoffice_keeps_the_record_of_bpxl_sheets(recalculated: dict[str, Pat
     titles = [layout.SETUP_SHEET, *(layout.lr_sheet_title(e) for e in ETAS), layout.SUMMARY_SHEET]
     assert found is not None and not found.legacy
     assert (found.bpxl, found.user) == (titles, [])
+
+
+def test_in_process_cli_gives_the_signal_handlers_back(tmp_path: Path) -> None:
+    import signal
+
+    before = (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP))
+    code, _, stderr = run("build", "--lr", "0.5", "--steps", "2", "--out", str(tmp_path / "b.xlsx"))
+    assert code == 0, stderr
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before
