@@ -146,9 +146,15 @@ def _tail(text: str, limit: int = 300) -> str:
     return joined[-limit:] if joined else "no message"
 
 
-def _convert(src: Path, target_filter: str, ext: str, timeout: float, what: str) -> bytes:
-    """Run one headless conversion of `src` and return the produced file's bytes."""
+def _convert(
+    src: Path, target_filter: str, ext: str, timeout: float, what: str, label: str | None = None
+) -> bytes:
+    """Run one headless conversion of `src` and return the produced file's bytes.
+
+    `label` names `src` in messages (a temporary copy means nothing to the user).
+    """
     src = _check_package(src)
+    name = label or str(src)
     soffice = _require_soffice()
     with _session(src) as (profile, work_copy, outdir):
         cmd = [
@@ -196,7 +202,7 @@ def _convert(src: Path, target_filter: str, ext: str, timeout: float, what: str)
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 raise BpxlError(
-                    f"LibreOffice did not finish {what} {src} within {timeout:g} s "
+                    f"LibreOffice did not finish {what} {name} within {timeout:g} s "
                     "(raise the timeout, or check that the workbook opens in LibreOffice)"
                 ) from None
             finally:
@@ -205,23 +211,28 @@ def _convert(src: Path, target_filter: str, ext: str, timeout: float, what: str)
                 _kill_group(proc)
         log = log_path.read_bytes()[-20_000:].decode("utf-8", "replace")
         produced = outdir / f"{work_copy.stem}.{ext}"
+        if proc.returncode < 0:  # killed by a signal: a crash, or someone killed it
+            raise BpxlError(f"LibreOffice {_how(proc.returncode)} while {what} {name}{_said(log)}")
         if proc.returncode != 0 or not produced.is_file() or produced.stat().st_size == 0:
             raise BpxlError(
-                f"LibreOffice failed {what} {src} ({_how(proc.returncode)}): {_tail(log)}"
+                f"LibreOffice failed {what} {name} (exit code {proc.returncode}): {_tail(log)}"
             )
         return produced.read_bytes()
 
 
 def _how(returncode: int) -> str:
-    """`exit code 1`, or `killed by SIGKILL` / `crashed (SIGSEGV)` for a negative code."""
-    if returncode >= 0:
-        return f"exit code {returncode}"
+    """`crashed (SIGSEGV)` or `was killed by SIGKILL`, for a negative return code."""
     try:
         name = signal.Signals(-returncode).name
     except ValueError:
         name = f"signal {-returncode}"
     crashes = {"SIGSEGV", "SIGBUS", "SIGABRT", "SIGILL", "SIGFPE"}
-    return f"crashed ({name})" if name in crashes else f"killed by {name}"
+    return f"crashed ({name})" if name in crashes else f"was killed by {name}"
+
+
+def _said(log: str) -> str:
+    tail = _tail(log)
+    return "" if tail == "no message" else f": {tail}"
 
 
 # LibreOffice runs not yet reaped: killed at interpreter exit if something skipped the kill.
@@ -246,16 +257,16 @@ def _kill_live() -> None:
         _kill_group(proc)
 
 
-def recalculate(src: Path, dst: Path, *, timeout: float = 600) -> Path:
+def recalculate(src: Path, dst: Path, *, timeout: float = 600, label: str | None = None) -> Path:
     """Write `dst`: `src` with every formula recalculated by LibreOffice and the values cached.
 
     Formulas are kept. Stale or wrong cached values in `src` are ignored (full recalculation on
     load is forced). `src` may equal `dst`; `dst` is replaced atomically, so it is either the old
-    file or the complete new one. Returns `dst`.
+    file or the complete new one. `label` names `src` in error messages. Returns `dst`.
     """
     dst = Path(dst)
     with atomic_output(dst) as tmp:  # checks the folder is writable before minutes of work
-        tmp.write_bytes(_convert(Path(src), XLSX_FILTER, "xlsx", timeout, "recalculating"))
+        tmp.write_bytes(_convert(Path(src), XLSX_FILTER, "xlsx", timeout, "recalculating", label))
     return dst
 
 

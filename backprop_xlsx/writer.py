@@ -152,7 +152,7 @@ def build_workbook(
                 with tempfile.TemporaryDirectory(prefix="bpxl-build-") as work:
                     book = Path(work) / "book.xlsx"
                     warnings = write_workbook(run, etas, steps, book, **carry)
-                    recalculate(book, book)
+                    recalculate(book, book, label=f"the new workbook for {link}")
                     shutil.copyfile(book, tmp)
     except OSError as exc:  # disk full, an I/O error: the old file is untouched
         raise BpxlError(f"cannot write {link}: {exc.strerror or exc}") from None
