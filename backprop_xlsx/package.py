@@ -36,9 +36,10 @@ Choices and limits:
 
 * Shared strings of the moved sheet become inline strings (``t="inlineStr"``), so the
   destination's ``sharedStrings.xml`` is never touched.
-* Cell formats keep number format, font, fill, border, alignment and protection; the named cell
-  style (``xfId``) becomes "Normal". Cells without a format (index 0) use the destination's
-  default format. Conditional-format ``dxf`` entries are copied.
+* Cell formats keep number format, font, fill, border, alignment and protection, and their named
+  cell style (``xfId``): one the destination has by the same name (Normal, Hyperlink) is used,
+  any other is added. Cells without a format (index 0) use the destination's default format.
+  Conditional-format ``dxf`` entries are copied.
 * ``docProps/app.xml`` (the sheet-title list some tools show) is left as it is; Excel and
   LibreOffice ignore a stale list.
 * Sheet names match case-insensitively, as in Excel: a same-named sheet is replaced in place
@@ -561,7 +562,47 @@ class _Styles:
             if xf.get(attr) is not None:
                 xf.set(attr, str(self._copy(section, child, int(xf.get(attr, "0")))))
         if xf.get("xfId") is not None:
-            xf.set("xfId", "0")  # named cell styles are not carried over: "Normal"
+            xf.set("xfId", str(self._named_style(int(xf.get("xfId", "0")))))
+
+    def _named_style(self, index: int) -> int:
+        """The destination's record for the source's named cell style `index` (its xfId).
+
+        A style the destination has by the same name is used as it is (Normal, Hyperlink);
+        any other is appended with its own record, so the cell keeps its style's name.
+        """
+        memo_key = ("cellStyles", index)
+        if index == 0 or self.src_root is None:
+            return 0
+        if memo_key in self._memo:
+            return self._memo[memo_key]
+        styles = self.src_root.findall(f"{_m('cellStyles')}/{_m('cellStyle')}")
+        style = next((el for el in styles if el.get("xfId") == str(index)), None)
+        records = self.src_root.findall(f"{_m('cellStyleXfs')}/{_m('xf')}")
+        result = 0
+        if style is not None and index < len(records):
+            root = self._require_dst()
+            named = self._section(root, "cellStyles", create=True)
+            assert named is not None
+            name = (style.get("name") or "").casefold()
+            same = next((el for el in named if (el.get("name") or "").casefold() == name), None)
+            if same is not None:
+                result = int(same.get("xfId", "0") or 0)
+            else:
+                record = copy.deepcopy(records[index])
+                record.attrib.pop("xfId", None)
+                self._remap_xf(record)
+                section = self._section(root, "cellStyleXfs", create=True)
+                assert section is not None
+                result = len(section.findall(_m("xf")))
+                section.append(record)  # never shared: each named style has its own record
+                section.set("count", str(result + 1))
+                entry = copy.deepcopy(style)
+                entry.set("xfId", str(result))
+                named.append(entry)
+                named.set("count", str(len(named.findall(_m("cellStyle")))))
+                self.dst.touch(self.dst_part or "")
+        self._memo[memo_key] = result
+        return result
 
     def _remap_dxf(self, dxf: etree._Element) -> None:
         fmt = dxf.find(_m("numFmt"))

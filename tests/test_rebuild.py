@@ -17,7 +17,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 from openpyxl.chart import LineChart, Reference
-from openpyxl.styles import Font
+from openpyxl.styles import Font, NamedStyle
 from openpyxl.workbook.defined_name import DefinedName
 
 from backprop_xlsx import layout
@@ -67,6 +67,11 @@ def _user_edited(path: Path, etas: list[float]) -> None:
     notes["B2"] = 0.25
     notes["B2"].number_format = "0.000%"
     notes["B2"].font = Font(bold=True, color="FFC00000")
+    mine = NamedStyle(name="My note", font=Font(italic=True, color="FF7030A0"))
+    notes["C1"] = "a named style of mine"
+    notes["C1"].style = mine
+    notes["C2"] = "a built-in named style"
+    notes["C2"].style = "Good"
     notes["A3"] = "='LR 0.1'!W9"  # LR 0.1 goes in the rebuild: a warning
     notes["A4"] = "='LR 2'!W9"  # LR 2 is rebuilt: still there, no warning
     chart = LineChart()  # on the last LR sheet (kept LR 2 below): no warning
@@ -125,6 +130,9 @@ def test_rebuild_keeps_user_sheets_names_and_styles(tmp_path: Path) -> None:
         0.25, "0.000%", True, "FFC00000"
     )  # fmt: skip
     assert wb["Notes"]["A3"].value == "='LR 0.1'!W9"  # kept as written, and warned about
+    c1, c2 = wb["Notes"]["C1"], wb["Notes"]["C2"]
+    assert (c1.style, c1.font.i, c1.font.color.rgb) == ("My note", True, "FF7030A0")
+    assert c2.style == "Good" and {"My note", "Good"} <= set(wb.named_styles)
     assert wb.defined_names["my_rate"].attr_text == "Notes!$B$2"
     assert len(wb["Notes"]._charts) == 1
     assert wb["LR 2"].max_row == layout.last_row(7)
