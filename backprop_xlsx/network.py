@@ -271,15 +271,24 @@ def _entries(m: np.ndarray) -> list[np.ndarray]:
     return [m[..., r, c] for r in range(m.shape[-2]) for c in range(m.shape[-1])]
 
 
-def forward_backward(p: Mapping[str, np.ndarray | float]) -> dict[str, np.ndarray]:
-    """One iteration of the seed network: every quantity of its workbook row, by name."""
-    shape = np.broadcast(*(np.asarray(p[k]) for k in PARAMS)).shape
+def _seed_arrays(
+    p: Mapping[str, np.ndarray | float],
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[None]]:
+    """The seed's named values as x, t, W and b: W1 = [[w1, w2], [w3, w4]], W2 likewise."""
     i = _matrix(p, [("i1", "i2")])  # one sample: (..., 1, 2)
     t = _matrix(p, [("t1", "t2")])
     W1 = _matrix(p, [("w1", "w2"), ("w3", "w4")])
     W2 = _matrix(p, [("w5", "w6"), ("w7", "w8")])
-    run = backprop(SEED, i, t, [W1, W2], [None, None])
+    return i, t, [W1, W2], [None, None]
+
+
+def _seed_names(
+    p: Mapping[str, np.ndarray | float], run: Pass | History, shape: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """A pass (or a run) of the seed network by the names of its workbook's columns."""
     values = dict(p)
+    if isinstance(run, History):
+        values |= zip(WEIGHTS, _entries(run.W[0]) + _entries(run.W[1]), strict=True)
     values |= zip(("h1", "h2"), _neurons(run.z[0]), strict=True)
     values |= zip(("a_h1", "a_h2"), _neurons(run.a[1]), strict=True)
     values |= zip(("o1", "o2"), _neurons(run.z[1]), strict=True)
@@ -291,6 +300,12 @@ def forward_backward(p: Mapping[str, np.ndarray | float]) -> dict[str, np.ndarra
         name: np.broadcast_to(np.asarray(values[name], dtype=np.float64), shape).copy()
         for name in QUANTITIES
     }
+
+
+def forward_backward(p: Mapping[str, np.ndarray | float]) -> dict[str, np.ndarray]:
+    """One iteration of the seed network: every quantity of its workbook row, by name."""
+    shape = np.broadcast(*(np.asarray(p[k]) for k in PARAMS)).shape
+    return _seed_names(p, backprop(SEED, *_seed_arrays(p)), shape)
 
 
 def gradient_step(
@@ -312,22 +327,5 @@ def train(
     """
     eta = np.asarray(etas, dtype=np.float64)
     p = {k: float(start[k]) for k in PARAMS}
-    i = _matrix(p, [("i1", "i2")])
-    t = _matrix(p, [("t1", "t2")])
-    W1 = _matrix(p, [("w1", "w2"), ("w3", "w4")])
-    W2 = _matrix(p, [("w5", "w6"), ("w7", "w8")])
-    run = train_network(SEED, i, t, [W1, W2], [None, None], eta, steps)
-    shape = (steps + 1, eta.size)
-    values: dict[str, np.ndarray | float] = dict(p)
-    values |= zip(WEIGHTS, _entries(run.W[0]) + _entries(run.W[1]), strict=True)
-    values |= zip(("h1", "h2"), _neurons(run.z[0]), strict=True)
-    values |= zip(("a_h1", "a_h2"), _neurons(run.a[1]), strict=True)
-    values |= zip(("o1", "o2"), _neurons(run.z[1]), strict=True)
-    values |= zip(("a_o1", "a_o2"), _neurons(run.a[2]), strict=True)
-    values |= zip(("E1", "E2"), _neurons(run.E), strict=True)
-    values["E_total"] = run.E_total
-    values |= zip(GRADIENTS, _entries(run.dE_dW[0]) + _entries(run.dE_dW[1]), strict=True)
-    return {
-        name: np.broadcast_to(np.asarray(values[name], dtype=np.float64), shape).copy()
-        for name in QUANTITIES
-    }
+    run = train_network(SEED, *_seed_arrays(p), eta, steps)
+    return _seed_names(p, run, (steps + 1, eta.size))
