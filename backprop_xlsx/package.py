@@ -861,10 +861,7 @@ class _Transplant:
         if not local:
             return
         if names_el is None:
-            names_el = etree.Element(_m("definedNames"))
-            sheets_el = wb.find(_m("sheets"))
-            assert sheets_el is not None
-            sheets_el.addnext(names_el)
+            names_el = _new_defined_names(wb)
         for el in local:
             clone = copy.deepcopy(el)
             clone.set("localSheetId", str(dst_index))
@@ -894,10 +891,7 @@ class _Transplant:
         if not carried:
             return
         if names_el is None:
-            names_el = etree.Element(_m("definedNames"))
-            sheets_el = wb.find(_m("sheets"))
-            assert sheets_el is not None
-            sheets_el.addnext(names_el)
+            names_el = _new_defined_names(wb)
         for el in carried:
             names_el.append(copy.deepcopy(el))
             if self.removed:
@@ -1095,6 +1089,15 @@ def sheet_references(formula: str) -> set[str]:
         (quoted.replace("''", "'") if quoted else bare).casefold()
         for quoted, bare in _SHEET_REF.findall(formula)
     }
+
+
+def _new_defined_names(wb: etree._Element) -> etree._Element:
+    """An empty <definedNames> in its place in workbook.xml: right after <sheets>."""
+    names_el = etree.Element(_m("definedNames"))
+    sheets_el = wb.find(_m("sheets"))
+    assert sheets_el is not None
+    sheets_el.addnext(names_el)
+    return names_el
 
 
 def build_package(
