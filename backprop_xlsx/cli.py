@@ -201,7 +201,10 @@ class Finite(click.ParamType):
 )
 @click.version_option(package_name="bpxl")
 def cli() -> None:
-    """bpxl: watch a 2-2-2 sigmoid network learn by live formulas in a workbook, and prove it."""
+    """bpxl: watch a neural network learn by live formulas in a workbook, and prove it.
+
+    The default is the 2-2-2 sigmoid network of the worked example; `build --preset` or
+    `--config` gives any small network."""
 
 
 @cli.command(cls=VariadicLrCommand)
