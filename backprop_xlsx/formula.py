@@ -72,7 +72,7 @@ _TOKEN = re.compile(
   | (?P<str>"(?:[^"]|"")*+")
   | (?P<ref>(?:(?P<sheet>'(?:[^']|'')++'|[A-Za-z_\\][\w.]*+)!)?
         (?P<cabs>\$?)(?P<col>[A-Za-z]{1,3})(?P<rabs>\$?)(?P<row>[0-9]{1,7})
-        (?![\w(.!:$]|:\$?[A-Za-z]))
+        (?![\w(.!$]|:(?!\$?[A-Za-z]{1,3}\$?[0-9])))
   | (?P<num>(?:[0-9]++\.?[0-9]*+|\.[0-9]++)(?:[Ee][+-]?[0-9]++)?)
   | (?P<name>[A-Za-z_\\][\w.]*+)
   | (?P<op>[^"'])
@@ -114,8 +114,11 @@ def tokenize(formula: str, row: int, col: int, own: str, titles: dict[str, str])
         canon = _canonical_sheet(sheet, titles) if sheet else None
         c, r = column_number(m["col"]), int(m["row"])
         cabs, rabs = bool(m["cabs"]), bool(m["rabs"])
+        own_sheet = None if canon == own else canon
+        if not sheet and len(tokens) >= 2 and tokens[-1] == ("op", ":") and tokens[-2][0] == "ref":
+            own_sheet = tokens[-2][1].sheet  # the end of a range A1:B2 is on the start's sheet
         ref = Ref(
-            None if canon == own else canon,
+            own_sheet,
             sheet + "!" if sheet else "",
             cabs,
             c if cabs else c - col,

@@ -7,8 +7,9 @@ Writes outputs/lr_sheet.png (the top of one LR sheet), outputs/lr_chart.png (its
 and outputs/error_vs_lr.png (the Error vs LR chart): headless PDF export, then pdftoppm, then the
 white margins trimmed (Pillow, which torchvision brings; without it the pages stay whole).
 With --preset, builds that preset at one learning rate (its own steps) and writes
-outputs/preset_NAME.png (the page of its LR sheet with the outputs, E_total and δ) and outputs/preset_NAME_chart.png (its
-outputs-per-sample chart, or its E_total chart for one sample).
+outputs/preset_NAME.png (the page of its LR sheet with the outputs, E_total and δ) and
+outputs/preset_NAME_chart.png (its outputs-per-sample chart, or its E_total chart for one
+sample).
 """
 
 from __future__ import annotations
