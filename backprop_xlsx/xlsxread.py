@@ -242,7 +242,7 @@ class GridRow(NamedTuple):
     row: int
     formulas: Sequence[str | None]  # [column − 1]
     values: Sequence[str | None]  # cached values as text (shared strings resolved)
-    types: Sequence[str | None] | None  # None: every cell present, type "n"; else None = no cell
+    types: Sequence[str | None] | None  # None: every cell present, type "n" with a value
 
 
 class Package:
@@ -461,13 +461,13 @@ _PLAIN_ROWS: dict[int, re.Pattern[str]] = {}
 
 
 def _plain_row(width: int) -> re.Pattern[str]:
-    """A row of `width` cells A, B, … of this row, each <f>text</f><v>text</v>, t="n" at most.
+    """A row of `width` cells A, B, … of this row, each [<f>text</f>]<v>text</v>, t="n" at most.
 
     Atomic groups and possessive quantifiers: a row that is not plain fails in one pass."""
     if width not in _PLAIN_ROWS:
         cells = "".join(
             rf'(?><c\s+r="{get_column_letter(col)}(?P=r)"(?:{_ATTR}|\s+t="n")*+>'
-            rf'<f(?:{_ATTR}|\s+t="normal")*+>{_TEXT}</f><v>{_TEXT}</v></c>)'
+            rf'(?:<f(?:{_ATTR}|\s+t="normal")*+>{_TEXT}</f>)?+<v>{_TEXT}</v></c>)'
             for col in range(1, width + 1)
         )
         _PLAIN_ROWS[width] = re.compile(
@@ -549,12 +549,13 @@ class _PlainRows:
                 row = _row_number(m["r"], row, self.where)
                 groups = m.groups()
                 formulas, values = groups[1::2], groups[2::2]
-                if max(map(len, formulas)) > MAX_CELL_TEXT:
-                    raise BpxlError(_long_text(self.where, row, formulas))
+                texts = [f or "" for f in formulas] if None in formulas else formulas
+                if max(map(len, texts)) > MAX_CELL_TEXT:
+                    raise BpxlError(_long_text(self.where, row, texts))
                 if max(map(len, values)) > MAX_CELL_TEXT:
                     raise BpxlError(_long_text(self.where, row, values))
-                if "&" in "".join(formulas):
-                    formulas = tuple(map(_unescape, formulas))
+                if "&" in "".join(texts):
+                    formulas = tuple(f and _unescape(f) for f in formulas)
                 if "&" in "".join(values):
                     values = tuple(map(_unescape, values))
                 yield GridRow(row, formulas, values, None)

@@ -473,30 +473,30 @@ def test_help_documents_exit_codes() -> None:
 # --- the text reader reads what lxml reads, or leaves the sheet to lxml ----------------------
 
 
-def grid_rows(path: Path) -> tuple[list, bool]:
+def grid_rows(path: Path, title: str = SHEET, width: int = 31) -> tuple[list, bool]:
     """Package.grid's rows of the LR sheet (after its last "start again"), and whether it
     started again."""
     pkg = Package(path)
     try:
-        rows = list(pkg.grid(SHEET, 31))
+        rows = list(pkg.grid(title, width))
     finally:
         pkg.close()
     again = None in rows
     if again:
         rows = rows[len(rows) - rows[::-1].index(None) :]
     return [
-        (r.row, list(r.formulas), list(r.values), list(r.types or ["n"] * 31)) for r in rows
+        (r.row, list(r.formulas), list(r.values), list(r.types or ["n"] * width)) for r in rows
     ], again
 
 
-def lxml_rows(path: Path) -> list:
+def lxml_rows(path: Path, title: str = SHEET, width: int = 31) -> list:
     pkg = Package(path)
     try:
         shared: dict = {}
-        rows = [pkg._grid_row(el, row, SHEET, 31, shared) for row, el in pkg._sheet(SHEET)]
+        rows = [pkg._grid_row(el, row, title, width, shared) for row, el in pkg._sheet(title)]
     finally:
         pkg.close()
-    return [(r.row, list(r.formulas), list(r.values), list(r.types or ["n"] * 31)) for r in rows]
+    return [(r.row, list(r.formulas), list(r.values), list(r.types or ["n"] * width)) for r in rows]
 
 
 FAKE_ROW = '<row r="4"><c r="A4"><f>666</f><v>666</v></c></row>'
@@ -530,3 +530,15 @@ def test_text_reader_reads_as_lxml(
     assert rows == lxml_rows(path)
     assert started_again == again
     assert rows[0][0] == 1 and len(rows) == STEPS + 4 - (case == "a namespace redefined")
+
+
+def test_text_reader_reads_error_vs_lr_as_lxml(recalculated: Path) -> None:
+    """Its table's rows (a typed-in iteration number, then formulas) are read as text too."""
+    rows, again = grid_rows(recalculated, "Error vs LR", 3)
+    assert rows == lxml_rows(recalculated, "Error vs LR", 3) and not again
+    pkg = Package(recalculated)
+    try:
+        plain = sum(line.types is None for line in pkg.grid("Error vs LR", 3))
+    finally:
+        pkg.close()
+    assert plain > STEPS
