@@ -499,7 +499,7 @@ def _absorb(
         formulas = [f for i in plain for f in block[i].formulas]
         grid.has_formula[at] = np.fromiter(
             map(operator.is_not, formulas, itertools.repeat(None)), bool, len(formulas)
-        ).reshape(len(plain), NCOL)
+        ).reshape(len(plain), grid.ncol)
         for i, j in zip(*np.nonzero(np.isnan(numbers)), strict=True):
             odd[(int(at[i]), int(j))] = f"{block[plain[i]].values[j]} (not a number)"
     for i, line in enumerate(block):
@@ -1058,8 +1058,12 @@ def _check_first_below(
 
 
 ENGINES = ("auto", "cached", "libreoffice")
-# What a damaged package raises while its sheets are streamed.
-_CORRUPT = (etree.XMLSyntaxError, zipfile.BadZipFile, zlib.error, EOFError)
+# What a damaged package raises while its sheets are streamed (zipfile: RuntimeError for an
+# encrypted part, NotImplementedError for a compression method it lacks).
+_CORRUPT = (
+    etree.XMLSyntaxError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
+    RuntimeError,
+)  # fmt: skip
 
 
 def verify_workbook(
@@ -1111,6 +1115,8 @@ def verify_workbook(
             from .verify_cnn import check_cnn_sheets
 
             report.cnn = check_cnn_sheets(pkg, report, recalc=engine != "cached")
+    except RecursionError:
+        raise  # a bug, not a damaged file
     except _CORRUPT as exc:
         raise BpxlError(
             f"cannot read {path}: a damaged xlsx ({type(exc).__name__}: {exc})"

@@ -21,6 +21,7 @@ import codecs
 import posixpath
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -271,7 +272,10 @@ class Package:
         except BpxlError as exc:
             self.zip.close()
             raise BpxlError(f"cannot read {path}: {exc}") from None
-        except (KeyError, etree.XMLSyntaxError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (
+            KeyError, etree.XMLSyntaxError, zipfile.BadZipFile, OSError, EOFError, zlib.error,
+            NotImplementedError, RuntimeError,
+        ) as exc:  # fmt: skip
             self.zip.close()
             raise BpxlError(f"cannot read {path}: not an xlsx workbook ({exc})") from None
         self.titles = {t.casefold(): t for t in self.parts}
@@ -546,17 +550,20 @@ class _PlainRows:
                 raise _NotPlain
             m = match(buf, pos, end + 6)
             if m is not None:
-                row = _row_number(m["r"], row, self.where)
+                number = int(m["r"])  # 1 to 7 digits, by the pattern
+                if number <= row or number > MAX_ROW:
+                    _row_number(m["r"], row, self.where)  # raises, saying why
+                row = number
                 groups = m.groups()
                 formulas, values = groups[1::2], groups[2::2]
-                texts = [f or "" for f in formulas] if None in formulas else formulas
-                if max(map(len, texts)) > MAX_CELL_TEXT:
-                    raise BpxlError(_long_text(self.where, row, texts))
-                if max(map(len, values)) > MAX_CELL_TEXT:
-                    raise BpxlError(_long_text(self.where, row, values))
-                if "&" in "".join(texts):
+                if end + 6 - pos > MAX_CELL_TEXT:  # a short row cannot hold a long text
+                    texts = [f or "" for f in formulas]
+                    if max(map(len, texts)) > MAX_CELL_TEXT:
+                        raise BpxlError(_long_text(self.where, row, texts))
+                    if max(map(len, values)) > MAX_CELL_TEXT:
+                        raise BpxlError(_long_text(self.where, row, values))
+                if buf.find("&", pos, end) >= 0:
                     formulas = tuple(f and _unescape(f) for f in formulas)
-                if "&" in "".join(values):
                     values = tuple(map(_unescape, values))
                 yield GridRow(row, formulas, values, None)
             elif buf.startswith("<row", pos) and buf[pos + 4 : pos + 5] in (

@@ -237,6 +237,29 @@ def test_gigabyte_part_is_refused_quickly(gigabyte_of_zeros: Path, tmp_path: Pat
     assert_one_line_error(code, out, err, "cannot read")
 
 
+def set_method(path: Path, name: str, method: int) -> None:
+    """Patch the central directory: part `name` says it is compressed with `method`."""
+    data = bytearray(path.read_bytes())
+    at = 0
+    while (at := data.find(b"PK\x01\x02", at)) >= 0:
+        name_len = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46 : at + 46 + name_len] == name.encode():
+            struct.pack_into("<H", data, at + 10, method)
+            path.write_bytes(bytes(data))
+            return
+        at += 4
+    raise AssertionError(f"{name} not in the central directory")
+
+
+@pytest.mark.parametrize("method", [99, 97])  # AES encryption, WavPack: zipfile reads neither
+def test_part_zipfile_cannot_read_is_one_line(method: int, built: Path, tmp_path: Path) -> None:
+    odd = tmp_path / "odd.xlsx"
+    odd.write_bytes(built.read_bytes())
+    set_method(odd, part_of(built, SHEET), method)
+    code, out, err = run(odd)
+    assert_one_line_error(code, out, err, "damaged")
+
+
 # --- numbers a file can make huge ---------------------------------------------------------
 
 
