@@ -303,7 +303,13 @@ def run_measured(*args: object) -> tuple[int, str, str, int]:
         "try:\n    runpy.run_module('backprop_xlsx', run_name='__main__')\n"
         "except SystemExit as e:\n    code = e.code\n"
         "else:\n    code = 0\n"
-        "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        # VmHWM: the peak of this program's own memory; ru_maxrss would also count the pytest
+        # process it was forked from (Linux keeps the larger across fork and exec)
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n    status = open('/proc/self/status').read()\n"
+        "    peak = int(status.split('VmHWM:')[1].split()[0])\n"
+        "except (OSError, IndexError):\n    pass\n"
+        "print('RSS', peak, file=sys.stderr)\n"
         "sys.exit(code)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
