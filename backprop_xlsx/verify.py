@@ -23,6 +23,7 @@ through `printable`: no raw line breaks or bidirectional controls reach a termin
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 import re
@@ -327,6 +328,10 @@ class ColumnFormulas:
             expected = tpl.render_rows(rows[0], n)
         else:
             expected = list(map(tpl.render, rows))
+        if expected == list(texts):  # the whole block, in one comparison
+            ids[:] = main
+            self.counts[main] += n
+            return ids
         same = np.fromiter(map(operator.eq, texts, expected), bool, n)
         ids[same] = main
         self.counts[main] += int(same.sum())
@@ -490,7 +495,11 @@ def _absorb(
         texts = [v for i in plain for v in block[i].values]
         numbers = _floats(texts).reshape(len(plain), grid.ncol)
         grid.values[at] = numbers
-        grid.present[at] = grid.has_value[at] = grid.has_formula[at] = True
+        grid.present[at] = grid.has_value[at] = True
+        formulas = [f for i in plain for f in block[i].formulas]
+        grid.has_formula[at] = np.fromiter(
+            map(operator.is_not, formulas, itertools.repeat(None)), bool, len(formulas)
+        ).reshape(len(plain), grid.ncol)
         for i, j in zip(*np.nonzero(np.isnan(numbers)), strict=True):
             odd[(int(at[i]), int(j))] = f"{block[plain[i]].values[j]} (not a number)"
     for i, line in enumerate(block):
@@ -1049,8 +1058,12 @@ def _check_first_below(
 
 
 ENGINES = ("auto", "cached", "libreoffice")
-# What a damaged package raises while its sheets are streamed.
-_CORRUPT = (etree.XMLSyntaxError, zipfile.BadZipFile, zlib.error, EOFError)
+# What a damaged package raises while its sheets are streamed (zipfile: RuntimeError for an
+# encrypted part, NotImplementedError for a compression method it lacks).
+_CORRUPT = (
+    etree.XMLSyntaxError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
+    RuntimeError,
+)  # fmt: skip
 
 
 def verify_workbook(
@@ -1102,6 +1115,8 @@ def verify_workbook(
             from .verify_cnn import check_cnn_sheets
 
             report.cnn = check_cnn_sheets(pkg, report, recalc=engine != "cached")
+    except RecursionError:
+        raise  # a bug, not a damaged file
     except _CORRUPT as exc:
         raise BpxlError(
             f"cannot read {path}: a damaged xlsx ({type(exc).__name__}: {exc})"
@@ -1181,7 +1196,24 @@ def _summary_cells(pkg: Package, sheets: list[LrSheet]) -> dict[tuple[int, int],
     last = max(
         where.iteration_row(steps), where.lr_row(len(sheets)), cell_key(layout.THRESHOLD_CELL)[0]
     )
-    return pkg.cells(layout.SUMMARY_SHEET, width, last)
+    cells: dict[tuple[int, int], Cell] = {}
+    rows = pkg.grid(layout.SUMMARY_SHEET, width)  # its table's rows are plain: read as text
+    try:
+        for line in rows:
+            if line is None:  # the reader starts again
+                cells = {}
+                continue
+            if line.row > last:
+                break
+            types = line.types or ["n"] * width
+            cells.update(
+                ((line.row, j + 1), Cell(line.formulas[j], line.values[j], kind))
+                for j, kind in enumerate(types)
+                if kind is not None
+            )
+    finally:
+        rows.close()
+    return cells
 
 
 def _choose_engine(path: Path, engine: str, sheets: list[LrSheet], report: Report) -> str:

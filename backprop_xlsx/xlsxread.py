@@ -21,6 +21,7 @@ import codecs
 import posixpath
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, NamedTuple
@@ -242,7 +243,7 @@ class GridRow(NamedTuple):
     row: int
     formulas: Sequence[str | None]  # [column − 1]
     values: Sequence[str | None]  # cached values as text (shared strings resolved)
-    types: Sequence[str | None] | None  # None: every cell present, type "n"; else None = no cell
+    types: Sequence[str | None] | None  # None: every cell present, type "n" with a value
 
 
 class Package:
@@ -271,7 +272,10 @@ class Package:
         except BpxlError as exc:
             self.zip.close()
             raise BpxlError(f"cannot read {path}: {exc}") from None
-        except (KeyError, etree.XMLSyntaxError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (
+            KeyError, etree.XMLSyntaxError, zipfile.BadZipFile, OSError, EOFError, zlib.error,
+            NotImplementedError, RuntimeError,
+        ) as exc:  # fmt: skip
             self.zip.close()
             raise BpxlError(f"cannot read {path}: not an xlsx workbook ({exc})") from None
         self.titles = {t.casefold(): t for t in self.parts}
@@ -461,13 +465,13 @@ _PLAIN_ROWS: dict[int, re.Pattern[str]] = {}
 
 
 def _plain_row(width: int) -> re.Pattern[str]:
-    """A row of `width` cells A, B, … of this row, each <f>text</f><v>text</v>, t="n" at most.
+    """A row of `width` cells A, B, … of this row, each [<f>text</f>]<v>text</v>, t="n" at most.
 
     Atomic groups and possessive quantifiers: a row that is not plain fails in one pass."""
     if width not in _PLAIN_ROWS:
         cells = "".join(
             rf'(?><c\s+r="{get_column_letter(col)}(?P=r)"(?:{_ATTR}|\s+t="n")*+>'
-            rf'<f(?:{_ATTR}|\s+t="normal")*+>{_TEXT}</f><v>{_TEXT}</v></c>)'
+            rf'(?:<f(?:{_ATTR}|\s+t="normal")*+>{_TEXT}</f>)?+<v>{_TEXT}</v></c>)'
             for col in range(1, width + 1)
         )
         _PLAIN_ROWS[width] = re.compile(
@@ -546,16 +550,20 @@ class _PlainRows:
                 raise _NotPlain
             m = match(buf, pos, end + 6)
             if m is not None:
-                row = _row_number(m["r"], row, self.where)
+                number = int(m["r"])  # 1 to 7 digits, by the pattern
+                if number <= row or number > MAX_ROW:
+                    _row_number(m["r"], row, self.where)  # raises, saying why
+                row = number
                 groups = m.groups()
                 formulas, values = groups[1::2], groups[2::2]
-                if max(map(len, formulas)) > MAX_CELL_TEXT:
-                    raise BpxlError(_long_text(self.where, row, formulas))
-                if max(map(len, values)) > MAX_CELL_TEXT:
-                    raise BpxlError(_long_text(self.where, row, values))
-                if "&" in "".join(formulas):
-                    formulas = tuple(map(_unescape, formulas))
-                if "&" in "".join(values):
+                if end + 6 - pos > MAX_CELL_TEXT:  # a short row cannot hold a long text
+                    texts = [f or "" for f in formulas]
+                    if max(map(len, texts)) > MAX_CELL_TEXT:
+                        raise BpxlError(_long_text(self.where, row, texts))
+                    if max(map(len, values)) > MAX_CELL_TEXT:
+                        raise BpxlError(_long_text(self.where, row, values))
+                if buf.find("&", pos, end) >= 0:
+                    formulas = tuple(f and _unescape(f) for f in formulas)
                     values = tuple(map(_unescape, values))
                 yield GridRow(row, formulas, values, None)
             elif buf.startswith("<row", pos) and buf[pos + 4 : pos + 5] in (
