@@ -39,6 +39,7 @@ def child(code: str, path: str) -> None:
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "backprop_xlsx", "verify", path],
+        cwd=code,  # `-m` looks in the working folder first: it must be the checkout timed
         env=env,
         capture_output=True,
         text=True,
@@ -52,7 +53,7 @@ def child(code: str, path: str) -> None:
 
 def measure(code: Path, path: Path) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", str(code), str(path)],
+        [sys.executable, __file__, "--child", str(code), str(path.resolve())],
         capture_output=True,
         text=True,
         check=True,
