@@ -69,7 +69,15 @@ from lxml import etree
 
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.fileio import atomic_output
-from backprop_xlsx.xlsxread import NS_MAIN, NS_PKG_REL, NS_R, rels_name, resolve_target
+from backprop_xlsx.xlsxread import (
+    MAX_PART_BYTES,
+    NS_MAIN,
+    NS_PKG_REL,
+    NS_R,
+    parse_xml,
+    rels_name,
+    resolve_target,
+)
 
 NS_CT = "http://schemas.openxmlformats.org/package/2006/content-types"
 NS_STRICT = "http://purl.oclc.org/ooxml/spreadsheetml/main"
@@ -279,9 +287,9 @@ class _Package:
         if part not in self._trees:
             if not self.has(part):
                 raise BpxlError(f"cannot read {self.label}: part {part} is missing")
-            try:
-                parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
-                self._trees[part] = etree.fromstring(self.bytes(part), parser)
+            try:  # no DTD, no entities, no network: a user's workbook is untrusted input
+                where = f"cannot read {self.label}: part {part}"
+                self._trees[part] = parse_xml(self.bytes(part), where)
             except etree.XMLSyntaxError as exc:
                 raise BpxlError(f"cannot read {self.label}: broken XML in {part} ({exc})") from exc
         return self._trees[part]
@@ -301,6 +309,7 @@ class _Package:
             return pkg.bytes(name)
         if self.zip is None or not self.has(part):
             raise BpxlError(f"cannot read {self.label}: part {part} is missing")
+        self._check_size(part)
         try:
             return self.zip.read(self.infos[part])
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
@@ -315,7 +324,18 @@ class _Package:
             return pkg.open_part(name)
         if self.zip is None or not self.has(part):
             raise BpxlError(f"cannot read {self.label}: part {part} is missing")
+        self._check_size(part)
         return self.zip.open(self.infos[part])
+
+    def _check_size(self, part: str) -> None:
+        """zipfile inflates no more than a member's header says (then fails its CRC check), so
+        bounding the header's size bounds what a part can make bpxl read, hold or copy."""
+        size = self.infos[part].file_size
+        if size > MAX_PART_BYTES:
+            raise BpxlError(
+                f"cannot read {self.label}: part {part} is {size:,} bytes uncompressed, more "
+                f"than the {MAX_PART_BYTES:,} a part may hold"
+            )
 
     def _add_name(self, part: str) -> None:
         if part not in self._names:

@@ -288,3 +288,41 @@ def test_a_broken_record_is_not_trusted(tmp_path: Path, bad: str) -> None:
     tmp.replace(out)
     found = existing_sheets(out)
     assert found is not None and found.legacy and found.bpxl == ["Setup", "LR 0.5", "Error vs LR"]
+
+
+def _with_part(src: Path, dst: Path, part: str, edit) -> Path:  # type: ignore[no-untyped-def]
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            zout.writestr(item, edit(data) if item.filename == part else data)
+    return dst
+
+
+def test_a_hostile_user_sheet_is_refused_and_reveals_nothing(tmp_path: Path) -> None:
+    """The workbook being rebuilt is a user's file: its carried sheets are untrusted XML too."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-42")
+    book = tmp_path / "book.xlsx"
+    build_workbook(default_values(), [0.5], 3, book)
+    wb = openpyxl.load_workbook(book)
+    wb.create_sheet("Notes")["A1"] = "&xxe;"
+    wb.save(book)
+    with zipfile.ZipFile(book) as z:
+        part = next(
+            n
+            for n in z.namelist()
+            if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n) and b"&amp;xxe;" in z.read(n)
+        )
+    doctype = f'<!DOCTYPE x [<!ENTITY xxe SYSTEM "file://{secret}">]>'.encode()
+    hostile = _with_part(
+        book,
+        tmp_path / "hostile.xlsx",
+        part,
+        lambda data: doctype + data.replace(b"&amp;xxe;", b"&xxe;"),
+    )
+    before = hostile.read_bytes()
+    out = bpxl("build", "--lr", "0.5", "--steps", "3", "--out", str(hostile))
+    assert out.returncode == 2, out.stderr
+    assert "DOCTYPE" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert "TOP-SECRET" not in out.stdout + out.stderr
+    assert hostile.read_bytes() == before  # nothing lost
