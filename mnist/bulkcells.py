@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape
 from lxml import etree
 from openpyxl.utils import get_column_letter
 
-from backprop_xlsx.xlsxread import NS_MAIN, sheet_parts
+from backprop_xlsx.xlsxread import NS_MAIN, safe_parser, sheet_parts
 
 _LETTERS = [""] + [get_column_letter(c) for c in range(1, 16385)]
 _C = f"{{{NS_MAIN}}}c"
@@ -55,8 +55,9 @@ class Bulk:
         end = text.index("</sheetData>") + len("</sheetData>") if "</sheetData>" in text else None
         if end is None:  # an empty <sheetData/>
             end = text.index("/>", start) + 2
-        data = etree.fromstring(
-            text[start:end].replace("<sheetData", f'<sheetData xmlns="{NS_MAIN}"', 1)
+        data = etree.fromstring(  # openpyxl's own output, parsed safely all the same
+            text[start:end].replace("<sheetData", f'<sheetData xmlns="{NS_MAIN}"', 1),
+            safe_parser(),
         )
         styles = {}
         existing: dict[int, tuple[dict[str, str], list[tuple[int, str]]]] = {}
