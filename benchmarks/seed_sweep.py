@@ -80,7 +80,7 @@ def read_run(folder: Path) -> dict:
 
 def command_of(run: dict) -> str:
     """The mnist.train command line that gives this run's config (as far as the record says)."""
-    from mnist.train import RECIPES
+    from mnist.training import RECIPES
 
     config = run["config"]
     cmd = ["python", "-m", "mnist.train"]
@@ -89,11 +89,12 @@ def command_of(run: dict) -> str:
     if config["model"] != "ours":
         cmd += ["--model", config["model"]]
     recipe = RECIPES[config["model"]]
+    used = config["recipe"]
     cmd += [
         f
         for key, flag in FLAGS
-        if config[key] != getattr(recipe, key)
-        for f in (flag, f"{config[key]:g}" if key == "lr" else str(config[key]))
+        if used[key] != getattr(recipe, key)
+        for f in (flag, f"{used[key]:g}" if key == "lr" else str(used[key]))
     ]
     if config.get("limit") is not None:
         cmd += ["--limit", str(config["limit"])]
@@ -112,12 +113,13 @@ def seeds_csv(runs: list[dict]) -> str:
 
 
 def sweep_flags(config: dict) -> list[str]:
-    """The seed_sweep.py flags that give a run's --epochs and --limit (none for the defaults)."""
-    from mnist.train import RECIPES
+    """The seed_sweep.py flags that give a run's --model, --epochs and --limit (none for the
+    defaults)."""
+    from mnist.training import RECIPES
 
-    flags = []
-    if config["epochs"] != RECIPES[config["model"]].epochs:
-        flags += ["--epochs", str(config["epochs"])]
+    flags = [] if config["model"] == "ours" else ["--model", config["model"]]
+    if config["recipe"]["epochs"] != RECIPES[config["model"]].epochs:
+        flags += ["--epochs", str(config["recipe"]["epochs"])]
     if config.get("limit") is not None:
         flags += ["--limit", str(config["limit"])]
     return flags
@@ -133,7 +135,7 @@ def seeds_md(runs: list[dict], jobs: int | None, csv_link: str) -> str:
         f"# MNIST over {len(runs)} seeds: test accuracy (%) per epoch",
         "",
         f"Model `{first['model']}` ({first['params']:,} parameters), {recipe} "
-        f"({first['config']['epochs']} epochs), on {first['device']}. "
+        f"({first['config']['recipe']['epochs']} epochs), on {first['device']}. "
         f"Final test accuracy: mean {statistics.mean(finals):.2f}%, "
         f"min {min(finals):.2f}%, max {max(finals):.2f}%; "
         f"{sum(f >= TARGET for f in finals)} of {len(finals)} seeds ≥ {TARGET}%.",
@@ -211,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, help="runs at a time (default 2 for --seeds)")
     p.add_argument("--out-root", type=Path, default=Path("runs/seeds"), help="for --seeds")
     p.add_argument("--data-dir", help="passed to mnist.train (default: $MNIST_DATA)")
+    p.add_argument("--model", help="passed to mnist.train (default: ours)")
     p.add_argument("--epochs", type=int, help="passed to mnist.train (default: the recipe's)")
     p.add_argument("--limit", type=int, help="passed to mnist.train: a quick smoke sweep")
     p.add_argument("--csv", type=Path, default=ROOT / "outputs" / "mnist_seeds.csv")
@@ -226,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             part
             for flag, value in (
                 ("--data-dir", args.data_dir),
+                ("--model", args.model),
                 ("--epochs", args.epochs),
                 ("--limit", args.limit),
             )

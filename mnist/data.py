@@ -10,6 +10,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,20 +158,32 @@ def _to_tensors(images: np.ndarray, labels: np.ndarray, device: torch.device):
 
 
 def download(root: Path) -> Path:
-    """torchvision's downloader as the fallback; offline, one line says what to do instead."""
+    """torchvision's downloader as the fallback; offline, one line says what to do instead.
+
+    It downloads into a temporary folder and only then moves the four files to `root`, so a
+    failed or interrupted download leaves no empty or half-filled `root` behind.
+    """
     try:
         from torchvision.datasets import MNIST
     except ImportError as exc:  # pragma: no cover - torchvision is a declared dependency
         raise BpxlError(f"MNIST files not found and torchvision is missing; {WHERE}") from exc
-    try:
-        for train in (True, False):
-            MNIST(root=str(root), train=train, download=True)
-    except Exception as exc:  # network errors come in many types; all mean the same here
-        raise BpxlError(
-            f"MNIST files not found in {root} and the download failed "
-            f"({type(exc).__name__}); {WHERE}"
-        ) from exc
-    return root / "MNIST" / "raw"
+    with tempfile.TemporaryDirectory(prefix="mnist-download-") as tmp:
+        try:
+            for train in (True, False):
+                MNIST(root=tmp, train=train, download=True)
+        except Exception as exc:  # network errors come in many types; all mean the same here
+            raise BpxlError(
+                f"MNIST files not found in {root} and the download failed "
+                f"({type(exc).__name__}); {WHERE}"
+            ) from exc
+        raw = root / "MNIST" / "raw"
+        try:
+            raw.mkdir(parents=True, exist_ok=True)
+            for stem in FILES.values():
+                shutil.move(Path(tmp) / "MNIST" / "raw" / f"{stem}.gz", raw / f"{stem}.gz")
+        except OSError as exc:
+            raise BpxlError(f"cannot put the downloaded MNIST files in {raw}: {exc}") from exc
+    return raw
 
 
 def resolve_dir(data_dir: str | Path | None) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,10 +21,11 @@ import pytest
 import torch
 
 from backprop_xlsx.errors import BpxlError
-from mnist import data, export
-from mnist.augment import random_affine
-from mnist.model import MODELS, count_params
+from mnist import data, export, records, sheet
+from mnist.augment import Affine, affine_grid, random_affine
+from mnist.model import MODELS, count_params, multiply_adds
 from mnist.train import cli
+from mnist.training import RECIPES, make_learner
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--threads", "1", "--no-progress", "--batch-size", "64"]
@@ -31,10 +33,21 @@ FAST = ["--threads", "1", "--no-progress", "--batch-size", "64"]
 
 # ---- models
 def test_parameter_counts() -> None:
-    ours = count_params(MODELS["ours"]())
-    assert ours < 20_000
-    assert ours == 11_672  # the figure the README reports
-    assert count_params(MODELS["seed"]()) == 18_050
+    assert count_params(MODELS["ours"]()) <= 8_000  # the goal the default net must meet
+    assert count_params(MODELS["wide"]()) == 11_672  # the default before it
+    assert count_params(MODELS["seed"]()) == 18_050  # the baseline
+    assert set(MODELS) == set(RECIPES)  # every model has its recipe
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_multiply_adds_agree_with_torchinfo(name: str) -> None:
+    """Our hook count against torchinfo's per-layer figures for the convs and linear layers."""
+    import torchinfo
+
+    model = MODELS[name]()
+    stats = torchinfo.summary(model, input_size=(1, 1, 28, 28), verbose=0)
+    layers = [s for s in stats.summary_list if s.class_name in ("Conv2d", "Linear")]
+    assert multiply_adds(model) == sum(s.macs for s in layers) > 0
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -146,16 +159,46 @@ def test_random_affine_is_seeded_per_sample_and_keeps_background() -> None:
     x = torch.full((6, 1, 28, 28), (0 - data.MEAN) / data.STD)
     x[:, :, 10:18, 12:16] = 2.0
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    a = random_affine(x, g1, degrees=15, translate=0.1, scale=(0.9, 1.1))
-    b = random_affine(x, g2, degrees=15, translate=0.1, scale=(0.9, 1.1))
+    aug = Affine(degrees=15, translate=0.1, scale=(0.9, 1.1))
+    a, b = random_affine(x, g1, aug), random_affine(x, g2, aug)
     assert torch.equal(a, b)
     assert not torch.allclose(a[0], a[1])  # each image its own transform
     assert torch.allclose(a[:, :, 0, 0], x[:, :, 0, 0], atol=1e-5)  # corners stay black
-    same = random_affine(x, torch.Generator().manual_seed(0), scale=(2.0, 2.0), scale_p=0.0)
+    same = random_affine(x, torch.Generator().manual_seed(0), Affine(scale=(2, 2), scale_p=0))
     assert torch.allclose(same, x, atol=1e-5)  # no rotation, no shift, zoom for nobody
-    zoomed = random_affine(x, torch.Generator().manual_seed(0), scale=(2.0, 2.0))
+    zoomed = random_affine(x, torch.Generator().manual_seed(0), Affine(scale=(2.0, 2.0)))
     grown = ((zoomed > 1.0).sum() / (x > 1.0).sum()).item()
     assert 3.5 < grown < 4.5  # twice as wide and twice as high, up to bilinear edges
+
+
+def test_affine_grid_is_torchs() -> None:
+    theta = torch.randn(7, 2, 3, generator=torch.Generator().manual_seed(0))
+    want = torch.nn.functional.affine_grid(theta, [7, 1, 28, 20], align_corners=False)
+    assert torch.allclose(affine_grid(theta, 28, 20), want, atol=1e-6)
+
+
+# ---- the recipe
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_learner_follows_the_recipe(name: str) -> None:
+    """The schedule starts at lr / div_factor, peaks at lr and ends at the final divisor."""
+    recipe = RECIPES[name]
+    model = MODELS[name]()
+    learner = make_learner(model, recipe, steps_per_epoch=10, generator=torch.Generator())
+    group = learner.opt.param_groups[0]
+    assert group["momentum"] == recipe.momentum and group["nesterov"] == recipe.nesterov
+    assert group["weight_decay"] == recipe.weight_decay
+    rates = []
+    for _ in range(recipe.epochs * 10):
+        rates.append(group["lr"])
+        learner.opt.step()
+        learner.sched.step()
+    if recipe.schedule == "onecycle":
+        first = recipe.lr / recipe.div_factor
+        assert rates[0] == pytest.approx(first) and max(rates) == pytest.approx(recipe.lr)
+        assert rates[-1] == pytest.approx(first / recipe.final_div_factor, rel=0.5)
+    else:
+        assert set(rates) == {recipe.lr}
+    assert (learner.ema is not None) == (recipe.ema > 0)
 
 
 # ---- training CLI
@@ -176,15 +219,20 @@ def test_smoke_run_writes_every_output(mnist_dir: Path, tmp_path: Path, capsys) 
         ["--data-dir", str(mnist_dir), "--limit", "512", "--epochs", "1", "--out", str(out)], capsys
     )
     assert code == 0
-    assert "Param #" in stdout and "11,672" in stdout  # the summary table
+    params = count_params(MODELS["ours"]())
+    assert "Param #" in stdout and f"Total params: {params:,}" in stdout  # the summary table
     assert "epoch  1/1" in stdout
+    assert "| 1 epoch, batch" in stdout and "1 epochs" not in stdout
     record = json.loads((out / "mnist_metrics.json").read_text())
-    assert record["model"] == "ours" and record["seed"] == 1 and record["params"] == 11672
+    assert record["model"] == "ours" and record["seed"] == 1 and record["params"] == params
+    assert record["multiply_adds"] == multiply_adds(MODELS["ours"]())
     (row,) = record["epochs"]
-    assert set(row) == set(export.COLUMNS)
+    assert set(row) == set(records.COLUMNS)
+    recipe = RECIPES["ours"]
+    assert row["lr"] == pytest.approx(recipe.lr / recipe.div_factor)  # the schedule's start
     assert 10 < row["test_acc"] <= 100 and row["train_loss"] > 0  # learnt something, in percent
     csv_lines = (out / "mnist_metrics.csv").read_text().splitlines()
-    assert csv_lines[0] == ",".join(export.COLUMNS) and len(csv_lines) == 2
+    assert csv_lines[0] == ",".join(records.COLUMNS) and len(csv_lines) == 2
     curves = png_title(out / "mnist_curves.png", min_size=(900, 350))
     assert f"seed 1: final test accuracy {row['test_acc']:.2f}% after epoch 1" in curves
     # the picture names exactly as many wrong digits as the recorded accuracy implies
@@ -257,6 +305,35 @@ def test_bad_input_is_one_error_line(flags, message, tmp_path: Path, capsys) -> 
     code, _, err = run(["--out", str(tmp_path / "o"), *flags], capsys)
     assert code == 2
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()  # no empty output folder left behind
+
+
+def test_offline_without_data_leaves_no_folders(tmp_path: Path) -> None:
+    """No files anywhere and no network: one line, and no empty data/, outputs/ or temp folders.
+
+    The network is made unreachable for real, through a proxy address where nothing listens.
+    """
+    work, tmp = tmp_path / "work", tmp_path / "tmp"
+    work.mkdir()
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "MNIST_DATA" and "proxy" not in k.lower()}
+    nowhere = "http://127.0.0.1:9"  # the discard port: connection refused
+    env.update(PYTHONPATH=str(ROOT), TMPDIR=str(tmp), http_proxy=nowhere, https_proxy=nowhere)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnist.train", "--epochs", "1", "--no-progress"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert (
+        proc.stderr.startswith("error: MNIST files not found") and "download failed" in proc.stderr
+    )
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert list(work.iterdir()) == []  # no data/, no outputs/
+    assert not [p for p in tmp.iterdir() if p.name.startswith("mnist-download-")]
 
 
 def test_unwritable_out_and_fake_workbook(tmp_path: Path, capsys) -> None:
@@ -350,14 +427,14 @@ def test_workbook_export_keeps_other_sheets_and_replaces_mnist(tmp_path: Path) -
     book = tmp_path / "book.xlsx"
     make_other_workbook(book)
     before = sheet_parts(book)
-    export.write_workbook(METRICS, book)
+    sheet.write_workbook(METRICS, book)
     after = sheet_parts(book)
     assert {k: v for k, v in after.items() if k in before} == before
-    export.write_workbook({**METRICS, "epochs": METRICS["epochs"][:2]}, book)
+    sheet.write_workbook({**METRICS, "epochs": METRICS["epochs"][:2]}, book)
     wb = load_workbook(book)
     assert wb.sheetnames.count("MNIST") == 1 and wb.sheetnames[:2] == ["Forward", "Backward"]
     ws = wb["MNIST"]
-    assert [c.value for c in ws[1]][:7] == list(export.COLUMNS)
+    assert [c.value for c in ws[1]][:7] == list(records.COLUMNS)
     # the second export's two rows, not the first's three
     assert ws["A3"].value == 2 and ws["E3"].value == 92.0 and ws["A4"].value is None
     assert ws.freeze_panes == "A2" and len(ws._charts) == 2
@@ -369,7 +446,7 @@ def test_workbook_export_charts_carry_their_own_line_colours(tmp_path: Path) -> 
     book = tmp_path / "book.xlsx"
     make_other_workbook(book)
     before = set(zipfile.ZipFile(book).namelist())
-    export.write_workbook(METRICS, book)
+    sheet.write_workbook(METRICS, book)
     with zipfile.ZipFile(book) as z:
         charts = [z.read(n) for n in z.namelist() if n.startswith("xl/charts/") and n not in before]
     assert len(charts) == 2
