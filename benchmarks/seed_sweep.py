@@ -42,13 +42,16 @@ TARGET = 99.4
 FLAGS = (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("lr", "--lr"))
 
 
-def run_sweep(seeds: list[int], jobs: int, root: Path, extra: list[str]) -> list[Path]:
+def run_sweep(
+    seeds: list[int], jobs: int, root: Path, extra: list[str], candidate: str | None
+) -> list[Path]:
     """Train every seed, `jobs` at a time, one thread each; return the run folders."""
     root.mkdir(parents=True, exist_ok=True)
+    head = ["benchmarks/candidates.py", candidate] if candidate else ["-m", "mnist.train"]
 
     def one(seed: int) -> Path:
         out = root / f"s{seed}"
-        cmd = [sys.executable, "-m", "mnist.train", "--threads", "1", "--seed", str(seed)]
+        cmd = [sys.executable, *head, "--threads", "1", "--seed", str(seed)]
         cmd += ["--out", str(out), "--no-progress", *extra]
         print(f"start seed {seed}: {' '.join(cmd[1:])}", flush=True)
         with open(root / f"s{seed}.log", "w", encoding="utf-8") as log:
@@ -75,6 +78,8 @@ def read_run(folder: Path) -> dict:
     threads = re.search(r"\((\d+) threads\)", text)
     metrics["threads"] = int(threads.group(1)) if threads else None
     metrics["log"] = log if text else None
+    candidate = re.search(r"^candidate (\S+):", text, re.M)
+    metrics["candidate"] = candidate.group(1) if candidate else None
     return metrics
 
 
@@ -83,7 +88,10 @@ def command_of(run: dict) -> str:
     from mnist.training import RECIPES
 
     config = run["config"]
-    cmd = ["python", "-m", "mnist.train"]
+    if run["candidate"]:
+        cmd = ["python", "benchmarks/candidates.py", run["candidate"]]
+    else:
+        cmd = ["python", "-m", "mnist.train"]
     if run["threads"] is not None:
         cmd += ["--threads", str(run["threads"])]
     if config["model"] != "ours":
@@ -112,12 +120,14 @@ def seeds_csv(runs: list[dict]) -> str:
     return buf.getvalue()
 
 
-def sweep_flags(config: dict) -> list[str]:
+def sweep_flags(config: dict, candidate: str | None = None) -> list[str]:
     """The seed_sweep.py flags that give a run's --model, --epochs and --limit (none for the
     defaults)."""
     from mnist.training import RECIPES
 
     flags = [] if config["model"] == "ours" else ["--model", config["model"]]
+    if candidate:
+        flags += ["--candidate", candidate]
     if config["recipe"]["epochs"] != RECIPES[config["model"]].epochs:
         flags += ["--epochs", str(config["recipe"]["epochs"])]
     if config.get("limit") is not None:
@@ -129,12 +139,13 @@ def seeds_md(runs: list[dict], jobs: int | None, csv_link: str) -> str:
     n = max(len(r["epochs"]) for r in runs)
     finals = [r["epochs"][-1]["test_acc"] for r in runs]
     first = runs[0]
-    flags = sweep_flags(first["config"])
+    flags = sweep_flags(first["config"], first["candidate"])
     recipe = "the default recipe" if not flags else f"the recipe with {' '.join(flags)}"
     lines = [
         f"# MNIST over {len(runs)} seeds: test accuracy (%) per epoch",
         "",
-        f"Model `{first['model']}` ({first['params']:,} parameters), {recipe} "
+        f"Model `{first['candidate'] or first['model']}` ({first['params']:,} parameters, "
+        f"{first.get('multiply_adds', 0):,} multiply-adds per image), {recipe} "
         f"({first['config']['recipe']['epochs']} epochs), on {first['device']}. "
         f"Final test accuracy: mean {statistics.mean(finals):.2f}%, "
         f"min {min(finals):.2f}%, max {max(finals):.2f}%; "
@@ -214,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-root", type=Path, default=Path("runs/seeds"), help="for --seeds")
     p.add_argument("--data-dir", help="passed to mnist.train (default: $MNIST_DATA)")
     p.add_argument("--model", help="passed to mnist.train (default: ours)")
+    p.add_argument("--candidate", help="train this net of benchmarks/candidates.py instead")
     p.add_argument("--epochs", type=int, help="passed to mnist.train (default: the recipe's)")
     p.add_argument("--limit", type=int, help="passed to mnist.train: a quick smoke sweep")
     p.add_argument("--csv", type=Path, default=ROOT / "outputs" / "mnist_seeds.csv")
@@ -236,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             if value is not None
             for part in (flag, str(value))
         ]
-        folders = run_sweep(args.seeds, jobs, args.out_root.resolve(), extra)
+        folders = run_sweep(args.seeds, jobs, args.out_root.resolve(), extra, args.candidate)
         summarise(folders, args.csv, args.md, jobs)
     else:
         summarise(args.summarise, args.csv, args.md, args.jobs)

@@ -33,7 +33,7 @@ def misclassified_from_checkpoint(
     try:
         config, epoch = ckpt["config"], ckpt["epoch"]
         model = MODELS[config["model"]]()
-        model.load_state_dict(ckpt["tested"])
+        model.load_state_dict(ckpt["learner"]["model"])
     except (KeyError, TypeError, RuntimeError) as exc:
         raise BpxlError(f"{checkpoint} is not an mnist.train checkpoint ({exc})") from exc
     data = load(data_dir)

@@ -183,7 +183,6 @@ class Run:
             "epoch": row["epoch"],
             "config": asdict(self.cfg),
             "learner": self.learner.state_dict(),
-            "tested": self.learner.tested_weights(),
             "rng": records.rng_state(),
             "metrics": self.metrics,
         }
@@ -214,7 +213,7 @@ def run_epoch(
 
     train_loss, train_acc = train(learner, train_x, train_y, bar)
     t1 = time.perf_counter()
-    test_loss, test_acc, pred = test(learner.tested, data.test_x, data.test_y)
+    test_loss, test_acc, pred = test(learner.model, data.test_x, data.test_y)
     t2 = time.perf_counter()
     print(
         f"epoch {epoch:2d}/{epochs}  train loss {train_loss:.4f} acc {train_acc:6.2f}%"
@@ -287,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if pred is None:  # resumed a finished run: nothing trained, pictures from the checkpoint
             print(f"--resume: all {plural(r.epochs, 'epoch')} are already done in {run.last_path}")
-            _, _, pred = test(run.learner.tested, data.test_x, data.test_y)
+            _, _, pred = test(run.learner.model, data.test_x, data.test_y)
             if run.workbook is not None:
                 sheet.write_workbook(m, run.workbook)
         pictures.write_pictures(m, data.test_x, data.test_y, pred, out)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mnist.augment import Affine, random_affine
 
@@ -32,25 +31,25 @@ class Recipe:
     div_factor: float  # one-cycle: the first rate is lr / div_factor
     final_div_factor: float  # one-cycle: the last rate is the first / final_div_factor
     label_smoothing: float
-    ema: float  # decay of the weight average that is tested and kept; 0 for the plain weights
     augment: Affine
 
 
 RECIPES = {
-    # Annealing to ~0 makes the final epoch the best one, which is the epoch that counts.
+    # Annealing to ~0 makes the final epoch the best one, which is the epoch that counts. Weight
+    # decay 1e-4, not 5e-4: the net underfits (train accuracy on augmented digits is below test),
+    # and 5e-4 ended 0.05-0.10 points lower on seeds 1 and 2.
     "ours": Recipe(
         epochs=15,
         batch_size=128,
         lr=0.1,
         momentum=0.9,
         nesterov=True,
-        weight_decay=5e-4,
+        weight_decay=1e-4,
         schedule="onecycle",
         warmup=0.2,
         div_factor=10,
         final_div_factor=1000,
         label_smoothing=0.0,
-        ema=0.0,
         augment=Affine(degrees=8, translate=0.05, scale=(0.95, 1.05)),
     ),
     # The default before `ours`, as it was: ±8°, ±5 %, 0.95-1.05 was milder on purpose, since
@@ -67,7 +66,6 @@ RECIPES = {
         div_factor=10,
         final_div_factor=1000,
         label_smoothing=0.0,
-        ema=0.0,
         augment=Affine(degrees=8, translate=0.05, scale=(0.95, 1.05)),
     ),
     # The baseline as it was: plain SGD at a constant rate and its own augmentation,
@@ -85,7 +83,6 @@ RECIPES = {
         div_factor=1,
         final_div_factor=1,
         label_smoothing=0.0,
-        ema=0.0,
         augment=Affine(degrees=5, scale=(28 / 22, 28 / 22), scale_p=0.1),
     ),
 }
@@ -94,49 +91,34 @@ TEST_BATCH = 1000
 
 @dataclass
 class Learner:
-    """What one training step changes: the weights, the optimiser and its schedule, the weight
-    average, and the generator that draws batches and augmentations."""
+    """What one training step changes: the weights, the optimiser and its schedule, and the
+    generator that draws batches and augmentations."""
 
     model: nn.Module
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
-    ema: AveragedModel | None
     generator: torch.Generator
     recipe: Recipe
 
-    @property
-    def tested(self) -> nn.Module:
-        """The net that is tested and kept: the weight average when there is one."""
-        return self.ema if self.ema is not None else self.model
-
-    def tested_weights(self) -> dict:
-        """The tested net's state_dict, loadable into a fresh model of its kind."""
-        return (self.ema.module if self.ema is not None else self.model).state_dict()
-
     def state_dict(self) -> dict:
-        state = {
+        return {
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "scheduler": self.sched.state_dict(),
             "data_rng": self.generator.get_state(),
         }
-        if self.ema is not None:
-            state["ema"] = self.ema.state_dict()
-        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.generator.set_state(state["data_rng"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
 
 
 def make_learner(
     model: nn.Module, recipe: Recipe, steps_per_epoch: int, generator: torch.Generator
 ) -> Learner:
-    """SGD with the recipe's schedule over `recipe.epochs`, and its weight average if any."""
+    """SGD with the recipe's schedule over `recipe.epochs` epochs."""
     opt = torch.optim.SGD(
         model.parameters(),
         lr=recipe.lr,
@@ -157,10 +139,7 @@ def make_learner(
         )
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
-    ema = None
-    if recipe.ema > 0:
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(recipe.ema), use_buffers=True)
-    return Learner(model, opt, sched, ema, generator, recipe)
+    return Learner(model, opt, sched, generator, recipe)
 
 
 def train(
@@ -191,8 +170,6 @@ def train(
         loss.backward()
         learner.opt.step()
         learner.sched.step()
-        if learner.ema is not None:
-            learner.ema.update_parameters(model)
         loss_sum += loss.detach() * len(idx)
         correct += (out.argmax(1) == y).sum()
     return loss_sum.item() / n, 100 * correct.item() / n

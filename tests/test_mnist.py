@@ -198,7 +198,6 @@ def test_learner_follows_the_recipe(name: str) -> None:
         assert rates[-1] == pytest.approx(first / recipe.final_div_factor, rel=0.5)
     else:
         assert set(rates) == {recipe.lr}
-    assert (learner.ema is not None) == (recipe.ema > 0)
 
 
 # ---- training CLI

@@ -1,0 +1,68 @@
+"""The nets and recipes tried on the way to the default: train one like `python -m mnist.train`.
+
+    python benchmarks/candidates.py NAME [mnist.train flags...]
+    python benchmarks/seed_sweep.py --candidate NAME --seeds 1 2 3 4 5 6 --jobs 2
+
+NAME is a key of CANDIDATES: a net and the changes to the `ours` recipe. The run is
+`python -m mnist.train --model ours` with that net and recipe in place of the default's (its
+record says model `ours`; its folder and log say which candidate).
+A benchmark, not a test: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch.nn as nn  # noqa: E402
+
+from mnist import model, train, training  # noqa: E402
+
+
+class PoolAfterRelu(model.GapNet):
+    """`ours` with the first max-pool after BatchNorm and ReLU instead of before them."""
+
+    def __init__(self) -> None:
+        super().__init__((8, 12, 16, 16, 16), pool_after=0)
+        first = self.features[0]
+        self.features[0] = nn.Sequential(*first, nn.MaxPool2d(2))
+
+
+def gap_net(widths: tuple[int, ...], pool_after: int = 1) -> Callable[[], nn.Module]:
+    return lambda: model.GapNet(widths, pool_after)
+
+
+# name: (the net, changes to the `ours` recipe)
+CANDIDATES: dict[str, tuple[Callable[[], nn.Module], dict]] = {
+    "ours": (model.Net, {}),
+    "ours-wd5e-4": (model.Net, {"weight_decay": 5e-4}),
+    "ours-b64": (model.Net, {"weight_decay": 5e-4, "batch_size": 64, "lr": 0.05}),
+    "pool-after-relu": (PoolAfterRelu, {"weight_decay": 5e-4}),
+    "4.9k": (gap_net((8, 10, 12, 12, 14)), {}),
+}
+
+
+def install(name: str) -> None:
+    """Make `--model ours` train candidate `name`."""
+    net, changes = CANDIDATES[name]
+    model.MODELS["ours"] = train.MODELS["ours"] = net
+    recipe = replace(training.RECIPES["ours"], **changes)
+    training.RECIPES["ours"] = train.RECIPES["ours"] = recipe
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in CANDIDATES:
+        print(f"usage: candidates.py NAME [flags]; NAME one of {', '.join(CANDIDATES)}")
+        return 2
+    install(argv[0])
+    print(f"candidate {argv[0]}: {CANDIDATES[argv[0]]}", flush=True)
+    return train.cli(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
