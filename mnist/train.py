@@ -323,7 +323,7 @@ def cli(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(
-            "error: interrupted; the last finished epoch is saved, --resume continues",
+            "error: interrupted; every finished epoch is saved, --resume continues after it",
             file=sys.stderr,
         )
         return 130
