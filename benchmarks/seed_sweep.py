@@ -75,7 +75,7 @@ def read_run(folder: Path) -> dict:
     metrics["folder"] = folder
     log = folder.parent / f"{folder.name}.log"
     text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
-    threads = re.search(r"\((\d+) threads\)", text)
+    threads = re.search(r"\((\d+) threads?\)", text)
     metrics["threads"] = int(threads.group(1)) if threads else None
     metrics["log"] = log if text else None
     candidate = re.search(r"^candidate (\S+):", text, re.M)
