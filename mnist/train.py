@@ -232,76 +232,84 @@ def run_epoch(
     return row, pred, t1 - t0, t2 - t1
 
 
-def main(argv: list[str] | None = None) -> int:
-    t_start = time.perf_counter()
-    spent: Counter[str] = Counter()
-    args = parse_args(argv)
-    cfg = make_config(args)
-    out = Path(args.out)
-    check_outputs(out, args.workbook)
-    device = pick_device(args.device)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-
-    t0 = time.perf_counter()
-    data = load(args.data_dir, device)
-    train_x, train_y = data.train_x[: cfg.limit], data.train_y[: cfg.limit]
-    spent["data"] = time.perf_counter() - t0
-
+def start(args: argparse.Namespace, cfg: Config, data: Mnist, device: torch.device) -> Run:
+    """The seeded model and learner (resumed when asked), its torchinfo table and one line."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator(device=device).manual_seed(cfg.seed)
     model = MODELS[cfg.model]().to(device)
     print(summary(model))
     model = model.to(memory_format=torch.channels_last)
-    steps = math.ceil(len(train_x) / cfg.recipe.batch_size)
-    run = Run(cfg, make_learner(model, cfg.recipe, steps, g), out, args.workbook)
+    n_train = len(data.train_x[: cfg.limit])
+    steps = math.ceil(n_train / cfg.recipe.batch_size)
+    run = Run(cfg, make_learner(model, cfg.recipe, steps, g), Path(args.out), args.workbook)
     if args.resume:
         run.resume()
     m, r = run.metrics, cfg.recipe
     print(
         f"model {cfg.model}: {m['params']:,} parameters, {m['multiply_adds']:,} multiply-adds "
         f"per image | device {device} ({plural(torch.get_num_threads(), 'thread')}) | train "
-        f"{len(train_x):,} test {len(data.test_x):,} from {data.source} | "
-        f"{plural(r.epochs, 'epoch')}, batch {r.batch_size}, lr {r.lr:g}, seed {cfg.seed}",
+        f"{n_train:,} test {len(data.test_x):,} from "
+        f"{data.source} | {plural(r.epochs, 'epoch')}, batch {r.batch_size}, lr {r.lr:g}, "
+        f"seed {cfg.seed}",
         flush=True,
     )
+    return run
 
-    last = r.epochs if args.stop_after is None else min(r.epochs, args.stop_after)
+
+def finish(run: Run, data: Mnist, pred: torch.Tensor | None, last: int) -> None:
+    """The pictures once the last epoch is done (from the checkpoint for a finished run)."""
+    m, epochs = run.metrics, run.cfg.recipe.epochs
+    if not m["epochs"]:
+        raise BpxlError(f"--resume: {run.last_path} holds no finished epoch")
+    if last < epochs:
+        print(f"stopped after epoch {last} of {epochs}; continue with the same flags + --resume")
+        return
+    if pred is None:  # resumed a finished run: nothing trained, pictures from the checkpoint
+        print(f"--resume: all {plural(epochs, 'epoch')} are already done in {run.last_path}")
+        _, _, pred = test(run.learner.model, data.test_x, data.test_y)
+        if run.workbook is not None:
+            sheet.write_workbook(m, run.workbook)
+    pictures.write_pictures(m, data.test_x, data.test_y, pred, run.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    t_start = time.perf_counter()
+    spent: Counter[str] = Counter()
+    args = parse_args(argv)
+    cfg = make_config(args)
+    check_outputs(Path(args.out), args.workbook)
+    device = pick_device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    data = load(args.data_dir, device)
+    train_x, train_y = data.train_x[: cfg.limit], data.train_y[: cfg.limit]
+    spent["data"] = time.perf_counter() - t0
+    run = start(args, cfg, data, device)
+
+    last = cfg.recipe.epochs if args.stop_after is None else min(cfg.recipe.epochs, args.stop_after)
     pred = None
-    for epoch in range(len(m["epochs"]) + 1, last + 1):
-        row, pred, t_train, t_test = run_epoch(
+    for epoch in range(len(run.metrics["epochs"]) + 1, last + 1):
+        row, pred, spent_train, spent_test = run_epoch(
             run, data, train_x, train_y, epoch, not args.no_progress
         )
         t0 = time.perf_counter()
         run.record(row)
-        spent["train"] += t_train
-        spent["test"] += t_test
-        spent["records"] += time.perf_counter() - t0
-    if not m["epochs"]:
-        raise BpxlError(f"--resume: {run.last_path} holds no finished epoch")
-
+        spent.update(train=spent_train, test=spent_test, records=time.perf_counter() - t0)
     t0 = time.perf_counter()
-    if last < r.epochs:
-        print(f"stopped after epoch {last} of {r.epochs}; continue with the same flags + --resume")
-    else:
-        if pred is None:  # resumed a finished run: nothing trained, pictures from the checkpoint
-            print(f"--resume: all {plural(r.epochs, 'epoch')} are already done in {run.last_path}")
-            _, _, pred = test(run.learner.model, data.test_x, data.test_y)
-            if run.workbook is not None:
-                sheet.write_workbook(m, run.workbook)
-        pictures.write_pictures(m, data.test_x, data.test_y, pred, out)
+    finish(run, data, pred, last)
     if args.workbook is not None:
-        print(f"wrote sheet MNIST ({plural(len(m['epochs']), 'epoch')}) into {args.workbook}")
+        n = plural(len(run.metrics["epochs"]), "epoch")
+        print(f"wrote sheet MNIST ({n}) into {args.workbook}")
     spent["pictures"] = time.perf_counter() - t0
-    final = m["epochs"][-1]
+    final = run.metrics["epochs"][-1]
     print(
         f"final test accuracy {final['test_acc']:.2f}% after epoch {final['epoch']} | "
-        f"{m['params']:,} parameters"
+        f"{run.metrics['params']:,} parameters"
     )
     total = time.perf_counter() - t_start
     spent["setup"] = total - sum(spent.values())
-    parts = " + ".join(f"{k} {v:.1f}s" for k, v in spent.items())
-    print(f"time {total:.1f}s = {parts}")
+    print(f"time {total:.1f}s = " + " + ".join(f"{k} {v:.1f}s" for k, v in spent.items()))
     return 0
 
 
