@@ -370,6 +370,30 @@ def test_corrupt_data_via_the_real_entry_point(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
 
 
+def test_sigterm_is_handled_like_ctrl_c(mnist_dir: Path, tmp_path: Path) -> None:
+    """SIGTERM (what timeout and CI send) after an epoch: one line, exit 130, the epoch kept."""
+    import signal
+
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "mnist.train", *FAST, "--data-dir", str(mnist_dir)]
+    cmd += ["--limit", "256", "--epochs", "1000", "--out", str(out)]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        for line in proc.stdout:
+            if line.startswith("epoch  2/1000"):
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err.startswith("error: interrupted") and err.count("\n") == 1
+    assert len(metrics_of(out)) >= 1  # the finished epochs stay
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
 # ---- workbook export
 METRICS = {
     "model": "ours",
