@@ -44,7 +44,8 @@ CANDIDATES: dict[str, tuple[Callable[[], nn.Module], dict]] = {
     "ours-b64": (model.Net, {"weight_decay": 5e-4, "batch_size": 64, "lr": 0.05}),
     "pool-after-relu": (PoolAfterRelu, {"weight_decay": 5e-4}),
     "4.9k": (gap_net((8, 10, 12, 12, 14)), {}),
-    "ours-b256": (model.Net, {"batch_size": 256, "lr": 0.2}),
+    "ours-b256": (model.Net, {"batch_size": 256, "lr": 0.2}),  # = the default since its sweep
+    "ours-b128": (model.Net, {"batch_size": 128, "lr": 0.1}),
 }
 
 
