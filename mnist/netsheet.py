@@ -374,7 +374,7 @@ def write_net_sheets(
     names and keeping every other sheet. `pixels` (n, 784) uint8 and `labels` are the test set;
     `predicted`, if given, the model's predictions on it (see pick_digits)."""
     from backprop_xlsx.package import transplant_sheets
-    from mnist.export import check_workbook
+    from mnist.sheet import check_workbook
 
     check_workbook(workbook)
     net = read_model(model)
@@ -398,8 +398,8 @@ def read_test_set(data_dir: str | Path | None) -> tuple[np.ndarray, np.ndarray]:
 
 def model_from_checkpoint(path: Path, name: str | None) -> tuple[nn.Module, str]:
     """The model a checkpoint of mnist.train holds (its own model name unless `name` is given)."""
-    from mnist.export import load_checkpoint
     from mnist.model import MODELS
+    from mnist.records import load_checkpoint
 
     ckpt = load_checkpoint(path)
     try:
@@ -407,7 +407,7 @@ def model_from_checkpoint(path: Path, name: str | None) -> tuple[nn.Module, str]
         if name not in MODELS:
             raise BpxlError(f"unknown model {name!r} (choose from {', '.join(sorted(MODELS))})")
         model = MODELS[name]()
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt["learner"]["model"])
     except (KeyError, TypeError, RuntimeError) as exc:
         raise BpxlError(f"{path} is not an mnist.train checkpoint of model {name} ({exc})") from exc
     return model.eval(), name

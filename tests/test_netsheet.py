@@ -27,9 +27,9 @@ from backprop_xlsx.verify_cnn import check_cnn_sheets
 from backprop_xlsx.xlsxread import Package, cell_number, sheet_parts
 from mnist import netsheet
 from mnist.data import MEAN, STD, read_split, read_sums
-from mnist.export import save_checkpoint
 from mnist.model import MODELS
 from mnist.netmodel import read_model
+from mnist.records import save_checkpoint
 
 TOL = dict(rtol=1e-9, atol=1e-12)
 
@@ -102,7 +102,8 @@ def books(
     books["seed"] = folder / "seed.xlsx"
     wb.save(books["seed"])
     ckpt = folder / "seed.pt"
-    save_checkpoint({"config": {"model": "seed"}, "model": models["seed"].state_dict()}, ckpt)
+    state = {"config": {"model": "seed"}, "learner": {"model": models["seed"].state_dict()}}
+    save_checkpoint(state, ckpt)
     args = ["--checkpoint", str(ckpt), "--workbook", str(books["seed"]), "--images", "100"]
     assert netsheet.main([*args, "--data-dir", str(mnist_dir)]) == 0
     return books
