@@ -255,11 +255,12 @@ def test_spoiled_cells_are_named_and_batchnorm_is_live(books, models, soffice: s
     changed γ changes the net (LibreOffice's conv1 ch 0 moves, NumPy follows, no finding)."""
     net = read_model(models["ours"])
     layout = L.NetLayout(net.arch, _images(books["ours"]))
-    conv2 = layout.blocks[2]
+    k = 1 + [s.name for s in net.arch.stages].index("conv2")  # its block; k - 1 feeds it
+    conv2 = layout.blocks[k]
     shifted, channel, typed = conv2[0].cell(3, 3), conv2[1].cell(4, 4), conv2[2].cell(5, 5)
     # channel 1's map read where channel 0's belongs, in the first term of the sum
-    window = [L.span(*layout.blocks[1][c].cell(4, 4), 3, 3) for c in (0, 1)]
-    wrong_channel = layout.stage_formula(2, 1, 4, 4).replace(window[0], window[1], 1)
+    window = [L.span(*layout.blocks[k - 1][c].cell(4, 4), 3, 3) for c in (0, 1)]
+    wrong_channel = layout.stage_formula(k, 1, 4, 4).replace(window[0], window[1], 1)
     gamma_row = layout.convs["conv1"].row(0)
 
     def formula_cell(at: tuple[int, int], inner: str) -> tuple[str, str]:
@@ -270,7 +271,7 @@ def test_spoiled_cells_are_named_and_batchnorm_is_live(books, models, soffice: s
 
     edits = {
         L.NET_SHEET: [
-            formula_cell(shifted, f(layout.stage_formula(2, 0, 3, 4))),
+            formula_cell(shifted, f(layout.stage_formula(k, 0, 3, 4))),
             formula_cell(channel, f(wrong_channel)),
             formula_cell(typed, "<v>0.5</v>"),
         ],
@@ -376,7 +377,7 @@ def test_bpxl_verify_checks_the_net_beside_the_backprop_sheets(
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["engine"] == "libreoffice" and report["cells_checked"] > 0
-    assert report["cnn"]["values"] > 20_000 and report["cnn"]["max_rel"] < 1e-9
+    assert report["cnn"]["values"] > 15_000 and report["cnn"]["max_rel"] < 1e-9  # 19,176 here
     only_net = CliRunner().invoke(cli, ["verify", str(books_only_net(tmp_path, models, test_set))])
     assert only_net.exit_code == 0, only_net.output
     assert "CNN sheets:" in only_net.output
