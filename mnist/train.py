@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from backprop_xlsx import cnn_layout as L
 from backprop_xlsx.errors import BpxlError
 from mnist import pictures, records, sheet
 from mnist.data import COUNTS, Mnist, load
@@ -48,7 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data-dir", help="folder with the IDX files (default: $MNIST_DATA, ./data)")
     p.add_argument("--limit", type=int, help="train on the first N images only (smoke runs)")
     p.add_argument("--out", default="outputs", help="output folder (default outputs/)")
-    p.add_argument("--workbook", help="also write the sheet MNIST into this .xlsx")
+    p.add_argument(
+        "--workbook",
+        help="also write into this .xlsx the sheet MNIST (after every epoch) and, at the end, "
+        "the trained net as live formulas (MNIST digits, MNIST weights, MNIST net)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
     p.add_argument(
         "--stop-after",
@@ -270,6 +275,19 @@ def finish(run: Run, data: Mnist, pred: torch.Tensor | None, last: int) -> None:
         if run.workbook is not None:
             sheet.write_workbook(m, run.workbook)
     pictures.write_pictures(m, data.test_x, data.test_y, pred, run.out)
+    if run.workbook is not None:  # the trained net itself, as live formulas
+        from mnist import netsheet
+
+        pixels, labels = netsheet.read_test_set(data.source)
+        source = f"{run.last_path} (model {run.cfg.model}, epoch {m['epochs'][-1]['epoch']})"
+        netsheet.write_net_sheets(
+            run.learner.model,
+            pixels,
+            labels,
+            run.workbook,
+            source=source,
+            predicted=pred.cpu().numpy(),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.workbook is not None:
         n = plural(len(run.metrics["epochs"]), "epoch")
         print(f"wrote sheet MNIST ({n}) into {args.workbook}")
+        if last == cfg.recipe.epochs:
+            print(f"wrote the trained net's sheets ({', '.join(L.SHEETS)}) into {args.workbook}")
     spent["pictures"] = time.perf_counter() - t0
     final = run.metrics["epochs"][-1]
     print(

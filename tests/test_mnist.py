@@ -514,9 +514,12 @@ def test_workbook_is_written_after_every_epoch(mnist_dir: Path, tmp_path: Path, 
     code, stdout, _ = run([*common, "--stop-after", "1"], capsys)
     assert code == 0 and "stopped after epoch 1 of 2" in stdout
     assert [e for e, _ in sheet_rows()] == [1] and sheet_rows() == recorded()
-    code, _, _ = run([*common, "--resume"], capsys)
-    assert code == 0
+    assert "MNIST net" not in load_workbook(book, read_only=True).sheetnames  # not before the end
+    code, stdout, _ = run([*common, "--resume"], capsys)
+    assert code == 0 and "wrote the trained net's sheets" in stdout
     assert [e for e, _ in sheet_rows()] == [1, 2] and sheet_rows() == recorded()
+    names = load_workbook(book, read_only=True).sheetnames
+    assert names[-3:] == ["MNIST digits", "MNIST weights", "MNIST net"]  # the trained net too
     after = sheet_parts(book)
     assert {k: v for k, v in after.items() if k in before} == before  # other sheets untouched
 
