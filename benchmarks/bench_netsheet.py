@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backprop_xlsx import cnn_layout as L
 from backprop_xlsx.cli import DEFAULT_LRS
-from backprop_xlsx.config import load_values
+from backprop_xlsx.description import preset
 from backprop_xlsx.libreoffice import XLSX_FILTER, find_soffice, recalculate
 from backprop_xlsx.package import transplant_sheets
 from backprop_xlsx.verify import Report
@@ -127,7 +127,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-net-") as tmp:
         folder = Path(tmp)
         base = folder / "base.xlsx"
-        build_workbook(load_values(), list(DEFAULT_LRS), 100, base)
+        build_workbook(preset("seed"), list(DEFAULT_LRS), 100, base)
         alone, book = folder / "alone.xlsx", folder / "book.xlsx"
         writes = []
         for _ in range(args.repeat):
