@@ -25,11 +25,15 @@ from __future__ import annotations
 
 import itertools
 import math
+import multiprocessing
 import operator
+import os
 import re
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1098,8 +1102,7 @@ def verify_workbook(
         sheets: list[LrSheet] = []
         healthy: dict[str, bool] = {}
         compiled: dict[str, int] = {}
-        for title in titles:
-            sheet = read_lr_sheet(pkg, title, sheet_layout=sheet_layout)
+        for title, sheet in zip(titles, _read_lr_sheets(pkg, titles, sheet_layout), strict=True):
             healthy[title] = check_structure(sheet, report)
             compiled[title] = check_formulas(sheet, report, rng, pkg.titles)
             sheet.columns = sheet.formula_ids = None  # not needed any more
@@ -1247,6 +1250,48 @@ def _choose_engine(path: Path, engine: str, sheets: list[LrSheet], report: Repor
             "`bpxl build --recalc`"
         )
     return "libreoffice"
+
+
+def _read_lr_sheets(
+    pkg: Package, titles: list[str], sheet_layout: layout.SheetLayout
+) -> Iterator[LrSheet]:
+    """The LR sheets in order, read two (or as many as there are cores) at a time.
+
+    Reading is most of verify's time (measured on 6 × 10,000 steps, a quiet 2-core machine:
+    4.3 of 5.8 s, regular expressions and float parsing over 310,000 cells a sheet) and the
+    sheets are independent, so worker processes read them (fork, where there is one: nothing
+    to import again); the checks stay in this process, in order, so findings and the random
+    changed inputs are the same as when read one by one."""
+    cores = os.cpu_count() or 1
+    fork = "fork" in multiprocessing.get_all_start_methods()
+    if len(titles) < 2 or cores < 2 or not fork:
+        for title in titles:
+            yield read_lr_sheet(pkg, title, sheet_layout=sheet_layout)
+        return
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=min(cores, len(titles)), mp_context=context) as pool:
+        jobs = [pool.submit(_read_in_worker, str(pkg.path), t, sheet_layout) for t in titles]
+        for job in jobs:
+            sheet, error = job.result()
+            if error is not None:
+                raise BpxlError(error)
+            yield sheet
+
+
+def _read_in_worker(
+    path: str, title: str, sheet_layout: layout.SheetLayout
+) -> tuple[LrSheet | None, str | None]:
+    """One LR sheet, read in a worker process; a problem comes back as its one line."""
+    try:
+        pkg = Package(Path(path))
+        try:
+            return read_lr_sheet(pkg, title, sheet_layout=sheet_layout), None
+        finally:
+            pkg.close()
+    except BpxlError as exc:
+        return None, str(exc)
+    except _CORRUPT as exc:
+        return None, f"cannot read {path}: a damaged xlsx ({type(exc).__name__}: {exc})"
 
 
 def _verify_cnn_only(pkg: Package, report: Report, engine: str) -> Report:
