@@ -860,40 +860,9 @@ def _expected(setup: dict[str, float] | None, sheets: list[LrSheet]) -> dict[str
         by_steps.setdefault(sheet.rows - 1, []).append(sheet)
     out = {}
     for steps, group in by_steps.items():
-        if steps > TRAIN_CHUNK:
-            out.update((s.title, chained_sheet(setup, s.eta(), steps, s.layout)) for s in group)
-            continue
         values = numpy_sheets(setup, [s.eta() for s in group], steps, group[0].layout)
         out.update((s.title, v) for s, v in zip(group, values, strict=True))
     return out
-
-
-# A run keeps every step's arrays until it returns: ~380 MB at 100,000 steps, most of
-# `bpxl verify`'s memory. A long run is trained in chunks instead, each chunk starting from the
-# last row of the one before (the same doubles, so the same values to the last bit); one η at a
-# time, as a run starts every η from the same values.
-TRAIN_CHUNK = 20_000
-
-
-def chained_sheet(
-    setup: dict[str, float],
-    eta: float | None,
-    steps: int,
-    sheet: layout.SheetLayout = layout.SEED_LAYOUT,
-) -> np.ndarray:
-    """numpy_sheets(setup, [eta], steps, sheet)[0], trained TRAIN_CHUNK steps at a time.
-
-    Every Setup value has the column of the same name, so a chunk's last row starts the next."""
-    parts = []
-    start = dict(setup)
-    done = 0
-    while done < steps or not parts:
-        n = min(TRAIN_CHUNK, steps - done)
-        values = numpy_sheets(start, [eta], n, sheet)[0]
-        parts.append(values if not parts else values[1:])
-        done += n
-        start = {e.key: float(values[-1, sheet.keys.index(e.key)]) for e in sheet.setup}
-    return np.concatenate(parts)
 
 
 def read_setup(

@@ -315,15 +315,3 @@ def test_compiler_rejects_what_the_network_does_not_need(formula: str) -> None:
     tokens = tokenize(formula, 5, 1, SHEET, {"other": "Other"})
     with pytest.raises(Unsupported):
         compile_formula(tokens, 5, 1, first=False)
-
-
-def test_long_runs_trained_in_chunks_give_the_same_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The chunks of a long run (for memory) chain to exactly the values of one run."""
-    import backprop_xlsx.verify as verify
-
-    setup = default_values()
-    whole = verify.numpy_sheets(setup, [2.0], 50)[0]
-    monkeypatch.setattr(verify, "TRAIN_CHUNK", 7)
-    chained = verify.chained_sheet(setup, 2.0, 50)
-    assert chained.shape == whole.shape
-    assert np.array_equal(chained, whole)
