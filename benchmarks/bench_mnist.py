@@ -3,11 +3,12 @@
     python benchmarks/bench_mnist.py [--data-dir DIR] [--repeats N]
 
 * ours:     `python -m mnist.train --model seed --epochs 1` (tensors on the device, batched
-            augmentation, metrics, checkpoints and pictures included);
+            augmentation, dropout masks drawn by mnist/dropout.py's GapDropout, metrics,
+            checkpoints and pictures included);
 * baseline: the seed's own pipeline, as it was: torchvision.datasets.MNIST, per-sample PIL
             transforms RandomApply(CenterCrop(22), p=0.1) → Resize(28) → RandomRotation(±5°) →
-            ToTensor → Normalize, DataLoader(batch 128, shuffle, 2 workers), SGD(0.01, 0.9),
-            test pass with batch 1000.
+            ToTensor → Normalize, DataLoader(batch 128, shuffle, 2 workers), the seed net with
+            its nn.Dropout, SGD(0.01, 0.9), test pass with batch 1000.
 
 Both are timed from process start to exit (interpreter start and imports included). The IDX
 files are first unpacked into a temporary torchvision layout, as its download would leave them;
@@ -33,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def baseline_child(root: str, threads: int | None) -> None:
     """The seed's original pipeline, one epoch and a test pass."""
     import torch
+    import torch.nn as nn
     import torch.nn.functional as F
     from torchvision import datasets, transforms
 
@@ -58,7 +60,7 @@ def baseline_child(root: str, threads: int | None) -> None:
     kwargs = {"num_workers": 2, "pin_memory": False}
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=128, shuffle=True, **kwargs)
     test_loader = torch.utils.data.DataLoader(test_set, batch_size=1000, shuffle=False, **kwargs)
-    model = SeedNet()
+    model = SeedNet(drop_layer=nn.Dropout)  # the seed's own dropout, one coin per element
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     model.train()
     for x, y in train_loader:
