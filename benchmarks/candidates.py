@@ -69,6 +69,9 @@ CANDIDATES: dict[str, tuple[Callable[[], nn.Module], dict]] = {
     "4.9k-ls": (gap_net(W49), {**B256, "label_smoothing": 0.1}),
     "4.9k-wd5e-5": (gap_net(W49), {**B256, "weight_decay": 5e-5}),
     "4.9k-pad": (lambda: PaddedGapNet(W49), B256),
+    # the same with BatchNorm re-estimated after the last epoch, at 15 and 12 epochs
+    "4.9k-bn": (gap_net(W49), {**B256, "reestimate_bn": True}),
+    "4.9k-bn-e12": (gap_net(W49), {"epochs": 12, "reestimate_bn": True}),
 }
 
 

@@ -28,7 +28,7 @@ from mnist import pictures, records, sheet
 from mnist.data import COUNTS, Mnist, load
 from mnist.model import MODELS, count_params, multiply_adds, summary
 from mnist.records import plural
-from mnist.training import RECIPES, Learner, Recipe, make_learner, test, train
+from mnist.training import RECIPES, Learner, Recipe, make_learner, reestimate_bn, test, train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -218,6 +218,13 @@ def run_epoch(
         )
 
     train_loss, train_acc = train(learner, train_x, train_y, bar)
+    if epoch == epochs and learner.recipe.reestimate_bn:
+        before = test(learner.model, data.test_x, data.test_y)[1]
+        reestimate_bn(learner.model, train_x)
+        print(
+            f"BatchNorm statistics re-estimated on the {len(train_x):,} training digits, "
+            f"unwarped (test accuracy before: {before:.2f}%)"
+        )
     t1 = time.perf_counter()
     test_loss, test_acc, pred = test(learner.model, data.test_x, data.test_y)
     t2 = time.perf_counter()

@@ -25,7 +25,7 @@ from mnist import data, export, records, sheet
 from mnist.augment import Affine, affine_grid, random_affine
 from mnist.model import MODELS, count_params, multiply_adds
 from mnist.train import cli
-from mnist.training import RECIPES, make_learner
+from mnist.training import RECIPES, make_learner, reestimate_bn
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--threads", "1", "--no-progress", "--batch-size", "64"]
@@ -198,6 +198,30 @@ def test_learner_follows_the_recipe(name: str) -> None:
         assert rates[-1] == pytest.approx(first / recipe.final_div_factor, rel=0.5)
     else:
         assert set(rates) == {recipe.lr}
+
+
+def test_reestimate_bn_averages_the_statistics_of_the_digits_as_they_are() -> None:
+    """The first BatchNorm's new running mean and variance against its input recomputed here in
+    float64 (conv → max-pool), for two equal batches of 1000: the mean of all 2000, and the mean
+    of the two batches' unbiased variances. The stale statistics, momentum and mode go."""
+    torch.manual_seed(0)
+    model = MODELS["ours"]()
+    conv, bn = model.features[0][0], model.features[0][2]
+    assert isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d)
+    bn.running_mean.fill_(5.0)
+    bn.running_var.fill_(7.0)
+    images = torch.randn(2000, 1, 28, 28)
+    model.eval()
+    reestimate_bn(model, images)
+    with torch.no_grad():
+        z = torch.nn.functional.max_pool2d(
+            torch.nn.functional.conv2d(images.double(), conv.weight.double()), 2
+        )
+    mean = z.mean(dim=(0, 2, 3))
+    var = torch.stack([b.transpose(0, 1).flatten(1).var(dim=1) for b in z.split(1000)]).mean(0)
+    assert torch.allclose(bn.running_mean.double(), mean, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(bn.running_var.double(), var, rtol=1e-4)
+    assert bn.momentum == 0.1 and not model.training
 
 
 # ---- training CLI
