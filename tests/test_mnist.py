@@ -33,7 +33,7 @@ FAST = ["--threads", "1", "--no-progress", "--batch-size", "64"]
 
 # ---- models
 def test_parameter_counts() -> None:
-    assert count_params(MODELS["ours"]()) <= 8_000  # the goal the default net must meet
+    assert count_params(MODELS["ours"]()) <= 5_000  # issue 8's aim, which the default meets
     assert count_params(MODELS["wide"]()) == 11_672  # the default before it
     assert count_params(MODELS["seed"]()) == 18_050  # the baseline
     assert set(MODELS) == set(RECIPES)  # every model has its recipe
@@ -246,6 +246,8 @@ def test_smoke_run_writes_every_output(mnist_dir: Path, tmp_path: Path, capsys) 
     assert "Param #" in stdout and f"Total params: {params:,}" in stdout  # the summary table
     assert "epoch  1/1" in stdout
     assert "| 1 epoch, batch" in stdout and "1 epochs" not in stdout
+    # the recipe's last step, after its last epoch
+    assert "BatchNorm statistics re-estimated on the 512 training digits, unwarped" in stdout
     record = json.loads((out / "mnist_metrics.json").read_text())
     assert record["model"] == "ours" and record["seed"] == 1 and record["params"] == params
     assert record["multiply_adds"] == multiply_adds(MODELS["ours"]())
