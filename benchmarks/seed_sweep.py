@@ -189,9 +189,10 @@ def seeds_md(runs: list[dict], jobs: int | None, csv_link: str) -> str:
     for r, final, secs in zip(runs, finals, seconds, strict=True):
         lines.append(f"| {r['seed']} | {final:.2f} | {secs:.0f} s | `{command_of(r)}` |")
     seeds = " ".join(str(r["seed"]) for r in runs)
+    minutes = round(statistics.mean(seconds) / 60)
     lines += [
         "",
-        f"To reproduce the table (about {statistics.mean(seconds) / 60:.0f} minutes per seed and "
+        f"To reproduce the table (about {minutes} minute{'s' * (minutes != 1)} per seed and "
         "core on this machine):",
         "",
         "```bash",
