@@ -32,7 +32,7 @@ def dropped_positions(n: int, p: float, draw: int | None = None) -> torch.Tensor
     while int(ends[-1]) < n:
         ends = torch.empty(enough, dtype=torch.int64).geometric_(p).cumsum_(0).add_(ends[-1])
         parts.append(ends)
-    pos = torch.cat(parts) if len(parts) > 1 else ends
+    pos = torch.cat(parts)
     return pos[: int(torch.searchsorted(pos, n))]
 
 
