@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,13 +130,15 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
     """
     path = output_path(path)
     folder = _check_writable_folder(path)
+    # Named before it exists and created inside the try, so a Ctrl-C or SIGTERM at any moment
+    # after the file appears still reaches the cleanup below (tempfile.mkstemp returns the name
+    # only after creating the file, which left a window). 64 random bits: O_EXCL never clashes.
+    tmp = folder / f".{path.name}.{secrets.token_hex(8)}.tmp"
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise BpxlError(f"cannot write {path}: {_reason(exc)}") from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            raise BpxlError(f"cannot write {path}: {_reason(exc)}") from exc
         yield tmp
         if not tmp.is_file():
             raise BpxlError(f"cannot write {path}: the temporary file {tmp} was not produced")

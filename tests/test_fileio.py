@@ -54,6 +54,31 @@ def test_failure_without_existing_file_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_interrupt_the_moment_the_temporary_file_exists_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C or SIGTERM can land between the call that creates the temporary file and the code
+    that would remove it (seen once in CI: a SIGTERM left `.mnist_metrics.json.*.tmp`). Here the
+    creating os.open itself is interrupted right after the file appears."""
+    target = tmp_path / "book.xlsx"
+    target.write_bytes(b"old")
+    real_open = os.open
+
+    def open_then_interrupt(file: str | os.PathLike, flags: int, *args: int) -> int:
+        fd = real_open(file, flags, *args)
+        if flags & os.O_CREAT:
+            os.close(fd)
+            raise KeyboardInterrupt
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt), atomic_output(target):
+        pytest.fail("the block must not run")
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old"
+    assert _leftovers(tmp_path) == []
+
+
 def test_missing_folder_is_a_one_line_bpxl_error(tmp_path: Path) -> None:
     target = tmp_path / "no" / "such" / "book.xlsx"
     with pytest.raises(BpxlError, match=r"^cannot write .*book\.xlsx: folder .* does not exist$"):
