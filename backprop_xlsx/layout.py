@@ -273,7 +273,7 @@ class SheetLayout:
         self, setup: Mapping[str, np.ndarray | float]
     ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray | None]]:
         """x, t, W and b from Setup values by key (scalars, or arrays for many sets at once)."""
-        shape = np.broadcast(*(np.asarray(setup[e.key]) for e in self.setup)).shape
+        shape = np.broadcast_shapes(*(np.shape(setup[e.key]) for e in self.setup))
 
         def grid(keys: list[list[str]]) -> np.ndarray:
             return np.stack(

@@ -331,7 +331,7 @@ def _seed_names(
 
 def forward_backward(p: Mapping[str, np.ndarray | float]) -> dict[str, np.ndarray]:
     """One iteration of the seed network: every quantity of its workbook row, by name."""
-    shape = np.broadcast(*(np.asarray(p[k]) for k in PARAMS)).shape
+    shape = np.broadcast_shapes(*(np.shape(p[k]) for k in PARAMS))
     return _seed_names(p, backprop(SEED, *_seed_arrays(p)), shape)
 
 
