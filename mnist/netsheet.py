@@ -236,8 +236,22 @@ def _fill_net(ws: Worksheet, layout: L.NetLayout) -> Bulk:
         ws.cell(row=row, column=col, value=value).font = Font(bold=True)
     pick = ws.cell(*L.PICK)
     pick.fill = PatternFill("solid", start_color=YELLOW)
-    rule = DataValidation(type="whole", operator="between", formula1="1", formula2=str(n))
-    rule.error, rule.errorTitle = f"a whole number from 1 to {n}", "picked image"
+    # A stop alert: without showErrorMessage a spreadsheet takes any value silently, and a
+    # picked image outside 1…n leaves every formula of the sheet pointing at nothing.
+    rule = DataValidation(
+        type="whole",
+        operator="between",
+        formula1="1",
+        formula2=str(n),
+        allow_blank=False,
+        showErrorMessage=True,
+        errorStyle="stop",
+        errorTitle="picked image",
+        error=f"Type a whole number from 1 to {n}: the test image the net classifies.",
+        showInputMessage=True,
+        promptTitle="picked image",
+        prompt=f"A whole number from 1 to {n}",
+    )
     ws.add_data_validation(rule)
     rule.add(pick.coordinate)
 

@@ -389,3 +389,20 @@ def books_only_net(tmp_path: Path, models, test_set) -> Path:
     pixels, labels = test_set
     netsheet.write_net_sheets(models["ours"], pixels[:100], labels[:100], book, images=5)
     return book
+
+
+def test_the_picker_refuses_a_number_outside_the_images(books) -> None:
+    """Excel and LibreOffice show the stop alert only with showErrorMessage="1"."""
+    import xml.etree.ElementTree as ET
+
+    _, xml = sheet_xml(books["ours"], L.NET_SHEET)
+    ns = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+    rules = ET.fromstring(xml).findall("m:dataValidations/m:dataValidation", ns)
+    (rule,) = [r for r in rules if r.get("sqref") == L.a1(*L.PICK)]
+    assert rule.get("showErrorMessage") in ("1", "true")
+    assert rule.get("errorStyle", "stop") == "stop"
+    assert rule.get("allowBlank") in (None, "0", "false")
+    assert (rule.get("type"), rule.get("operator")) == ("whole", "between")
+    bounds = (rule.findtext("m:formula1", namespaces=ns), rule.findtext("m:formula2", namespaces=ns))
+    assert bounds == ("1", str(_images(books["ours"])))
+    assert rule.get("errorTitle") and f"from 1 to {bounds[1]}" in rule.get("error", "")
