@@ -403,6 +403,6 @@ def test_the_picker_refuses_a_number_outside_the_images(books) -> None:
     assert rule.get("errorStyle", "stop") == "stop"
     assert rule.get("allowBlank") in (None, "0", "false")
     assert (rule.get("type"), rule.get("operator")) == ("whole", "between")
-    bounds = (rule.findtext("m:formula1", namespaces=ns), rule.findtext("m:formula2", namespaces=ns))
+    bounds = tuple(rule.findtext(f"m:formula{k}", namespaces=ns) for k in (1, 2))
     assert bounds == ("1", str(_images(books["ours"])))
     assert rule.get("errorTitle") and f"from 1 to {bounds[1]}" in rule.get("error", "")
