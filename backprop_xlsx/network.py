@@ -26,17 +26,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import libm
+
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear", "softmax")
 LOSSES = ("mse", "cross_entropy", "binary_cross_entropy")
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-x))
+    return 1 / (1 + libm.exp(-x))
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
     """exp(z_k) / Σ_j exp(z_j) over the last axis, unshifted: exactly what the sheet computes."""
-    e = np.exp(z)
+    e = libm.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
 
 
@@ -44,7 +46,7 @@ def activate(f: str, z: np.ndarray) -> np.ndarray:
     if f == "sigmoid":
         return sigmoid(z)
     if f == "tanh":
-        return np.tanh(z)
+        return libm.tanh(z)
     if f == "relu":
         return np.maximum(z, 0.0)
     if f == "linear":
@@ -72,9 +74,9 @@ def error_terms(loss: str, a: np.ndarray, t: np.ndarray) -> np.ndarray:
     if loss == "mse":
         return 0.5 * (t - a) ** 2
     if loss == "cross_entropy":
-        return -(t * np.log(a))
+        return -(t * libm.log(a))
     if loss == "binary_cross_entropy":
-        return -(t * np.log(a) + (1 - t) * np.log(1 - a))
+        return -(t * libm.log(a) + (1 - t) * libm.log(1 - a))
     raise ValueError(f"unknown loss {loss!r}")
 
 

@@ -11,6 +11,7 @@ reusing the style ids openpyxl gave each style's first cell: the same cells, wri
 from __future__ import annotations
 
 import io
+import numbers
 import re
 import zipfile
 from pathlib import Path
@@ -23,6 +24,14 @@ from backprop_xlsx.xlsxread import NS_MAIN, safe_parser, sheet_parts
 
 _LETTERS = [""] + [get_column_letter(c) for c in range(1, 16385)]
 _C = f"{{{NS_MAIN}}}c"
+
+
+def number_text(value: float | int) -> str:
+    """A cell's number as stored: a whole number as is, any other as the shortest text that reads
+    back as the same double, `repr(float(x))`, whatever type (and NumPy release) it came from."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
+    return repr(float(value))
 
 
 class Bulk:
@@ -38,7 +47,7 @@ class Bulk:
         self.prototype: dict[str, tuple[int, int]] = {}
 
     def number(self, row: int, col: int, value: float | int, style: str | None = None) -> None:
-        self._add(row, col, f"<v>{value!r}</v>", style)
+        self._add(row, col, f"<v>{number_text(value)}</v>", style)
 
     def formula(self, row: int, col: int, text: str, style: str | None = None) -> None:
         """`text` with its leading '='."""
