@@ -74,6 +74,8 @@ from backprop_xlsx.xlsxread import (
     NS_MAIN,
     NS_PKG_REL,
     NS_R,
+    DuplicateSheetNames,
+    check_sheet_names,
     parse_xml,
     rels_name,
     resolve_target,
@@ -450,6 +452,10 @@ class _Package:
                     rel_type=rel.type,
                 )
             )
+        try:
+            check_sheet_names(s.name for s in result)
+        except DuplicateSheetNames as exc:
+            raise DuplicateSheetNames(exc.reason, f"cannot read {self.label}") from None
         return result
 
     def content_type(self, part: str) -> str | None:

@@ -42,6 +42,7 @@ from .description import Network
 from .errors import BpxlError
 from .fileio import atomic_output, output_path
 from .package import build_package, workbook_facts
+from .xlsxread import DuplicateSheetNames
 
 MEANING = {
     "i1": "input 1",
@@ -224,6 +225,8 @@ def existing_sheets(path: Path) -> ExistingSheets | None:
     header = f"A{layout.SETUP_HEADER_ROW}"
     try:
         facts = workbook_facts(path, [(layout.SETUP_SHEET, "A1"), (layout.SETUP_SHEET, header)])
+    except DuplicateSheetNames as exc:
+        raise BpxlError(f"refusing to replace {path}: {exc.reason}") from None
     except Exception:  # zip, XML, part errors: all mean the same to the user
         raise BpxlError(f"refusing to replace {path}: it is not an xlsx workbook") from None
     record = _sheets_record(facts.properties.get(SHEETS_PROPERTY))

@@ -22,7 +22,7 @@ import posixpath
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, NamedTuple
 
@@ -205,6 +205,34 @@ def part_rels(zf: zipfile.ZipFile, part: str) -> dict[str, tuple[str, str]]:
     }
 
 
+class DuplicateSheetNames(BpxlError):
+    """Two sheets of one workbook share a name; `reason` says which, without the file's name."""
+
+    def __init__(self, reason: str, where: str = "") -> None:
+        super().__init__(f"{where}: {reason}" if where else reason)
+        self.reason = reason
+
+
+def check_sheet_names(names: Iterable[str]) -> None:
+    """BpxlError if two sheets share a name, ignoring case as Excel does.
+
+    Excel refuses such a file as damaged, and every reader by name sees only one of the two:
+    a rebuild that replaces one would drop both, and a check would check one.
+    """
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.get(name.casefold())
+        seen[name.casefold()] = name
+        if other is not None:
+            same = f"sheets {other!r} and {name!r}"
+            if other == name:
+                same = f"two sheets named {name!r}"
+            raise DuplicateSheetNames(
+                f"{same}: sheet names must differ (ignoring case, as in Excel), so the workbook "
+                "is damaged; rename one of them in a spreadsheet program"
+            )
+
+
 def sheet_parts(zf: zipfile.ZipFile) -> tuple[str, dict[str, str]]:
     """The workbook part, and sheet title → part of each worksheet, in workbook order.
 
@@ -220,7 +248,9 @@ def sheet_parts(zf: zipfile.ZipFile) -> tuple[str, dict[str, str]]:
         raise KeyError("no workbook part")
     rels = part_rels(zf, workbook)
     parts = {}
-    for sheet in _xml(zf, workbook).iter(_SHEET):
+    sheets = list(_xml(zf, workbook).iter(_SHEET))
+    check_sheet_names(sheet.get("name") or "" for sheet in sheets)
+    for sheet in sheets:
         rid = sheet.get(f"{{{NS_R}}}id")
         if rid in rels and rels[rid][0].endswith("/worksheet") and rels[rid][1] in zf.NameToInfo:
             parts[sheet.get("name") or ""] = rels[rid][1]
@@ -269,6 +299,9 @@ class Package:
         try:
             self.workbook, self.parts = sheet_parts(self.zip)
             self.strings = self._shared_strings()
+        except DuplicateSheetNames as exc:
+            self.zip.close()
+            raise DuplicateSheetNames(exc.reason, f"cannot read {path}") from None
         except BpxlError as exc:
             self.zip.close()
             raise BpxlError(f"cannot read {path}: {exc}") from None
