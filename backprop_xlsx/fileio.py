@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import shutil
 import stat
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,3 +171,72 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
 def atomic_write_text(path: Path | str, text: str, encoding: str = "utf-8") -> None:
     """Write `text` to `path` atomically (see `atomic_output`); newlines are written as given."""
     atomic_write_bytes(path, text.encode(encoding))
+
+
+# bpxl's folders in the temp folder: bpxl-<kind>-<pid of the bpxl that made it>-<random>.
+_TEMP_FOLDER = re.compile(r"bpxl-[a-z]+-(\d+)-")
+STALE_AFTER = 60.0  # seconds without a change before a dead owner's folder is removed
+
+
+def make_temp_folder(kind: str) -> Path:
+    """A new folder in the temp folder, named with this process's pid so that a later run can
+    tell it is stale once this process is gone (sweep_stale_folders runs first)."""
+    sweep_stale_folders()
+    return Path(tempfile.mkdtemp(prefix=f"bpxl-{kind}-{os.getpid()}-"))
+
+
+@contextlib.contextmanager
+def temp_folder(kind: str) -> Iterator[Path]:
+    """make_temp_folder, removed again at the end."""
+    folder = make_temp_folder(kind)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists (another user's counts: it cannot be checked)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def sweep_stale_folders(folder: Path | None = None) -> list[Path]:
+    """Remove the temp folders of bpxl runs that are gone; returns them.
+
+    A bpxl killed outright cannot clean up (LibreOffice's guard removes its own conversion
+    folder, not the ones around it). Only this user's folders whose owner process no longer
+    exists and in which nothing changed for STALE_AFTER seconds: a live run's folder is never
+    touched. POSIX only (on Windows os.kill(pid, 0) would end the process).
+    """
+    if os.name != "posix":
+        return []
+    folder = Path(folder or tempfile.gettempdir())
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    removed = []
+    now = time.time()
+    for entry in entries:
+        match = _TEMP_FOLDER.match(entry.name)
+        if not match:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            inner = Path(entry.path, "profile", "user")  # where LibreOffice writes as it runs
+            changed = max(info.st_mtime, inner.stat().st_mtime if inner.is_dir() else 0.0)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+            continue
+        if now - changed < STALE_AFTER or _alive(int(match[1])):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
+    return removed

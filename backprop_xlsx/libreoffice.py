@@ -30,13 +30,15 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.fileio import atomic_output
+from backprop_xlsx.fileio import atomic_output, make_temp_folder
 
 XLSX_FILTER = "xlsx:Calc MS Excel 2007 XML"
 PDF_FILTER = "pdf:calc_pdf_Export"
@@ -122,7 +124,7 @@ def _check_package(src: Path) -> Path:
 @contextlib.contextmanager
 def _session(src: Path) -> Iterator[tuple[Path, Path, Path]]:
     """A throwaway folder with a private profile, a copy of `src` and an empty output folder."""
-    root = Path(tempfile.mkdtemp(prefix="bpxl-lo-"))
+    root = make_temp_folder("lo")
     try:
         profile_user = root / "profile" / "user"
         profile_user.mkdir(parents=True)
@@ -183,21 +185,7 @@ def _convert(
         # and make reading them wait for it.
         log_path = profile.parent / "log.txt"
         with open(log_path, "wb") as log_file:
-            try:
-                proc = subprocess.Popen(
-                    cmd,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env=env,
-                    cwd=outdir,
-                    start_new_session=True,  # one process group: the wrapper + soffice.bin
-                )
-            except OSError as exc:
-                raise BpxlError(
-                    f"cannot start LibreOffice ({soffice}): {exc.strerror or exc}"
-                ) from exc
-            _LIVE.add(proc)
+            proc = _start(cmd, log_file, env, outdir, profile.parent)
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -211,6 +199,8 @@ def _convert(
                 _kill_group(proc)
         log = log_path.read_bytes()[-20_000:].decode("utf-8", "replace")
         produced = outdir / f"{work_copy.stem}.{ext}"
+        if proc.guarded and proc.returncode == _CANNOT_START and "cannot start" in log:
+            raise BpxlError(_tail(log))
         if proc.returncode < 0:  # killed by a signal: a crash, or someone killed it
             raise BpxlError(f"LibreOffice {_how(proc.returncode)} while {what} {name}{_said(log)}")
         if proc.returncode != 0 or not produced.is_file() or produced.stat().st_size == 0:
@@ -218,6 +208,42 @@ def _convert(
                 f"LibreOffice failed {what} {name} (exit code {proc.returncode}): {_tail(log)}"
             )
         return produced.read_bytes()
+
+
+class _Run(subprocess.Popen):  # type: ignore[type-arg]
+    """A LibreOffice run; `owner_pipe` is the write end its guard watches while it runs."""
+
+    guarded = False
+    owner_pipe: int | None = None
+
+
+_GUARD = Path(__file__).with_name("lo_guard.py")
+_CANNOT_START = 126  # the guard's exit code when soffice cannot be started
+
+
+def _start(cmd: list[str], log: IO[bytes], env: dict[str, str], cwd: Path, folder: Path) -> _Run:
+    """LibreOffice in its own session. On POSIX through lo_guard.py, which ends it (and removes
+    `folder`) when this process ends, even by SIGKILL."""
+    common = dict(stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd)
+    if os.name != "posix" or not _GUARD.is_file():
+        try:
+            proc = _Run(cmd, start_new_session=True, **common)  # type: ignore[arg-type]
+        except OSError as exc:
+            raise BpxlError(f"cannot start LibreOffice ({cmd[0]}): {exc.strerror or exc}") from exc
+        _LIVE.add(proc)
+        return proc
+    read_end, write_end = os.pipe()  # not inherited: only the guard gets read_end
+    try:
+        guard = [sys.executable, "-I", "-S", str(_GUARD), str(read_end), str(folder), *cmd]
+        proc = _Run(guard, pass_fds=(read_end,), start_new_session=True, **common)  # type: ignore[arg-type]
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    proc.guarded, proc.owner_pipe = True, write_end
+    _LIVE.add(proc)
+    return proc
 
 
 def _how(returncode: int) -> str:
@@ -236,11 +262,18 @@ def _said(log: str) -> str:
 
 
 # LibreOffice runs not yet reaped: killed at interpreter exit if something skipped the kill.
-_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE: set[_Run] = set()
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """Kill LibreOffice's whole process group (its own session), then reap the wrapper."""
+def _kill_group(proc: _Run) -> None:
+    """End LibreOffice: its guard kills its process group once the pipe closes; then, or
+    without a guard, kill the run's own group and reap it."""
+    if proc.owner_pipe is not None:
+        with contextlib.suppress(OSError):
+            os.close(proc.owner_pipe)
+        proc.owner_pipe = None
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=10)
     with contextlib.suppress(OSError):
         if os.name == "posix":
             os.killpg(proc.pid, signal.SIGKILL)

@@ -29,7 +29,6 @@ import multiprocessing
 import operator
 import os
 import re
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -44,6 +43,7 @@ from openpyxl.utils import get_column_letter
 
 from . import description, layout
 from .errors import BpxlError
+from .fileio import temp_folder
 from .formula import (
     Template,
     Token,
@@ -1287,7 +1287,7 @@ def _recalculated(
     from .libreoffice import recalculate
     from .verify_cnn import check_cnn_sheets
 
-    with tempfile.TemporaryDirectory(prefix="bpxl-verify-") as tmp:
+    with temp_folder("verify") as tmp:
         copy = recalculate(path, Path(tmp) / "recalculated.xlsx")
         pkg = Package(copy)
         try:

@@ -21,16 +21,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import cnn_layout as L
 from .cnn import ConvParams, Forward, Weights, forward
+from .fileio import temp_folder
 from .formula import relative_key, tokenize
 from .verify import Finding, Report
 from .xlsxread import Cell, Package, cell_number
@@ -327,7 +326,7 @@ def _recalculated(pkg: Package, stack: contextlib.ExitStack, report: Report) -> 
         problem = "no computed values (never calculated) and LibreOffice is not installed"
         report.add(Finding(L.NET_SHEET, "", problem))
         return None
-    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bpxl-cnn-")))
+    folder = stack.enter_context(temp_folder("cnn"))
     copy = Package(recalculate(pkg.path, folder / "recalculated.xlsx"))
     stack.callback(copy.close)
     return copy

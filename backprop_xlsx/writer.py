@@ -18,7 +18,6 @@ import math
 import re
 import shutil
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,7 +39,7 @@ from . import description, layout
 from .config import check_runs_finish
 from .description import Network
 from .errors import BpxlError
-from .fileio import atomic_output, output_path
+from .fileio import atomic_output, output_path, temp_folder
 from .package import build_package, workbook_facts
 from .xlsxread import DuplicateSheetNames
 
@@ -150,7 +149,7 @@ def build_workbook(
             else:
                 from .libreoffice import recalculate
 
-                with tempfile.TemporaryDirectory(prefix="bpxl-build-") as work:
+                with temp_folder("build") as work:
                     book = Path(work) / "book.xlsx"
                     warnings = write_workbook(run, etas, steps, book, **carry)
                     recalculate(book, book, label=f"the new workbook for {link}")
