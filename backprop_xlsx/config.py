@@ -9,10 +9,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import description
+from .description import MAX_STEPS
 from .errors import BpxlError
 from .layout import SheetLayout, lr_sheet_title
-
-MAX_STEPS = 100_000
 
 
 def default_values() -> dict[str, float]:

@@ -16,7 +16,9 @@ The file format (every preset in templates/ is one):
 
 Weights are numbered layer by layer, within a layer by receiving neuron, then by sending neuron
 (w1: i1→h1, w2: i2→h1, w3: i1→h2, …): row by row of each W. The seed's flat keys (i1 i2 t1 t2
-w1 … w8) describe its 2-2-2 network and stay valid. Every problem is one line naming the key.
+w1 … w8) describe its 2-2-2 network and stay valid. Every problem is one line that starts with
+the key it is about, and counts samples and list entries from 1. docs/network-files.md is the
+reference: every key, whether it is required, its default.
 """
 
 from __future__ import annotations
@@ -47,12 +49,16 @@ MAX_WEIGHT_LAYERS = 3
 MAX_WIDTH = 64
 MAX_SAMPLES = 64
 MAX_FILE_BYTES = 1 << 20  # a network file is a few hundred bytes; refuse to parse megabytes
+MAX_STEPS = 100_000
 
 KEYS = (
     "layers", "activations", "loss", "bias", "inputs", "targets", "weights", "biases",
     "seed", "lr", "steps", "description",
 )  # fmt: skip
 SEED_KEYS = PARAMS  # i1 i2 t1 t2 w1 … w8
+# Keys of the general form only: with none of them (and no layers) a file is the seed's short form.
+GENERAL_KEYS = ("layers", "activations", "loss", "bias", "inputs", "targets", "weights", "biases",
+                "seed")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -86,29 +92,42 @@ class Network:
         return [float(v) for b in self.b if b is not None for v in b]
 
 
-def _number(key: str, value: Any) -> float:
+def _number(where: str, value: Any) -> float:
+    """`where` names the key (and the entry): `w3`, `weights, number 3 (1-based)`."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BpxlError(f"{key} must be a number, got {value!r}")
+        raise BpxlError(f"{where}: must be a number, got {value!r}")
     if not math.isfinite(value):
-        raise BpxlError(f"{key} must be a finite number, got {value!r}")
+        raise BpxlError(f"{where}: must be a finite number, got {value!r}")
     return float(value)
 
 
-def _numbers(key: str, value: Any, n: int | None = None) -> list[float]:
+def _numbers(key: str, value: Any, n: int | None = None, counted: str = "") -> list[float]:
+    """A list of numbers; with `n`, exactly n of them (`counted` says whose count n is)."""
     if not isinstance(value, list):
-        raise BpxlError(f"{key} must be a list of numbers, got {value!r}")
+        raise BpxlError(f"{key}: must be a list of numbers like [0.5, 1], got {value!r}")
     if n is not None and len(value) != n:
-        raise BpxlError(f"{key} must have {n} numbers, got {len(value)}")
-    return [_number(f"{key}[{k + 1}]", v) for k, v in enumerate(value)]
+        got = f"{len(value)} number{'s' * (len(value) != 1)}"
+        raise BpxlError(f"{key}: {got}, {counted or f'it needs {n}'}")
+    base = key.removesuffix(" (1-based)")  # `targets, sample 2 (1-based)`: a row of a table
+    counting = "(both 1-based)" if base != key else "(1-based)"
+    return [_number(f"{base}, number {k + 1} {counting}", v) for k, v in enumerate(value)]
 
 
-def _table(key: str, value: Any, width: int) -> np.ndarray:
-    """A list of rows, one per training sample, each of `width` numbers."""
+def _table(key: str, value: Any, width: int, layer: str) -> np.ndarray:
+    """A list of rows, one per training sample, each of `width` numbers (the `layer`'s width)."""
     if not isinstance(value, list) or not value:
-        raise BpxlError(f"{key} must be a list of rows (one per sample), got {value!r}")
+        raise BpxlError(
+            f"{key}: must be a list of rows, one per training sample, like [[0, 1], [1, 0]], "
+            f"got {value!r}"
+        )
     if len(value) > MAX_SAMPLES:
-        raise BpxlError(f"{key}: at most {MAX_SAMPLES} samples, got {len(value)}")
-    rows = [_numbers(f"{key}[{s + 1}]", row, width) for s, row in enumerate(value)]
+        raise BpxlError(f"{key}: {len(value)} samples, at most {MAX_SAMPLES} are allowed")
+    rows = []
+    for s, row in enumerate(value):
+        where = f"{key}, sample {s + 1} (1-based)"
+        if not isinstance(row, list):
+            raise BpxlError(f"{where}: must be a list of {width} numbers, got {row!r}")
+        rows.append(_numbers(where, row, width, f"the {layer} layer has {width}"))
     return np.array(rows, dtype=np.float64)
 
 
@@ -117,53 +136,98 @@ def _layers(data: dict[str, Any]) -> tuple[int, ...]:
     if not isinstance(layers, list) or not all(
         isinstance(n, int) and not isinstance(n, bool) for n in layers
     ):
-        raise BpxlError(f"layers must be a list of whole numbers like [2, 3, 1], got {layers!r}")
+        raise BpxlError(f"layers: must be a list of whole numbers like [2, 3, 1], got {layers!r}")
     if not 2 <= len(layers) <= MAX_WEIGHT_LAYERS + 1:
         raise BpxlError(
-            f"layers must give 1 to {MAX_WEIGHT_LAYERS} weight layers "
-            f"(2 to {MAX_WEIGHT_LAYERS + 1} widths), got {len(layers)} widths"
+            f"layers: must give 1 to {MAX_WEIGHT_LAYERS} weight layers "
+            f"(2 to {MAX_WEIGHT_LAYERS + 1} widths: input, hidden…, output), "
+            f"got {len(layers)} widths"
         )
-    for n in layers:
+    for k, n in enumerate(layers):
         if not 1 <= n <= MAX_WIDTH:
-            raise BpxlError(f"layers: each width must be 1 to {MAX_WIDTH}, got {n}")
+            raise BpxlError(
+                f"layers, number {k + 1} (1-based): each width must be 1 to {MAX_WIDTH}, got {n}"
+            )
     return tuple(layers)
+
+
+_GO_TOGETHER = (
+    "(softmax output and cross_entropy go together: one without the other has no simple δ)"
+)
 
 
 def _architecture(data: dict[str, Any], layers: tuple[int, ...]) -> Architecture:
     depth = len(layers) - 1
+    given_f, given_loss = "activations" in data, "loss" in data
     activations = data.get("activations", ["sigmoid"] * depth)
-    if not isinstance(activations, list) or len(activations) != depth:
+    if not isinstance(activations, list):
         raise BpxlError(
-            f"activations must list one of {'|'.join(ACTIVATIONS)} per weight layer "
-            f"({depth}), got {activations!r}"
+            f"activations: must be a list like {['sigmoid'] * depth}, one per weight layer, "
+            f"got {activations!r}"
         )
-    for f in activations:
+    if len(activations) != depth:
+        raise BpxlError(
+            f"activations: {len(activations)} given, but layers {list(layers)} has {depth} "
+            f"weight layer{'s' * (depth > 1)}: give one of {', '.join(ACTIVATIONS)} for each"
+        )
+    for k, f in enumerate(activations):
         if f not in ACTIVATIONS:
-            raise BpxlError(f"activations: unknown {f!r} (choose from {', '.join(ACTIVATIONS)})")
+            raise BpxlError(
+                f"activations, number {k + 1} (1-based): unknown {f!r} "
+                f"(choose from {', '.join(ACTIVATIONS)})"
+            )
     if "softmax" in activations[:-1]:
-        raise BpxlError("activations: softmax is only allowed on the output layer")
+        k = activations.index("softmax")
+        raise BpxlError(
+            f"activations, number {k + 1} (1-based): softmax is only allowed on the output layer "
+            "(the last)"
+        )
     loss = data.get("loss", "mse")
     if loss not in LOSSES:
         raise BpxlError(f"loss: unknown {loss!r} (choose from {', '.join(LOSSES)})")
     output = activations[-1]
-    if (output == "softmax") != (loss == "cross_entropy"):
+    if output == "softmax" and loss != "cross_entropy":
+        said = f'loss = "{loss}"' if given_loss else 'loss: not given, so "mse", which'
         raise BpxlError(
-            "loss: softmax output and cross_entropy go together (one without the other "
-            f"has no simple δ), got {output} with {loss}"
+            f'{said} does not go with the softmax output: set loss = "cross_entropy" {_GO_TOGETHER}'
+        )
+    if loss == "cross_entropy" and output != "softmax":
+        said = (
+            f"activations: the output layer is {output}"
+            if given_f
+            else "activations: not given, so every layer is sigmoid"
+        )
+        raise BpxlError(
+            f'{said}, but loss = "cross_entropy" needs a softmax output: end activations with '
+            f'"softmax" {_GO_TOGETHER}'
         )
     if loss == "binary_cross_entropy" and output != "sigmoid":
-        raise BpxlError(f"loss: binary_cross_entropy needs a sigmoid output, got {output}")
+        raise BpxlError(
+            f'activations: the output layer is {output}, but loss = "binary_cross_entropy" '
+            "needs a sigmoid output"
+        )
     if output == "softmax" and layers[-1] < 2:
-        raise BpxlError("layers: a softmax output needs at least 2 outputs")
+        raise BpxlError(
+            "layers: the output layer has 1 neuron, but a softmax output needs at least 2"
+        )
     return Architecture(layers, tuple(activations), loss)
 
 
 def _check_targets(net: Architecture, targets: np.ndarray) -> None:
-    if net.loss == "cross_entropy":
-        if (targets < 0).any() or not np.allclose(targets.sum(axis=1), 1.0, rtol=0, atol=1e-12):
-            raise BpxlError("targets: with cross_entropy each row must be ≥ 0 and sum to 1")
-    if net.loss == "binary_cross_entropy" and ((targets < 0) | (targets > 1)).any():
-        raise BpxlError("targets: with binary_cross_entropy each target must be in [0, 1]")
+    for s, row in enumerate(targets):
+        where = f"targets, sample {s + 1} (1-based)"
+        if net.loss == "cross_entropy" and (
+            (row < 0).any() or not math.isclose(row.sum(), 1.0, rel_tol=0, abs_tol=1e-12)
+        ):
+            raise BpxlError(
+                f"{where}: with loss = cross_entropy a row must be ≥ 0 and sum to 1, "
+                f"got {[float(t) for t in row]}"
+            )
+        if net.loss == "binary_cross_entropy" and ((row < 0) | (row > 1)).any():
+            raise BpxlError(
+                f"{where}: with loss = binary_cross_entropy each target must be in [0, 1], "
+                f"got {[float(t) for t in row]}"
+            )
 
 
 def _parameters(
@@ -175,10 +239,13 @@ def _parameters(
     n_biases = sum(layers[1:]) if bias != "none" else 0
     seed = data.get("seed", 1)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise BpxlError(f"seed must be a whole number ≥ 0, got {seed!r}")
+        raise BpxlError(f"seed: must be a whole number ≥ 0, got {seed!r}")
     rng = np.random.default_rng(seed)
     if "weights" in data:
-        flat = np.array(_numbers("weights", data["weights"], n_weights))
+        counted = (
+            f"layers {list(layers)} has {n_weights} weights (w1…w{n_weights}, row by row of each W)"
+        )
+        flat = np.array(_numbers("weights", data["weights"], n_weights, counted))
     else:
         flat = np.concatenate(
             [rng.uniform(-1, 1, r * c) * math.sqrt(6 / (r + c)) for r, c in shapes]
@@ -189,9 +256,15 @@ def _parameters(
         at += r * c
     if bias == "none":
         if "biases" in data:
-            raise BpxlError('biases given but bias = false: set bias = true or "fixed"')
+            said = "bias = false" if "bias" in data else "bias is not given (default false)"
+            raise BpxlError(f'biases: given, but {said}: set bias = true or bias = "fixed"')
         return tuple(W), (None,) * len(shapes)
-    given = np.array(_numbers("biases", data["biases"], n_biases)) if "biases" in data else None
+    counted = f"layers {list(layers)} has {n_biases} biases (one per hidden and output neuron)"
+    given = (
+        np.array(_numbers("biases", data["biases"], n_biases, counted))
+        if "biases" in data
+        else None
+    )
     b, at = [], 0
     for n_out in layers[1:]:
         b.append(given[at : at + n_out].copy() if given is not None else np.zeros(n_out))
@@ -203,11 +276,18 @@ def _training_defaults(data: dict[str, Any]) -> tuple[tuple[float, ...] | None, 
     lr = data.get("lr")
     if lr is not None:
         lr = tuple(_numbers("lr", lr))
-        if not lr or any(eta <= 0 for eta in lr):
-            raise BpxlError(f"lr must be a non-empty list of numbers > 0, got {list(lr)!r}")
+        if not lr:
+            raise BpxlError("lr: the list is empty; give one learning rate or more, like [0.5, 2]")
+        for k, eta in enumerate(lr):
+            if eta <= 0:
+                raise BpxlError(f"lr, number {k + 1} (1-based): must be > 0, got {eta:g}")
+            if eta in lr[:k]:
+                raise BpxlError(f"lr, number {k + 1} (1-based): {eta:g} is given twice")
     steps = data.get("steps")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise BpxlError(f"steps must be a whole number ≥ 1, got {steps!r}")
+    if steps is not None and (
+        isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS
+    ):
+        raise BpxlError(f"steps: must be a whole number from 1 to {MAX_STEPS:,}, got {steps!r}")
     return lr, steps
 
 
@@ -228,10 +308,7 @@ def _seed_network(data: dict[str, Any]) -> dict[str, Any]:
         if key in flat:
             general[key] = flat[key]
     general["classic"] = True
-    clash = sorted(
-        set(data)
-        & {"layers", "activations", "loss", "bias", "inputs", "targets", "weights", "biases"}
-    )
+    clash = [k for k in GENERAL_KEYS if k in data]
     if clash:
         raise BpxlError(
             f"{clash[0]}: the seed's keys (i1 … w8) describe the 2-2-2 network; "
@@ -250,6 +327,13 @@ def from_mapping(data: dict[str, Any], preset: str | None = None) -> Network:
             f"{' '.join(SEED_KEYS)})"
         )
     if "layers" not in data:
+        general = [k for k in GENERAL_KEYS if k in data]
+        if general and not set(data) & set(SEED_KEYS):
+            raise BpxlError(
+                f"layers: required with {general[0]} (input width, hidden widths…, output width, "
+                "like layers = [2, 3, 1]); only the seed's short form, i1 i2 t1 t2 w1…w8 alone, "
+                "goes without it"
+            )
         data = _seed_network(data)
     elif mixed := sorted(set(data) & set(SEED_KEYS)):
         raise BpxlError(
@@ -260,20 +344,27 @@ def from_mapping(data: dict[str, Any], preset: str | None = None) -> Network:
     net = _architecture(data, layers)
     bias_value = data.get("bias", False)
     if not isinstance(bias_value, bool | str) or bias_value not in BIAS_MODES:
-        raise BpxlError(f'bias must be true, false or "fixed", got {bias_value!r}')
+        raise BpxlError(f'bias: must be true, false or "fixed", got {bias_value!r}')
     bias = BIAS_MODES[bias_value]
-    if "inputs" not in data or "targets" not in data:
-        raise BpxlError("inputs and targets are required (one row per training sample)")
-    inputs = _table("inputs", data["inputs"], layers[0])
-    targets = _table("targets", data["targets"], layers[-1])
+    for key, width, layer in (("inputs", layers[0], "input"), ("targets", layers[-1], "output")):
+        if key not in data:
+            raise BpxlError(
+                f"{key}: required, one row of {width} numbers (the {layer} layer's width) per "
+                "training sample"
+            )
+    inputs = _table("inputs", data["inputs"], layers[0], "input")
+    targets = _table("targets", data["targets"], layers[-1], "output")
     if len(inputs) != len(targets):
-        raise BpxlError(f"inputs has {len(inputs)} samples but targets has {len(targets)}")
+        raise BpxlError(
+            f"targets: {len(targets)} samples, but inputs has {len(inputs)} (one row of each "
+            "per training sample)"
+        )
     _check_targets(net, targets)
     W, b = _parameters(data, layers, bias)
     lr, steps = _training_defaults(data)
     description = data.get("description", "")
     if not isinstance(description, str):
-        raise BpxlError(f"description must be text, got {description!r}")
+        raise BpxlError(f"description: must be text, got {description!r}")
     classic = bool(data.get("classic", False))
     return Network(net, bias, inputs, targets, W, b, lr, steps, preset, description, classic)
 

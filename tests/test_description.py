@@ -93,47 +93,6 @@ def test_weights_drawn_from_the_seed_are_reproducible() -> None:
     assert len(one.weights) == 9 and one.biases == [0.0] * 4
 
 
-GOOD = {"layers": [2, 2], "inputs": [[0, 1]], "targets": [[1, 0]]}
-BAD = [
-    ({"colour": 1}, r"unknown key 'colour'"),
-    (GOOD | {"layers": [2]}, r"layers must give 1 to 3 weight layers"),
-    (GOOD | {"layers": [2, 2, 2, 2, 2]}, r"layers must give 1 to 3 weight layers"),
-    (GOOD | {"layers": [2, 0]}, r"each width must be 1 to 64"),
-    (GOOD | {"inputs": [[0, 1, 2]]}, r"inputs\[1\] must have 2 numbers, got 3"),
-    (GOOD | {"targets": [[1, 0], [0, 1]]}, r"inputs has 1 samples but targets has 2"),
-    (GOOD | {"weights": [1, 2, 3]}, r"weights must have 4 numbers, got 3"),
-    (GOOD | {"bias": True, "biases": [1]}, r"biases must have 2 numbers, got 1"),
-    (GOOD | {"biases": [1, 2]}, r"biases given but bias = false"),
-    (GOOD | {"activations": ["softmax"]}, r"softmax output and cross_entropy go together"),
-    (GOOD | {"loss": "cross_entropy"}, r"softmax output and cross_entropy go together"),
-    (
-        {"layers": [2, 2, 2], "activations": ["softmax", "softmax"], "inputs": [[0, 1]],
-         "targets": [[1, 0]], "loss": "cross_entropy"},
-        r"softmax is only allowed on the output layer",
-    ),
-    (GOOD | {"activations": ["swish"]}, r"unknown 'swish'"),
-    (GOOD | {"loss": "hinge"}, r"loss: unknown 'hinge'"),
-    (
-        GOOD | {"activations": ["softmax"], "loss": "cross_entropy", "targets": [[1, 1]]},
-        r"each row must be ≥ 0 and sum to 1",
-    ),
-    (GOOD | {"activations": ["tanh"], "loss": "binary_cross_entropy"}, r"needs a sigmoid output"),
-    (GOOD | {"bias": "maybe"}, r"bias must be true, false or \"fixed\""),
-    (GOOD | {"lr": [0.5, -1]}, r"lr must be a non-empty list of numbers > 0"),
-    (GOOD | {"steps": 0}, r"steps must be a whole number ≥ 1"),
-    (GOOD | {"inputs": [[0, float("nan")]]}, r"inputs\[1\]\[2\] must be a finite number"),
-    ({"i1": "x"}, r"i1 must be a number"),
-    (GOOD | {"w1": 0.3}, r"w1: the seed's keys"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize(("data", "message"), BAD)
-def test_bad_network_files_get_one_line_naming_the_key(data: dict, message: str) -> None:
-    with pytest.raises(BpxlError, match=message) as info:
-        description.from_mapping(data)
-    assert "\n" not in str(info.value)
-
-
 def test_load_reads_a_file_and_names_it(tmp_path: Path) -> None:
     path = tmp_path / "net.toml"
     path.write_text("layers = [1, 1]\ninputs = [[1]]\ntargets = [[0.5]]\nweights = [0.3]\n")
