@@ -234,7 +234,7 @@ def cli() -> None:
     "--config",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Network file (TOML): layers, activations, loss, bias, inputs, targets, weights, "
-    "biases, seed, lr, steps; or the seed's i1 i2 t1 t2 w1…w8. See templates/.",
+    "biases, seed, lr, steps; or the seed's i1 i2 t1 t2 w1…w8. See docs/network-files.md.",
 )
 @click.option(
     "--out",

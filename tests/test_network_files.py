@@ -7,6 +7,7 @@ list entries counted from 1). docs/network-files.md documents every key these ca
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,15 @@ def test_the_real_process_says_the_same(tmp_path: Path) -> None:
     assert done.stderr == (
         f"error: {config}: targets, sample 2 (1-based): 3 numbers, the output layer has 1\n"
     )
+
+
+def test_the_reference_lists_every_key() -> None:
+    """docs/network-files.md has a table row for each key a file may hold."""
+    from backprop_xlsx.description import KEYS, SEED_KEYS
+
+    doc = (ROOT / "docs" / "network-files.md").read_text(encoding="utf-8")
+    rows = [line for line in doc.splitlines() if line.startswith("| `")]
+    first_cells = " ".join(row.split("|")[1] for row in rows)
+    named = set(re.findall(r"`(\w+)`", first_cells))
+    named |= {f"w{k}" for k in range(1, 9)} if {"w1", "w8"} <= named else set()
+    assert set(KEYS) | set(SEED_KEYS) <= named, sorted(set(KEYS) | set(SEED_KEYS) - named)
