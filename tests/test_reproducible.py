@@ -53,7 +53,8 @@ def test_transcendental_functions_are_the_c_librarys_bit_for_bit(ours, witness) 
     x = _arguments()
     if ours is libm.log:
         x = np.concatenate([np.abs(x), [-1.0, -0.0, math.nan]])
-    got = ours(x)
+    with np.errstate(all="ignore"):  # overflow and ln of x < 0, as np.exp and np.log warn
+        got = ours(x)
     want = np.array([witness(float(v)) for v in x])
     assert got.dtype == np.float64 and got.shape == x.shape
     np.testing.assert_array_equal(
