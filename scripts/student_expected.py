@@ -19,7 +19,8 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import student_oracle as so  # noqa: E402
+import student_analysis as sa
+import student_oracle as so
 
 SPEC = {
     "h1": "{w1}*{i1}+{w2}*{i2}",
@@ -45,10 +46,8 @@ SPEC["∂E/∂w2"] = f"({_D1}*{{w5}}+{_D2}*{{w7}})*{{a_h1}}*(1-{{a_h1}})*{{i2}}"
 SPEC["∂E/∂w3"] = f"({_D1}*{{w6}}+{_D2}*{{w8}})*{{a_h2}}*(1-{{a_h2}})*{{i1}}"
 SPEC["∂E/∂w4"] = f"({_D1}*{{w6}}+{_D2}*{{w8}})*{{a_h2}}*(1-{{a_h2}})*{{i2}}"
 
-TEMPLATE = {
-    "∂E/∂w3": "∂E/∂w3 uses a_h1·(1 − a_h1) where a_h2·(1 − a_h2) belongs (the course template's bug)",
-    "∂E/∂w4": "∂E/∂w4 uses a_h1·(1 − a_h1) where a_h2·(1 − a_h2) belongs (the course template's bug)",
-}
+_TEMPLATE = "uses a_h1·(1 − a_h1) where a_h2·(1 − a_h2) belongs (the course template's bug)"
+TEMPLATE = {"∂E/∂w3": f"∂E/∂w3 {_TEMPLATE}", "∂E/∂w4": f"∂E/∂w4 {_TEMPLATE}"}
 
 # Hand-read meaning of the other wrong formulas, keyed by (file prefix, sheet, quantity).
 MEANING = {
@@ -60,45 +59,74 @@ MEANING = {
     ("03", "Self", "∂E/∂w4"): "missing brackets: a_h2·(1 − a_h2)·i2 multiplies only the w8 term",
     ("06", "Sheet2", "∂E/∂w7"): "uses a_o1 where a_o2 belongs: (a_o1 − t2)·a_o1·(1 − a_o1)·a_h1",
     ("06", "Sheet2", "∂E/∂w8"): "uses a_o1 where a_o2 belongs: (a_o1 − t2)·a_o1·(1 − a_o1)·a_h2",
-    ("14", "assignment6-calculations", "w3"): "from G24 down the update reads $G<row−3> (an old w3, "
+    (
+        "14",
+        "assignment6-calculations",
+        "w3",
+    ): "from G24 down the update reads $G<row−3> (an old w3, "
     "about 0.25) where η ($G$19) belongs: '$G21' has a relative row, G22 and G23 were typed right",
     ("22", "Sheet1", "∂E/∂w1"): "uses w6 (N) where w7 (O) belongs in the a_o2 term",
     ("22", "Sheet1", "∂E/∂w2"): "uses w6 (N) where w7 (O) belongs in the a_o2 term",
     ("22", "Sheet1", "∂E/∂w3"): "uses w7 (O) where w6 (N) belongs in the a_o1 term",
     ("22", "Sheet1", "∂E/∂w4"): "uses w7 (O) where w6 (N) belongs in the a_o1 term",
 }
+_R18 = "rows 35, 39, 43, 49, 55, 61"
 for _sheet in ("LR_0.1", "LR_0.2", "LR_0.5", "LR_0.8", "LR_1", "LR_2"):
     for _k in (1, 2, 3, 4):
         MEANING[("18", _sheet, f"∂E/∂w{_k}")] = (
             "(a_o1·t1) and (a_o2·t1) products where (a_o1 − t1) and (a_o2 − t2) belong"
         )
-    MEANING[("18", _sheet, "∂E/∂w7")] = (
-        "rows 34-35 of every 4-row block use (a_o1 − t1)·a_o1·(1 − a_o1) where a_o2, t2 belong"
+    MEANING[("18", _sheet, "∂E/∂w4")] += (
+        f"; in {_R18} it also multiplies by i1 (C) where i2 (D) belongs"
     )
-    MEANING[("18", _sheet, "w3")] = "G35 (every 4th row) is '= F34 − η·Y34', the w2 update, not w3's"
-    MEANING[("18", _sheet, "w4")] = "H35 (every 4th row) is '= F34 − η·Y34', the w2 update, not w4's"
-    MEANING[("18", _sheet, "h1")] = "I35 (every 4th row) is '= F34 − η·Y34' where w1·i1 + w2·i2 belongs"
-    MEANING[("18", _sheet, "E2")] = "V35 (every 4th row) is ½(t1 − a_o1)², a copy of E1"
+    MEANING[("18", _sheet, "∂E/∂w7")] = (
+        "rows 34, 35, 38, 39, 42, 43, 46, 48, 49, 52, 54, 55, 58, 60, 61, 65 use "
+        "(a_o1 − t1)·a_o1·(1 − a_o1) where (a_o2 − t2)·a_o2·(1 − a_o2) belongs"
+    )
+    _eta = (
+        "η is a relative reference: E33:E35 read B29 (η), from row 36 on "
+        "B32, B33, B33, B33, B36, … "
+        "(the t2 = 0.99 cells of column B) where $B$29 belongs"
+    )
+    MEANING[("18", _sheet, "w3")] = (
+        f"{_R18} hold '= F<r−1> − η·Y<r−1>' (w2's update) where w3's belongs; also: {_eta}"
+    )
+    MEANING[("18", _sheet, "w4")] = (
+        f"{_R18} hold '= F<r−1> − η·Y<r−1>' (w2's update) where w4's belongs; also: {_eta}"
+    )
+    MEANING[("18", _sheet, "h1")] = (
+        f"{_R18} hold '= F<r−1> − η·Y<r−1>' (a weight update) where w1·i1 + w2·i2 belongs"
+    )
+    MEANING[("18", _sheet, "E2")] = (
+        f"{_R18} hold ½(t1 − a_o1)², a copy of E1, where ½(t2 − a_o2)² belongs"
+    )
     for _w in ("w1", "w2", "w5", "w6", "w7", "w8"):
-        MEANING[("18", _sheet, _w)] = (
-            "η is a relative reference: rows 33-35 read B29 (η), from row 36 on B32, B33, … "
-            "(t2 = 0.99 and the rows below) where $B$29 belongs"
-        )
+        MEANING[("18", _sheet, _w)] = _eta
 
 MANUAL: dict[str, dict] = {
-    "01": {"notes": "Only E1 is wrong: it reads t2 where t1 belongs; t1 = t2 = 0.5 in every row, so "
-           "every cached value equals the correct run (checked to 1e-15): only the formula or a "
-           "recomputation with t1 ≠ t2 (random leaves) shows it."},
-    "03": {"notes": "Sheet 'Rohan' is the course template with its ∂E/∂w3, ∂E/∂w4 bug; sheet 'Self' "
-           "has correct ∂E/∂w3/∂E/∂w4 derivatives but drops the brackets of all four hidden-layer "
-           "gradients, a visible error (E_total off by 7 % at the last row)."},
-    "07": {"notes": "The table starts from w4 = 0.5 (not 0.3). Sheet 'variance_accross_learning_rate' "
-           "holds typed E_total curves for η = 0.1…2; they equal a NumPy run with the template "
-           "bug to 1e-10 (not graded: not a training table)."},
-    "09": {"notes": "Extra columns AH:AM ('E_0.1' … 'E_2') hold typed E_total curves for six η; they "
-           "equal a correct NumPy run to 1e-13. Only the η = 2 run is a formula table."},
-    "10": {"notes": "Variant starting values: negative weights (w3 = −0.2, w6 = −0.6, w8 = −0.9) "
-           "and targets 0.01/0.99; six sheets, one per η; 'Summary' sheet has no table."},
+    "01": {
+        "notes": "Only E1 is wrong: it reads t2 where t1 belongs; t1 = t2 = 0.5 in every row, so "
+        "every cached value equals the correct run (checked to 1e-15): only the formula or a "
+        "recomputation with t1 ≠ t2 (random leaves) shows it."
+    },
+    "03": {
+        "notes": "Sheet 'Rohan' is the course template with its ∂E/∂w3, ∂E/∂w4 bug; sheet 'Self' "
+        "has correct ∂E/∂w3/∂E/∂w4 derivatives but drops the brackets of all four hidden-layer "
+        "gradients, a visible error (E_total off by 7 % at the last row)."
+    },
+    "07": {
+        "notes": "The table starts from w4 = 0.5 (not 0.3). Sheet 'variance_accross_learning_rate' "
+        "holds typed E_total curves for η = 0.1…2; they equal a NumPy run with the template "
+        "bug to 1e-10 (not graded: not a training table)."
+    },
+    "09": {
+        "notes": "Extra columns AH:AM ('E_0.1' … 'E_2') hold typed E_total curves for six η; they "
+        "equal a correct NumPy run to 1e-13. Only the η = 2 run is a formula table."
+    },
+    "10": {
+        "notes": "Variant starting values: negative weights (w3 = −0.2, w6 = −0.6, w8 = −0.9) "
+        "and targets 0.01/0.99; six sheets, one per η; 'Summary' sheet has no table."
+    },
     "12": {"notes": "Variant inputs i1 = 1, i2 = 5; extra leading 'No' column."},
     "13": {
         "verdict": "cannot_check",
@@ -107,20 +135,30 @@ MANUAL: dict[str, dict] = {
         "a ReLU variant with typed numbers, not this sigmoid assignment",
         "notes": "Nothing to grade: exit 2 'cannot be checked'.",
     },
-    "14": {"notes": "Both sheets carry the template bug; 'assignment6-calculations' also has the "
-           "w3 update reading an old w3 instead of η from G24 on (a formula whose meaning "
-           "changes down the column)."},
-    "17": {"notes": "Only 'L.R. 0.1' has formulas (template bug). The other five sheets are typed "
-           "values (6-9 significant digits): the first rows equal the template computation "
-           "(Z = 0.000224872, correct 0.000224813), and the last 6-7 rows of each repeat the row "
-           "above exactly, so training stops there (E_total at the last row off by 7-23 %)."},
-    "18": {"notes": "Six sheets, one per η, same block of 4 rows copied down, so the errors repeat "
-           "every 4 rows. Cached values are Google-Sheets rounded (evaluator vs cache 5e-10). "
-           "B47 holds 0.989999999999999 where t2 = 0.99 (harmless, 1e-15)."},
-    "22": {"notes": "η = 10. The hidden-layer gradients read the wrong output weights; "
-           "E_total at the last row is 15 % off."},
-    "23": {"notes": "Other column order: w1..w8 first (E..L), then h1, out_h1, h2, out_h2, o1, "
-           "out_o1, o2, out_o2. 'Copy of Sheet1' is a one-pass vertical layout, no table."},
+    "14": {
+        "notes": "Both sheets carry the template bug; 'assignment6-calculations' also has the "
+        "w3 update reading an old w3 instead of η from G24 on (a formula whose meaning "
+        "changes down the column)."
+    },
+    "17": {
+        "notes": "Only 'L.R. 0.1' has formulas (template bug). The other five sheets are typed "
+        "values (6-9 significant digits): the first rows equal the template computation "
+        "(Z = 0.000224872, correct 0.000224813), and the last 6-7 rows of each repeat the row "
+        "above exactly, so training stops there (E_total at the last row off by 7-23 %)."
+    },
+    "18": {
+        "notes": "Six sheets, one per η, same block of 4 rows copied down, so the errors repeat "
+        "every 4 rows. Cached values are Google-Sheets rounded (evaluator vs cache 5e-10). "
+        "B47 holds 0.989999999999999 where t2 = 0.99 (harmless, 1e-15)."
+    },
+    "22": {
+        "notes": "η = 10. The hidden-layer gradients read the wrong output weights; "
+        "E_total at the last row is 15 % off."
+    },
+    "23": {
+        "notes": "Other column order: w1..w8 first (E..L), then h1, out_h1, h2, out_h2, o1, "
+        "out_o1, o2, out_o2. 'Copy of Sheet1' is a one-pass vertical layout, no table."
+    },
     "24": {
         "verdict": "wrong",
         "notes": "Unfinished: one iteration (row 41) plus the updated weights in row 42 "
@@ -132,9 +170,10 @@ MANUAL: dict[str, dict] = {
                 "sheet": "Sheet1",
                 "quantity": "h1",
                 "kind": "unfinished_table",
+                "meaning": "row 42 has the updated weights but no h1 … ∂E/∂w8; no further rows",
                 "first_cell": "L42",
                 "found_formula": "",
-                "should_read": "=H42*F42+I42*G42, and every computed column continued down the rows",
+                "should_read": "=H42*F42+I42*G42, and every computed column continued down",
                 "effect": "only 1 iteration: no training curve at all",
             }
         ],
@@ -143,7 +182,8 @@ MANUAL: dict[str, dict] = {
         "verdict": "cannot_check",
         "reason": "not this assignment: a 2-2-1 network with biases (b rows 8-9), one output, "
         "a single row driven by a macro loop (Korean Hancom workbook), no iteration table",
-        "notes": "openpyxl's normal mode fails on an out-of-range style index; read-only mode reads it.",
+        "notes": "openpyxl's normal mode fails on an out-of-range style index; "
+        "read-only mode reads it.",
     },
 }
 
@@ -160,13 +200,21 @@ def fmt_spec(t: so.Table, q: str, r: int, eta_cell: str | None) -> str:
 def effect_text(b: dict, n: int, eff: dict) -> str:
     parts = []
     if b["visible_rows"]:
-        parts.append(f"first cell {b['have']:.9g} where {b['want']:.9g} belongs (rel {b['rel']:.2g})")
+        parts.append(
+            f"first cell {b['have']:.9g} where {b['want']:.9g} belongs (rel {b['rel']:.2g})"
+        )
     else:
-        parts.append(f"no value shows it with the file's numbers; with random inputs the cell is off by rel {b['rel']:.2g}")
+        parts.append(
+            "no value shows it with the file's numbers; with random inputs the cell is off"
+            f" by rel {b['rel']:.2g}"
+        )
     parts.append(f"{b['n_rows']} of {n} rows")
     ef, ec = eff.get("E_total_last_file"), eff.get("E_total_last_correct")
     if isinstance(ef, (int, float)) and isinstance(ec, (int, float)) and ec:
-        parts.append(f"E_total at the last row {ef:.6g} vs correct {ec:.6g} (rel {abs(ef - ec) / abs(ec):.2g})")
+        parts.append(
+            f"E_total at the last row {ef:.6g} vs correct {ec:.6g}"
+            f" (rel {abs(ef - ec) / abs(ec):.2g})"
+        )
     return "; ".join(parts)
 
 
@@ -176,12 +224,14 @@ def build(folder: str) -> dict:
         name = os.path.basename(path)
         pre = name[:2]
         man = MANUAL.get(pre, {})
-        res = so.analyse(path)
+        res = sa.analyse(path)
         book = so.Book(path)
         tables, findings, unknown = [], [], []
-        for info, t in zip(res["tables"], so.find_tables(book)):
+        for info, t in zip(res["tables"], so.find_tables(book), strict=True):
             unknown += [u for u in info["unknown_labels"] if u not in unknown]
-            labels = {q: (v.strip() if isinstance(v, str) else v) for q, v in info["labels"].items()}
+            labels = {
+                q: (v.strip() if isinstance(v, str) else v) for q, v in info["labels"].items()
+            }
             tables.append(
                 {
                     "sheet": t.sheet,
@@ -193,6 +243,9 @@ def build(folder: str) -> dict:
                     "eta_cell": t.eta_cell or "",
                     "eta_label": (t.eta_label or "").strip(),
                     "labels": labels,
+                    "cached_vs_evaluator": info.get("consistency", {}).get(
+                        "cache_vs_eval_rel", 0.0
+                    ),
                 }
             )
             typed_table = bool(info.get("consistency", {}).get("typed")) and not any(
@@ -256,12 +309,14 @@ def typed_findings(book: so.Book, t: so.Table, info: dict) -> list:
             "first_cell": first[1],
             "found_formula": f"typed number {book.raw.get(first)!r}",
             "should_read": fmt_spec(t, "h1", t.first_row, t.eta_cell)
-            + f" (every computed cell of the table, {len(so.COMPUTED)} columns x {t.rows} rows, is a typed number)",
+            + f" (every computed cell of the table, {len(so.COMPUTED)} columns x {t.rows} rows,"
+            " is a typed number)",
             "meaning": "a pasted table: values where formulas belong",
             "rows_affected": t.rows,
             "visible_in_cached_values": True,
             "effect": "nothing recalculates; ∂E/∂w3 and ∂E/∂w4 hold the template-bug numbers "
-            f"({book.raw.get(t.key('∂E/∂w3', t.first_row))!r} at {t.cols['∂E/∂w3']}{t.first_row}, correct 0.000224813)",
+            f"({book.raw.get(t.key('∂E/∂w3', t.first_row))!r} at {t.cols['∂E/∂w3']}{t.first_row},"
+            " correct 0.000224813)",
         }
     ]
     if dup:
@@ -272,12 +327,14 @@ def typed_findings(book: so.Book, t: so.Table, info: dict) -> list:
                 "quantity": "w1",
                 "kind": "repeated_rows",
                 "first_cell": f"{t.cols['w1']}{dup}",
-                "found_formula": f"typed {book.raw.get(t.key('w1', dup))!r}, row {dup} repeats row {dup - 1} exactly to row {t.last_row}",
+                "found_formula": f"typed {book.raw.get(t.key('w1', dup))!r}, row {dup} repeats"
+                f" row {dup - 1} exactly, and so on to row {t.last_row}",
                 "should_read": fmt_spec(t, "w1", dup, t.eta_cell),
                 "meaning": "training stops: the weights no longer change",
                 "rows_affected": t.last_row - dup + 1,
                 "visible_in_cached_values": True,
-                "effect": f"E_total at the last row {eff.get('E_total_last_file')!r} vs correct {eff.get('E_total_last_correct', float('nan')):.6g}",
+                "effect": f"E_total at the last row {eff.get('E_total_last_file')!r} vs correct"
+                f" {eff.get('E_total_last_correct', float('nan')):.6g}",
             }
         )
     return out
@@ -323,10 +380,10 @@ def tv(v) -> str:
 
 def to_toml(data: dict) -> str:
     lines = [
-        "# Expected verdicts for the 25 student workbooks in /work/shared/data/students (not copied).",
-        "# Generated by scripts/student_expected.py from scripts/student_oracle.py plus hand reading.",
-        "# verdict: correct | wrong | cannot_check. Quantities spelled t1 t2 i1 i2 w1..w8 h1 a_h1 h2 a_h2",
-        "# o1 a_o1 o2 a_o2 E1 E2 E_total ∂E/∂w1..∂E/∂w8. Cells are A1 refs on the named sheet.",
+        "# Expected verdicts for the 25 student workbooks of the course (files not copied here).",
+        "# Generated by scripts/student_expected.py (oracle: scripts/student_oracle.py) plus",
+        "# hand reading. verdict: correct | wrong | cannot_check. Quantities: t1 t2 i1 i2 w1..w8",
+        "# h1 a_h1 h2 a_h2 o1 a_o1 o2 a_o2 E1 E2 E_total ∂E/∂w1..∂E/∂w8; cells are A1 refs.",
         "",
     ]
     for name, e in data.items():
@@ -334,11 +391,15 @@ def to_toml(data: dict) -> str:
         for k in ("verdict", "reason", "sheets", "unknown_labels", "notes"):
             if k in e:
                 lines.append(f"{k} = {tv(e[k])}")
+        for k in ("tables", "findings"):
+            if not e[k]:
+                lines.append(f"{k} = []")
         for t in e["tables"]:
             lines.append("")
             lines.append(f"[[{tv(name)}.tables]]")
             for k, v in t.items():
-                lines.append(f"{k} = {tv(v)}")
+                if v is not None:
+                    lines.append(f"{k} = {tv(v)}")
         for f in e["findings"]:
             lines.append("")
             lines.append(f"[[{tv(name)}.findings]]")
@@ -354,7 +415,10 @@ def main() -> None:
     ap.add_argument("-o", "--out", default="tests/data/students_expected.toml")
     a = ap.parse_args()
     text = to_toml(build(a.folder))
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     tomllib.loads(text)  # the file must parse
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
