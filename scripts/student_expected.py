@@ -229,9 +229,7 @@ def build(folder: str) -> dict:
         tables, findings, unknown = [], [], []
         for info, t in zip(res["tables"], so.find_tables(book), strict=True):
             unknown += [u for u in info["unknown_labels"] if u not in unknown]
-            labels = {
-                q: (v.strip() if isinstance(v, str) else v) for q, v in info["labels"].items()
-            }
+            labels = dict(info["labels"])  # raw: a matcher meets the trailing spaces too
             tables.append(
                 {
                     "sheet": t.sheet,
@@ -241,7 +239,7 @@ def build(folder: str) -> dict:
                     "rows": t.rows,
                     "eta": info.get("eta"),
                     "eta_cell": t.eta_cell or "",
-                    "eta_label": (t.eta_label or "").strip(),
+                    "eta_label": t.eta_label or "",
                     "labels": labels,
                     "cached_vs_evaluator": info.get("consistency", {}).get(
                         "cache_vs_eval_rel", 0.0
