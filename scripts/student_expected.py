@@ -119,6 +119,10 @@ MANUAL: dict[str, dict] = {
         "holds typed E_total curves for η = 0.1…2; they equal a NumPy run with the template "
         "bug to 1e-10 (not graded: not a training table)."
     },
+    "08": {
+        "notes": "t1, t2, i1, i2 are formulas holding constants ('=0.5', '=0.05') in every row; "
+        "the oracle treats such formulas as typed leaves and varies them too."
+    },
     "09": {
         "notes": "Extra columns AH:AM ('E_0.1' … 'E_2') hold typed E_total curves for six η; they "
         "equal a correct NumPy run to 1e-13. Only the η = 2 run is a formula table."

@@ -227,8 +227,10 @@ class Book:
             if k in seen:
                 continue
             seen.add(k)
-            if self.is_formula(k):
+            if self.is_formula(k) and self.compile(k).refs:
                 stack.extend(self.compile(k).refs)
+            elif self.is_formula(k):  # '=0.5': a typed number all the same
+                out.add(k)
             elif isinstance(self.raw.get(k), (int, float)):
                 out.add(k)
         return out
@@ -426,6 +428,8 @@ def meaning_check(book: Book, t: Table, seeds=(None, 1, 2, 3)) -> dict:
     eta_key = eta_key_of(t)
     keys = [t.key(q, r) for q in t.cols for r in range(t.first_row, t.last_row + 1)]
     leaves = sorted(book.leaves(keys))
+    book.overrides, book.memo = {}, {}
+    base = {k: book.value(k) for k in leaves}
     bad: dict[str, dict] = {}
     empty: dict[str, list] = {}
     for seed in seeds:
@@ -434,7 +438,7 @@ def meaning_check(book: Book, t: Table, seeds=(None, 1, 2, 3)) -> dict:
         if seed is not None:
             rnd = random.Random(seed)
             for k in leaves:
-                v = float(book.raw[k])
+                v = float(base[k])
                 book.overrides[k] = v + rnd.uniform(-0.4, 0.4) * max(abs(v), 0.1)
         eta = float(book.value(eta_key)) if eta_key else None
         for r in range(t.first_row, t.last_row + 1):
