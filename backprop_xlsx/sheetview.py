@@ -17,13 +17,16 @@ from collections.abc import Sequence
 from openpyxl.chart import Reference, ScatterChart, Series
 from openpyxl.chart.text import RichText, Text
 from openpyxl.chart.title import Title
+from openpyxl.drawing.spreadsheet_drawing import AnchorMarker, OneCellAnchor
 from openpyxl.drawing.text import (
     CharacterProperties,
     Paragraph,
     ParagraphProperties,
     RegularTextRun,
 )
+from openpyxl.drawing.xdr import XDRPositiveSize2D
 from openpyxl.utils import column_index_from_string, get_column_letter
+from openpyxl.utils.units import cm_to_EMU, pixels_to_EMU
 from openpyxl.worksheet.worksheet import Worksheet
 
 from . import layout
@@ -36,7 +39,7 @@ CHART_HEIGHT = 6.0  # cm
 E_TOTAL_CHART_WIDTH = 11.0  # cm
 OUTPUTS_CHART_WIDTH = 13.0  # cm: its legend takes room
 LEGEND_MAX = 8  # lines named in a legend; more would be squeezed unreadable into 6 cm
-COLUMN_CM = 1.7  # a column of default width, to estimate which columns a chart covers
+GAP = 8  # pixels between the frozen columns and a chart, and between the charts
 TICKS = 5  # at most this many intervals on an iteration axis: labels never touch
 
 
@@ -74,34 +77,61 @@ def freeze_cell(sheet: layout.SheetLayout) -> str:
     return f"{get_column_letter(frozen_columns(sheet) + 1)}{layout.FIRST_ROW}"
 
 
-def chart_anchors(sheet: layout.SheetLayout) -> list[str]:
-    """Top-left cells of the E_total chart and, with several samples, the outputs chart: side
-    by side in the band of row CHART_ROW, starting right of the frozen columns."""
-    first = frozen_columns(sheet) + 1
-    anchors = [f"{get_column_letter(first)}{CHART_ROW}"]
-    if sheet.samples > 1:
-        span = _columns_under(sheet, first, E_TOTAL_CHART_WIDTH)
-        anchors.append(f"{get_column_letter(first + span)}{CHART_ROW}")
-    return anchors
+def column_pixels(column: layout.Column) -> int:
+    """A column's width on screen at 100 %: 7 pixels per character of width (Excel's and
+    LibreOffice's default font)."""
+    return round(7 * column_width(column))
 
 
-def _columns_under(sheet: layout.SheetLayout, first: int, width_cm: float) -> int:
-    """How many columns from `first` (1-based) a chart of `width_cm` reaches into."""
-    covered, n = 0.0, 0
-    while covered < width_cm:
-        index = first + n - 1
-        chars = column_width(sheet.columns[index]) if index < len(sheet.columns) else 8.43
-        covered += (chars * 7 + 5) / 96 * 2.54  # character widths → pixels → cm
-        n += 1
-    return n
+def _at(sheet: layout.SheetLayout, left: int) -> tuple[int, int]:
+    """(0-based column, pixels into it) of the point `left` pixels right of column A's edge;
+    past the last column, columns of the default 8.43 width."""
+    for index, column in enumerate(sheet.columns):
+        width = column_pixels(column)
+        if left < width:
+            return index, left
+        left -= width
+    default = round(7 * 8.43)
+    return len(sheet.columns) + left // default, left % default
+
+
+def chart_positions(sheet: layout.SheetLayout) -> list[tuple[int, int]]:
+    """Left edges, in pixels from column A, of the E_total chart and, with several samples, the
+    outputs chart: side by side in the band, starting right of the frozen columns."""
+    left = sum(column_pixels(c) for c in sheet.columns[: frozen_columns(sheet)]) + GAP
+    e_total = (left, _cm_pixels(E_TOTAL_CHART_WIDTH))
+    if sheet.samples == 1:
+        return [e_total]
+    return [e_total, (left + e_total[1] + GAP, _cm_pixels(OUTPUTS_CHART_WIDTH))]
+
+
+def _cm_pixels(cm: float) -> int:
+    return round(cm / 2.54 * 96)
+
+
+def chart_anchor(sheet: layout.SheetLayout, k: int) -> OneCellAnchor:
+    """Chart k of the band, anchored to the cell under its left edge with the offset into it,
+    so the charts sit a small gap apart whatever the columns' widths."""
+    left, _ = chart_positions(sheet)[k]
+    column, offset = _at(sheet, left)
+    start = AnchorMarker(
+        col=column,
+        colOff=pixels_to_EMU(offset),
+        row=CHART_ROW - 1,
+        rowOff=pixels_to_EMU(GAP // 2),
+    )
+    size = XDRPositiveSize2D(cx=cm_to_EMU(_width_cm(k)), cy=cm_to_EMU(CHART_HEIGHT))
+    return OneCellAnchor(_from=start, ext=size)
+
+
+def _width_cm(k: int) -> float:
+    return (E_TOTAL_CHART_WIDTH, OUTPUTS_CHART_WIDTH)[k]
 
 
 def charts_end_column(sheet: layout.SheetLayout) -> int:
     """The last column (1-based) any chart of the band reaches, for the print area."""
-    anchors = chart_anchors(sheet)
-    widths = [E_TOTAL_CHART_WIDTH, OUTPUTS_CHART_WIDTH][: len(anchors)]
-    last = column_index_from_string(re.sub(r"\d", "", anchors[-1]))
-    return last + _columns_under(sheet, last, widths[-1]) - 1
+    left, width = chart_positions(sheet)[-1]
+    return _at(sheet, left + width)[0] + 1
 
 
 def tick_unit(steps: int) -> int:
@@ -198,12 +228,12 @@ def lr_charts(
     last = layout.last_row(steps)
     iteration = column_index_from_string(sheet.letter[layout.ITERATION])
     x = Reference(ws, min_col=iteration, min_row=layout.FIRST_ROW, max_row=last)
-    anchors = chart_anchors(sheet)
     chart = e_total_chart(f"E_total, {ws.title} (η = {eta:g})", steps, bounds)
     e_total = column_index_from_string(sheet.letter["E_total"])
     add_lines(chart, ws, x, [e_total], layout.HEADER_ROW, last)
     chart.legend = None
-    ws.add_chart(chart, anchors[0])
+    chart.anchor = chart_anchor(sheet, 0)
+    ws.add_chart(chart)
     if sheet.samples == 1:
         return
     outputs = iteration_chart(f"outputs per sample, {ws.title} (η = {eta:g})", steps, "a_o")
@@ -222,4 +252,5 @@ def lr_charts(
     else:
         outputs.legend.position = "r"
         outputs.legend.txPr = small_text()
-    ws.add_chart(outputs, anchors[1])
+    outputs.anchor = chart_anchor(sheet, 1)
+    ws.add_chart(outputs)

@@ -34,7 +34,7 @@ from backprop_xlsx import description, layout, sheetview
 from backprop_xlsx.fileio import atomic_output
 from backprop_xlsx.libreoffice import export_pdf, pdf_to_png
 
-SCREEN_WIDTH = 1320  # pixels of cells on a 1366-pixel screen: less the row numbers, scroll bar
+SCREEN_WIDTH = 1310  # pixels of cells on a 1366-pixel screen: less the row numbers, scroll bar
 SCREEN_ROWS = 15  # iterations under the frozen rows on a 768-pixel screen (17 px a row)
 
 
@@ -85,10 +85,10 @@ def render(pdf: Path, page: int, out: Path, dpi: int) -> None:
 
 def screen_columns(sheet: layout.SheetLayout) -> int:
     """How many columns the first screen shows: the frozen ones, then scrolling ones until the
-    screen is full (a column of width w is w·7 + 5 pixels)."""
+    screen is full."""
     pixels, n = 0, 0
     for column in sheet.columns:
-        pixels += sheetview.column_width(column) * 7 + 5
+        pixels += sheetview.column_pixels(column)
         if pixels > SCREEN_WIDTH:
             break
         n += 1
@@ -144,14 +144,14 @@ def render_screens(
     """The first screen of LR sheet `title`, and its chart band alone."""
     last = get_column_letter(screen_columns(sheet))
     screen = f"A1:{last}{layout.FIRST_ROW + SCREEN_ROWS - 1}"
-    marker = "learning rate: change it"
+    marker = f"E_total, {title} (η ="  # the chart's title: on this sheet's page only
     render_area(book, title, screen, marker, out_dir / f"{name}.png", dpi)
     first = sheetview.frozen_columns(sheet) + 1
     band = (
         f"{get_column_letter(first)}{sheetview.CHART_ROW}:"
         f"{get_column_letter(sheetview.charts_end_column(sheet))}{sheetview.CHART_ROW}"
     )
-    render_area(book, title, band, "iteration", out_dir / f"{name}_chart.png", dpi)
+    render_area(book, title, band, marker, out_dir / f"{name}_chart.png", dpi)
 
 
 PRESET_LR = {"seed": 2.0, "mazur": 0.5, "xor": 2.0, "softmax": 1.0}
