@@ -265,6 +265,32 @@ _FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
 }
 
 
+class Algebra(NamedTuple):
+    """What a compiled formula computes with: NumPy arrays, or (`rounding.BOUNDED`) arrays that
+    carry a bound on their rounding error. The parser is the same; only the operations differ."""
+
+    binary: Mapping[str, Callable[[Any, Any], Any]]  # + - * / ^
+    compare: Mapping[str, Callable[[Any, Any], Any]]  # = <> < <= > >=, as 1 or 0
+    functions: Mapping[str, Callable[..., Any]]  # EXP LN TANH MAX IF
+    negative: Callable[[Any], Any]
+    constant: Callable[[np.float64], Any]
+    lift: Callable[[Any], Any] | None  # applied to every value read from the Env; None: as is
+
+
+def _as_number(compare: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    return lambda a, b: compare(a, b).astype(np.float64)
+
+
+NUMPY = Algebra(
+    _BINARY,
+    {op: _as_number(fn) for op, fn in _COMPARE.items()},
+    {name: fn for name, (fn, _, _) in _FUNCTIONS.items()},
+    np.negative,
+    lambda value: value,
+    None,
+)
+
+
 class _Compiler:
     """Excel-precedence recursive descent to a tree of NumPy operations.
 
@@ -273,7 +299,10 @@ class _Compiler:
     nesting, at most MAX_NESTING, which also bounds the recursion here and in evaluation.
     """
 
-    def __init__(self, tokens: list[Token], resolve: Callable[[Ref], Expr]) -> None:
+    def __init__(
+        self, tokens: list[Token], resolve: Callable[[Ref], Expr], algebra: Algebra = NUMPY
+    ) -> None:
+        self.algebra = algebra
         self.tokens = tokens
         self.pos = 0
         self.resolve = resolve
@@ -302,8 +331,8 @@ class _Compiler:
         for op in ("<>", "<=", ">=", "=", "<", ">"):
             if self._take_operator(op):
                 right = self.sum()
-                compare = _COMPARE[op]
-                return lambda env: compare(left(env), right(env)).astype(np.float64)
+                compare = self.algebra.compare[op]
+                return lambda env: compare(left(env), right(env))
         return left
 
     def _take_operator(self, text: str) -> bool:
@@ -328,7 +357,7 @@ class _Compiler:
             if token is None or token[0] != "op" or token[1] not in ops:
                 return _chain(first, rest) if rest else first
             self.pos += 1
-            rest.append((_BINARY[token[1]], operand()))
+            rest.append((self.algebra.binary[token[1]], operand()))
 
     def sum(self) -> Expr:
         return self._left_to_right("+-", self.product)
@@ -350,7 +379,7 @@ class _Compiler:
 
     def unary(self) -> Expr:
         if self.take("-"):
-            return _apply(np.negative, self._nested(self.unary))
+            return _apply(self.algebra.negative, self._nested(self.unary))
         if self.take("+"):
             return self._nested(self.unary)
         return self.primary()
@@ -365,7 +394,7 @@ class _Compiler:
             number = float(value)
             if not math.isfinite(number):
                 raise Unsupported(f"the number {value[:30]} is out of range")
-            return _constant(np.float64(number))
+            return _constant(self.algebra.constant(np.float64(number)))
         if kind == "ref":
             return self.resolve(value)
         if kind == "name" and value.upper() in _FUNCTIONS and self.take("("):
@@ -382,7 +411,8 @@ class _Compiler:
 
     def _call(self, name: str) -> Expr:
         """NAME( arg, … ), the opening parenthesis taken."""
-        fn, fewest, most = _FUNCTIONS[name]
+        _, fewest, most = _FUNCTIONS[name]
+        fn = self.algebra.functions[name]
         args = [self.comparison()]
         while self.take(","):
             args.append(self.comparison())
@@ -399,17 +429,23 @@ def compile_formula(
     col: int,
     first: bool,
     sheet: layout.SheetLayout = layout.SEED_LAYOUT,
+    algebra: Algebra = NUMPY,
 ) -> tuple[Expr, set[str]]:
     """A formula in (row, col) of an LR sheet as NumPy operations, and the same-row keys it reads.
 
     References map to the Env through the network's layout `sheet`: this row → cur[key], the
     row above → prev[key], Setup's value cells → setup[key], the sheet's η cell → eta. Anything
-    else (other cells, ranges, other functions, a bound passed) raises Unsupported.
+    else (other cells, ranges, other functions, a bound passed) raises Unsupported. The
+    operations are `algebra`'s: plain NumPy, or NumPy with rounding-error bounds.
     """
     same_row: set[str] = set()
     setup_key_at_row = {r: key for key, r in sheet.setup_row.items()}
 
+    lift = algebra.lift
+
     def lookup(scope: str, key: str) -> Expr:
+        if lift is not None:
+            return lambda env: lift(env[scope][key])
         return lambda env: env[scope][key]
 
     def resolve(ref: Ref) -> Expr:
@@ -430,7 +466,7 @@ def compile_formula(
         if (r, c) == _ETA:
             if not (ref.row_abs or first):
                 raise Unsupported(f"{where} moves down the column (write the η cell absolute)")
-            return lambda env: env["eta"]
+            return (lambda env: lift(env["eta"])) if lift is not None else lambda env: env["eta"]
         if c > len(sheet.columns) or (ref.row_abs and not first):
             raise Unsupported(f"{where} is not a cell of this or the previous iteration")
         key = sheet.columns[c - 1].key
@@ -441,4 +477,4 @@ def compile_formula(
             return lookup("prev", key)
         raise Unsupported(f"{where} is not a cell of this or the previous iteration")
 
-    return _Compiler(tokens, resolve).compile(), same_row
+    return _Compiler(tokens, resolve, algebra).compile(), same_row

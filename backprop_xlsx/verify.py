@@ -44,6 +44,7 @@ from openpyxl.utils import get_column_letter
 from . import description, layout
 from .errors import BpxlError
 from .fileio import temp_folder
+from .rounding import BOUNDED, close, tolerance
 from .formula import (
     Template,
     Token,
@@ -698,19 +699,61 @@ def _random_inputs(
     rng: np.random.Generator, sheet: layout.SheetLayout
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Changed inputs that separate every pair of quantities: each Setup value drawn on its own
-    (so t1 ≠ t2, i1 ≠ i2, all w distinct), and η."""
+    (so t1 ≠ t2, i1 ≠ i2, all w distinct), and η.
+
+    Scaled so that values stay bounded in any network the layout describes: each weight
+    within ±2/√fan-in (a neuron's net input stays of the size of one input, however wide the
+    layer), and each set's η halved until its ITERATIONS steps neither overflow nor grow any
+    quantity past GROWTH times its largest first value (the gradient is a sum over samples, so
+    the η that keeps a step stable shrinks with samples and width)."""
     n = INPUT_SETS
+    fan_in = {
+        w: len(sheet.names[layer])
+        for layer, rows in enumerate(sheet.weight_number)
+        for row in rows
+        for w in row
+    }
     bounds = {"i": (-1.0, 1.0), "t": (0.05, 0.95), "w": (-2.0, 2.0), "b": (-1.0, 1.0)}
-    start = {e.key: rng.uniform(*bounds[e.key[0]], n) for e in sheet.setup}
-    return start, rng.uniform(0.05, 3.0, n)
+    start = {}
+    for e in sheet.setup:
+        low, high = bounds[e.key[0]]
+        scale = 1 / math.sqrt(fan_in[e.key]) if e.key in fan_in else 1.0
+        start[e.key] = rng.uniform(low, high, n) * scale
+    eta = rng.uniform(0.05, 3.0, n)
+    for _ in range(HALVINGS):
+        wild = ~_stays_bounded(_reference_run(start, eta, sheet))
+        if not wild.any():
+            break
+        eta = np.where(wild, eta / 2, eta)
+    return start, eta
+
+
+GROWTH = 8.0  # how far a changed-input run may grow its largest value in ITERATIONS - 1 steps
+HALVINGS = 60  # of η, at most: 2⁻⁶⁰ is below any step that could still overflow
+
+
+def _stays_bounded(values: dict[str, np.ndarray]) -> np.ndarray:
+    """Per input set: every value finite and within GROWTH × the largest of the first row."""
+    stacked = np.abs(np.stack(list(values.values())))  # (keys, iterations, sets)
+    with np.errstate(all="ignore"):
+        first = stacked[:, 0].max(axis=0)
+        largest = np.nanmax(np.where(np.isfinite(stacked), stacked, np.inf), axis=(0, 1))
+    return np.isfinite(largest) & (largest <= GROWTH * np.maximum(first, 1.0))
+
+
+def _reference_run(
+    start: dict[str, np.ndarray], eta: np.ndarray, sheet: layout.SheetLayout
+) -> dict[str, np.ndarray]:
+    """Every quantity of the first ITERATIONS iterations by network.py: key → (iterations, sets)."""
+    with np.errstate(all="ignore"):
+        return sheet.run(start, eta, ITERATIONS - 1)
 
 
 def _reference_rows(
     start: dict[str, np.ndarray], eta: np.ndarray, sheet: layout.SheetLayout
 ) -> list[dict[str, np.ndarray]]:
     """Every quantity of the first ITERATIONS iterations, computed by network.py."""
-    with np.errstate(all="ignore"):
-        values = sheet.run(start, eta, ITERATIONS - 1)
+    values = _reference_run(start, eta, sheet)
     return [{key: v[it] for key, v in values.items()} for it in range(ITERATIONS)]
 
 
@@ -742,7 +785,9 @@ def _changed_inputs(
                 expected_formula=sheet.layout.columns[j].formula(row)[1:],
             )
             try:
-                expr, deps[key] = compile_formula(tokens, row, j + 1, first_row, sheet.layout)
+                expr, deps[key] = compile_formula(
+                    tokens, row, j + 1, first_row, sheet.layout, BOUNDED
+                )
             except Unsupported as exc:
                 finding.problem = f"formula not supported or wrong: {exc}"
                 report.add(finding)
@@ -752,16 +797,18 @@ def _changed_inputs(
             for it in iterations:
                 env = {"cur": truth[it], "prev": truth[it - 1] if it else {}}
                 with np.errstate(all="ignore"):
-                    got = np.broadcast_to(expr(env | {"setup": start, "eta": eta}), eta.shape)
+                    got = expr(env | {"setup": start, "eta": eta})
                 want = truth[it][key]
-                bad = np.flatnonzero(~_within(got, want, report))
+                bad = np.flatnonzero(~np.broadcast_to(close(got, want), eta.shape))
                 if len(bad):
                     i = bad[0]
+                    allowed = np.broadcast_to(tolerance(got), eta.shape)[i]
                     finding.problem = (
                         f"formula gives a wrong {key} on changed inputs "
-                        f"(iteration {it}, input set {i})"
+                        f"(iteration {it}, input set {i}; rounding allows ±{allowed:.2g})"
                     )
-                    finding.expected, finding.found = float(want[i]), float(got[i])
+                    found = np.broadcast_to(got.v, eta.shape)[i]
+                    finding.expected, finding.found = float(want[i]), float(found)
                     report.add(finding)
                     break
         cycle = _cycle(deps)

@@ -1,0 +1,178 @@
+"""How far rounding alone can move a formula's value: a forward error bound, run beside it.
+
+The verifier runs each formula found in a workbook on changed inputs and compares it with
+network.py's value of the same quantity, computed from the same inputs in another order (a
+matrix product instead of a left-to-right sum, say). Both are right to within rounding, and
+rounding is not a fixed fraction of the result: a sum of large terms that cancel to a small one
+is off by u·Σ|terms| (u = 2⁻⁵³), which can be 10⁶ times u·|sum|. So a fixed relative tolerance
+either flags a correct formula (deep nets, long runs: terms grow) or lets a wrong one through.
+
+`BOUNDED` is an `formula.Algebra` whose values carry, elementwise,
+
+* v: the value, computed exactly as NumPy computes it;
+* m: the magnitude, the formula evaluated on the absolute values of its operands (Σ|terms| for a
+  sum, |a|·|b| for a product): u·m bounds the rounding of any order of evaluating the same sums;
+* e: a bound on |v − the exact value of the formula on the same inputs|, first-order running
+  error analysis (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1), where each
+  operation adds u·m and propagates its operands' errors through its derivative.
+
+A correct formula and network.py then differ by at most about 2·e (each side's own rounding,
+both bounded by the same e since m does not depend on the order); `close` allows `SAFETY`·e.
+A wrong formula (another cell, weight, row or activation) is off by the size of a value, which
+is many orders of magnitude above e on inputs that keep values bounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .formula import Algebra
+
+U = 2.0**-53  # unit roundoff of a double
+ULP_FUNCTION = 2 * U  # exp, ln, tanh, ^: NumPy's are within an ulp or two of the exact result
+SAFETY = 4.0  # both sides' rounding (2·e), twice over
+TINY = 1e-300  # what underflow to subnormal numbers can lose, absolutely
+
+
+@dataclass(frozen=True, slots=True)
+class Bounded:
+    """A value, its magnitude and its error bound (arrays of one shape, or scalars)."""
+
+    v: Any
+    m: Any
+    e: Any
+
+
+def _lift(x: Any) -> Bounded:
+    """An input: exact, as both sides read the same double."""
+    x = np.asarray(x, dtype=np.float64)
+    return Bounded(x, np.abs(x), np.zeros_like(x))
+
+
+def _constant(c: np.float64) -> Bounded:
+    return Bounded(c, abs(c), np.float64(0.0))
+
+
+def _neg(a: Bounded) -> Bounded:
+    return Bounded(-a.v, a.m, a.e)
+
+
+def _add(a: Bounded, b: Bounded) -> Bounded:
+    m = a.m + b.m
+    return Bounded(a.v + b.v, m, a.e + b.e + U * m)
+
+
+def _sub(a: Bounded, b: Bounded) -> Bounded:
+    m = a.m + b.m
+    return Bounded(a.v - b.v, m, a.e + b.e + U * m)
+
+
+def _mul(a: Bounded, b: Bounded) -> Bounded:
+    m = a.m * b.m
+    e = np.abs(a.v) * b.e + np.abs(b.v) * a.e + a.e * b.e + U * m
+    return Bounded(a.v * b.v, m, e)
+
+
+def _div(a: Bounded, b: Bounded) -> Bounded:
+    v = a.v / b.v
+    room = np.abs(b.v) - b.e  # |b| can shrink to this within its error
+    e = np.where(room > 0, (a.e + np.abs(v) * b.e) / np.where(room > 0, room, 1.0), np.inf)
+    e = np.where(b.e == 0, np.where(b.v == 0, 0.0, a.e / np.abs(b.v)), e)  # an exact divisor
+    m = a.m / np.abs(b.v)
+    return Bounded(v, m, e + U * m)
+
+
+def _pow(a: Bounded, b: Bounded) -> Bounded:
+    v = np.power(a.v, b.v)
+    # ∂/∂a = b·a^(b−1), ∂/∂b = a^b·ln a; a term whose error is 0 adds nothing (0·inf)
+    da = np.where(a.e > 0, np.abs(b.v * np.power(a.v, b.v - 1)) * a.e, 0.0)
+    db = np.where(b.e > 0, np.abs(v * np.log(np.abs(a.v))) * b.e, 0.0)
+    m = np.where(b.v >= 1, np.power(a.m, b.v), np.abs(v))
+    return Bounded(v, m, da + db + a.e * a.e + ULP_FUNCTION * np.abs(v) + U * m)
+
+
+def _exp(x: Bounded) -> Bounded:
+    v = np.exp(x.v)
+    return Bounded(v, np.abs(v), v * np.expm1(x.e) + ULP_FUNCTION * v)
+
+
+def _ln(x: Bounded) -> Bounded:
+    v = np.log(x.v)
+    room = x.v - x.e
+    e = np.where(room > 0, x.e / np.where(room > 0, room, 1.0), np.inf)
+    return Bounded(v, np.abs(v), e + ULP_FUNCTION * np.abs(v))
+
+
+def _tanh(x: Bounded) -> Bounded:
+    v = np.tanh(x.v)
+    return Bounded(v, np.abs(v), x.e + ULP_FUNCTION * np.abs(v))  # |tanh′| ≤ 1
+
+
+def _max(*args: Bounded) -> Bounded:
+    v, m, e = args[0].v, args[0].m, args[0].e
+    for other in args[1:]:
+        v, m, e = np.maximum(v, other.v), np.maximum(m, other.m), np.maximum(e, other.e)
+    return Bounded(v, m, e)
+
+
+def _if(condition: Bounded, yes: Bounded, no: Bounded) -> Bounded:
+    """The chosen branch; where the condition could go either way, the gap between the two."""
+    take = np.asarray(condition.v) != 0
+    unsure = (condition.e > 0) & (np.abs(condition.v) <= condition.e)
+    e = np.where(take, yes.e, no.e)
+    e = np.where(unsure, np.abs(yes.v - no.v) + np.maximum(yes.e, no.e), e)
+    return Bounded(np.where(take, yes.v, no.v), np.where(take, yes.m, no.m), e)
+
+
+def _compare(op: Any) -> Any:
+    """1 or 0; its error is 1 where the operands are within their errors of each other."""
+
+    def run(a: Bounded, b: Bounded) -> Bounded:
+        v = op(a.v, b.v).astype(np.float64)
+        slack = a.e + b.e
+        unsure = (slack > 0) & (np.abs(a.v - b.v) <= slack)
+        return Bounded(v, v, unsure.astype(np.float64))
+
+    return run
+
+
+BOUNDED = Algebra(
+    binary={"+": _add, "-": _sub, "*": _mul, "/": _div, "^": _pow},
+    compare={
+        op: _compare(fn)
+        for op, fn in {
+            "=": np.equal,
+            "<>": np.not_equal,
+            "<": np.less,
+            "<=": np.less_equal,
+            ">": np.greater,
+            ">=": np.greater_equal,
+        }.items()
+    },
+    functions={"EXP": _exp, "LN": _ln, "TANH": _tanh, "MAX": _max, "IF": _if},
+    negative=_neg,
+    constant=_constant,
+    lift=_lift,
+)
+
+
+def close(found: Bounded, expected: np.ndarray) -> np.ndarray:
+    """Where a formula's value and network.py's agree to within rounding (elementwise).
+
+    Equal values agree (infinities of one sign too); NaN agrees with nothing, and neither
+    does a value whose bound is infinite (it could be anything: a formula bpxl writes never
+    gets there on the verifier's bounded inputs).
+    """
+    with np.errstate(all="ignore"):
+        got = np.asarray(found.v, dtype=np.float64)
+        diff = np.abs(got - expected)
+        return (got == expected) | (diff <= tolerance(found))
+
+
+def tolerance(found: Bounded) -> np.ndarray:
+    """The allowed |found − expected| of `close`; infinite bounds allow nothing."""
+    e = np.asarray(found.e, dtype=np.float64)
+    return np.where(np.isfinite(e), SAFETY * e + TINY, -1.0)
