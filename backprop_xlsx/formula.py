@@ -423,6 +423,12 @@ class _Compiler:
         return lambda env: fn(*(arg(env) for arg in args))
 
 
+@functools.lru_cache(maxsize=8)
+def _setup_key_at_row(sheet: layout.SheetLayout) -> dict[int, str]:
+    """Setup row → key, once per layout: a wide net's every formula is compiled against it."""
+    return {r: key for key, r in sheet.setup_row.items()}
+
+
 def compile_formula(
     tokens: list[Token],
     row: int,
@@ -439,7 +445,7 @@ def compile_formula(
     operations are `algebra`'s: plain NumPy, or NumPy with rounding-error bounds.
     """
     same_row: set[str] = set()
-    setup_key_at_row = {r: key for key, r in sheet.setup_row.items()}
+    setup_key_at_row = _setup_key_at_row(sheet)
 
     lift = algebra.lift
 

@@ -46,10 +46,15 @@ class Bounded:
     e: Any
 
 
-def _lift(x: Any) -> Bounded:
+def exact(x: Any) -> Bounded:
     """An input: exact, as both sides read the same double."""
     x = np.asarray(x, dtype=np.float64)
-    return Bounded(x, np.abs(x), np.zeros_like(x))
+    return Bounded(x, np.abs(x), 0.0)
+
+
+def exact_inputs(values: dict[str, Any]) -> dict[str, Bounded]:
+    """A formula's Env scope (cur, prev, setup) as exact inputs, lifted once for all formulas."""
+    return {key: exact(v) for key, v in values.items()}
 
 
 def _constant(c: np.float64) -> Bounded:
@@ -155,7 +160,7 @@ BOUNDED = Algebra(
     functions={"EXP": _exp, "LN": _ln, "TANH": _tanh, "MAX": _max, "IF": _if},
     negative=_neg,
     constant=_constant,
-    lift=_lift,
+    lift=None,  # the Env holds Bounded values already: `exact_inputs`
 )
 
 
