@@ -303,10 +303,13 @@ def verify(path: Path, engine: str, as_json: bool) -> None:
          and no LibreOffice); one line `error: …`, or {"ok": false, "error": …}
          with --json
     """
+    from .progress import Progress, on_terminal
     from .verify import verify_workbook
 
     try:
-        report = verify_workbook(path, engine=engine)
+        shown = not as_json and on_terminal(sys.stdout, sys.stderr)
+        with Progress(shown, "verify") as progress:
+            report = verify_workbook(path, engine=engine, progress=progress)
     except BpxlError as exc:
         _cannot_verify(path, str(exc), as_json)
     except Exception as exc:  # a bug in bpxl: still one line, still exit 2

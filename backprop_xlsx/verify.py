@@ -56,6 +56,7 @@ from .formula import (
     template,
     tokenize,
 )
+from .progress import QUIET, Progress
 from .rounding import BOUNDED, close, exact, exact_inputs, tolerance
 from .xlsxread import Cell, GridRow, Package, cell_number
 
@@ -66,6 +67,9 @@ from .xlsxread import Cell, GridRow, Package, cell_number
 # operands (~1), so ATOL is 15× the worst measured noise and RTOL covers error propagation.
 RTOL = 1e-10
 ATOL = 1e-13
+
+# verify's steps, as shares of its time (2-16-16-1, 20 samples: about these on 2 cores)
+SHARE_READ, SHARE_FORMULAS, SHARE_RECALC, SHARE_VALUES = 0.35, 0.25, 0.3, 0.1
 
 INPUT_SETS = 64  # random changed-input sets for the formula check
 ITERATIONS = 4  # rows evaluated per set: the first row and three gradient steps
@@ -598,11 +602,17 @@ def check_structure(sheet: LrSheet, report: Report) -> bool:
 
 
 def check_formulas(
-    sheet: LrSheet, report: Report, rng: np.random.Generator, titles: dict[str, str]
+    sheet: LrSheet,
+    report: Report,
+    rng: np.random.Generator,
+    titles: dict[str, str],
+    progress: Progress = QUIET,
+    share: float = 0.0,
 ) -> int:
     """Each column one relative formula down; the formulas right on changed inputs.
 
-    Returns how many formulas were compiled and run on changed inputs.
+    Returns how many formulas were compiled and run on changed inputs; `progress` advances by
+    `share` over the run.
     """
     assert sheet.columns is not None, "read without formulas"
     first: dict[str, tuple[list[Token], int]] = {}
@@ -619,7 +629,7 @@ def check_formulas(
         found = _column_formula(sheet, report, j)
         if found is not None:
             rest[column.key] = found
-    compiled = _changed_inputs(sheet, report, first, rest, rng)
+    compiled = _changed_inputs(sheet, report, first, rest, rng, progress, share)
     report.formula_cells += int(sheet.has_formula.sum())
     return compiled
 
@@ -763,6 +773,8 @@ def _changed_inputs(
     first: dict[str, tuple[list[Token], int]],
     rest: dict[str, tuple[list[Token], int]],
     rng: np.random.Generator,
+    progress: Progress = QUIET,
+    share: float = 0.0,
 ) -> int:
     """Run every column's formula on random inputs, fed the right values of its own inputs.
 
@@ -778,9 +790,11 @@ def _changed_inputs(
         for it in range(ITERATIONS)
     ]  # fmt: skip
     compiled = 0
+    each = share / max(len(first) + len(rest), 1)
     for first_row, formulas in ((True, first), (False, rest)):
         deps: dict[str, set[str]] = {}
         for key, (tokens, k) in formulas.items():
+            progress.advance(each)
             j = sheet.layout.keys.index(key)
             row = layout.FIRST_ROW + k
             finding = Finding(
@@ -1106,12 +1120,18 @@ _CORRUPT = (
 
 
 def verify_workbook(
-    path: Path | str, engine: str = "auto", *, rtol: float = RTOL, atol: float = ATOL
+    path: Path | str,
+    engine: str = "auto",
+    *,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+    progress: Progress = QUIET,
 ) -> Report:
     """Check every LR sheet's values and formulas, and the Error vs LR sheet, against NumPy.
 
     Raises BpxlError when the file cannot be checked at all (missing, not an xlsx, no LR
     sheets, no values and no LibreOffice); everything wrong inside the workbook is a finding.
+    `progress` is told each step and its share of the whole.
     """
     if engine not in ENGINES:
         raise BpxlError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
@@ -1137,14 +1157,20 @@ def verify_workbook(
         sheets: list[LrSheet] = []
         healthy: dict[str, bool] = {}
         compiled: dict[str, int] = {}
+        progress.step(f"reading {len(titles)} LR sheet(s)")
         for title, sheet in zip(titles, _read_lr_sheets(pkg, titles, sheet_layout), strict=True):
+            progress.advance(SHARE_READ / len(titles))
+            progress.step(f"{title}: formulas on changed inputs")
             healthy[title] = check_structure(sheet, report)
-            compiled[title] = check_formulas(sheet, report, rng, pkg.titles)
+            compiled[title] = check_formulas(
+                sheet, report, rng, pkg.titles, progress, SHARE_FORMULAS / len(titles)
+            )
             sheet.columns = sheet.formula_ids = None  # not needed any more
             sheets.append(sheet)
         setup_cells = _setup_cells(pkg, sheet_layout)
         summary_cells = _summary_cells(pkg, sheets)
         report.engine = _choose_engine(path, engine, sheets, report)
+        progress.step("LibreOffice recalculation" if report.engine == "libreoffice" else "values")
         if report.engine == "libreoffice":
             setup_cells, summary_cells = _recalculated(
                 path, sheets, setup_cells, summary_cells, pkg, report
@@ -1161,6 +1187,8 @@ def verify_workbook(
         ) from None
     finally:
         pkg.close()
+    progress.advance(SHARE_RECALC)
+    progress.step("values against NumPy")
 
     setup = None
     if setup_cells is None:
@@ -1177,6 +1205,7 @@ def verify_workbook(
             stats = check_values(sheet, want, report)
         stats.formulas = compiled[sheet.title]
         report.sheets.append(stats)
+        progress.advance(SHARE_VALUES / len(sheets))
         e_total = None if want is None else want[:, sheet_layout.keys.index("E_total")]
         lr[sheet.title] = (sheet.eta(), e_total)
     if summary_cells is None:
