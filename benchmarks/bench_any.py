@@ -1,0 +1,130 @@
+"""Build and verify time, and peak memory, for networks of any shape, at two sizes each.
+
+    python benchmarks/bench_any.py [--cases relu-2-16-16-1 wide-4-32-32-2] [--keep DIR]
+
+Each case is a network file (random inputs in [-1, 1]) built at two numbers of steps, so the
+cost per formula of the two can be compared: linear in cells means the same per-formula cost at
+both. `bpxl build` runs twice, as a user runs it in a fresh interpreter: plain (timed), then with
+--recalc (LibreOffice computes and saves the values, untimed), and `bpxl verify` checks the
+recalculated file (timed; cached values, so LibreOffice's own time is not part of it). Peak
+memory is the child's peak RSS (ru_maxrss of RUSAGE_CHILDREN, = VmHWM), each child run from a
+fresh small parent, as bench_verify.py does. A script, not a timed test: the numbers depend on
+the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name → (layers, activations, loss, samples, learning rates, (steps, steps))
+CASES = {
+    "relu-2-16-16-1": (
+        [2, 16, 16, 1], ["relu", "relu", "linear"], "mse", 20, ["0.01"], (500, 1000),
+    ),
+    "tanh-3-10-10-2": (
+        [3, 10, 10, 2], ["tanh", "tanh", "linear"], "mse", 30, ["0.01"], (100, 200),
+    ),
+    # 15,749 columns, the most of a 4-32-32-2 net (64 samples, the most there are); a sheet
+    # has 16,384
+    "wide-4-32-32-2": (
+        [4, 32, 32, 2], ["relu", "relu", "linear"], "mse", 64, ["0.001"], (10, 20),
+    ),
+}  # fmt: skip
+
+
+def network_file(folder: Path, name: str) -> Path:
+    layers, activations, loss, samples, _, _ = CASES[name]
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (samples, layers[0]))
+    t = np.tanh(x @ rng.uniform(-1, 1, (layers[0], layers[-1])))
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f"layers = {layers}\nactivations = {json.dumps(activations)}\nloss = {json.dumps(loss)}\n"
+        f"bias = true\nseed = 1\ninputs = {x.round(6).tolist()}\ntargets = {t.round(6).tolist()}\n"
+    )
+    return path
+
+
+def child(*args: str) -> None:
+    """Run one bpxl command; print its wall time, peak RSS, exit code and first line as JSON."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "backprop_xlsx", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    lines = (proc.stdout or proc.stderr).splitlines()
+    print(json.dumps({"s": seconds, "rss": peak, "rc": proc.returncode, "lines": lines}))
+
+
+def measure(*args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", nargs="+", default=["relu-2-16-16-1", "wide-4-32-32-2"])
+    parser.add_argument("--keep", type=Path, help="folder for the network files and workbooks")
+    parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    with tempfile.TemporaryDirectory(prefix="bpxl-bench-any-") as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        load = os.getloadavg()[0]
+        print(f"{os.cpu_count()} CPUs, load average {load:.1f}")
+        header = (
+            f"{'case':<16}{'steps':>6}{'columns':>8}{'formulas':>11}{'build s':>8}{'MB':>6}"
+            f"{'verify s':>9}{'MB':>6}{'µs/formula':>11}  verify"
+        )
+        print(header)
+        print("-" * len(header))
+        for name in args.cases:
+            config = network_file(folder, name)
+            lrs, sizes = CASES[name][4], CASES[name][5]
+            for steps in sizes:
+                out = folder / f"{name}-{steps}.xlsx"
+                common = ["--config", str(config), "--steps", str(steps), "--lr", *lrs]
+                build = measure("build", *common, "--out", str(out))
+                if build["rc"] != 0:
+                    print(f"{name:<16}{steps:>6}  build failed: {build['lines'][:1]}")
+                    continue
+                measure("build", *common, "--out", str(out), "--recalc")
+                verify = measure("verify", str(out), "--json")
+                report = json.loads("\n".join(verify["lines"])) if verify["lines"] else {}
+                formulas = report.get("formula_cells_checked", 0)
+                columns = formulas // (len(lrs) * (steps + 1)) if formulas else 0
+                verdict = "OK" if report.get("ok") else f"rc {verify['rc']}"
+                per = verify["s"] / formulas * 1e6 if formulas else float("nan")
+                print(
+                    f"{name:<16}{steps:>6}{columns:>8,}{formulas:>11,}{build['s']:>8.1f}"
+                    f"{build['rss'] / 2**20:>6.0f}{verify['s']:>9.1f}{verify['rss'] / 2**20:>6.0f}"
+                    f"{per:>11.2f}  {verdict}"
+                )
+
+
+if __name__ == "__main__":
+    main()
