@@ -18,6 +18,7 @@ and 2.68 s for lxml's parse and reading the cells (2 busy cores).
 from __future__ import annotations
 
 import codecs
+import functools
 import posixpath
 import re
 import zipfile
@@ -494,23 +495,79 @@ class _NotPlain(Exception):
 _ATTR = r'\s++(?!(?:r|t|xmlns(?::[\w.-]*+)?)=)[A-Za-z_][\w.:-]*+="[^"<&]*+"'
 _TEXT = r"((?:[^<&\r\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]++|&(?:amp|lt|gt|quot|apos);)++)"
 _ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&amp;", "&"))
-_PLAIN_ROWS: dict[int, re.Pattern[str]] = {}
+_ROW_START = rf'<row\s+r="(?P<r>[1-9][0-9]{{0,6}})"(?:{_ATTR})*+>'
+# Cells per compiled piece of a wide row: Python compiles a pattern at ~1 ms a cell, so a row of
+# 15,749 cells as one pattern took 19 s (twice per verify); pieces of 256 take 0.3 s once.
+PIECE = 256
+RowMatch = tuple[str, tuple[str | None, ...], tuple[str, ...]]  # r, formulas, values
 
 
-def _plain_row(width: int) -> re.Pattern[str]:
+class _PlainRow:
     """A row of `width` cells A, B, … of this row, each [<f>text</f>]<v>text</v>, t="n" at most.
 
-    Atomic groups and possessive quantifiers: a row that is not plain fails in one pass."""
-    if width not in _PLAIN_ROWS:
-        cells = "".join(
-            rf'(?><c\s+r="{get_column_letter(col)}(?P=r)"(?:{_ATTR}|\s+t="n")*+>'
-            rf'(?:<f(?:{_ATTR}|\s+t="normal")*+>{_TEXT}</f>)?+<v>{_TEXT}</v></c>)'
-            for col in range(1, width + 1)
-        )
-        _PLAIN_ROWS[width] = re.compile(
-            rf'<row\s+r="(?P<r>[1-9][0-9]{{0,6}})"(?:{_ATTR})*+>{cells}</row>'
-        )
-    return _PLAIN_ROWS[width]
+    Atomic groups and possessive quantifiers: a row that is not plain fails in one pass. Up to
+    PIECE cells it is one pattern with each cell's letters and row written in; a wider row is
+    matched PIECE cells at a time by one shared pattern that captures the letters and the row,
+    and these are then compared with the expected ones: the same rows match, either way."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        if width <= PIECE:
+            cells = "".join(
+                rf'(?><c\s+r="{get_column_letter(col)}(?P=r)"(?:{_ATTR}|\s+t="n")*+>'
+                rf'(?:<f(?:{_ATTR}|\s+t="normal")*+>{_TEXT}</f>)?+<v>{_TEXT}</v></c>)'
+                for col in range(1, width + 1)
+            )
+            self.whole = re.compile(rf"{_ROW_START}{cells}</row>")
+            return
+        self.start = re.compile(_ROW_START)
+        self.pieces = [
+            (tuple(get_column_letter(c) for c in range(first, min(first + PIECE, width + 1))),
+             _any_cells(min(PIECE, width + 1 - first)))
+            for first in range(1, width + 1, PIECE)
+        ]  # fmt: skip
+
+    def match(self, buf: str, pos: int, endpos: int) -> RowMatch | None:
+        if self.width <= PIECE:
+            m = self.whole.match(buf, pos, endpos)
+            if m is None:
+                return None
+            groups = m.groups()
+            return m["r"], groups[1::2], groups[2::2]
+        m = self.start.match(buf, pos, endpos)
+        if m is None:
+            return None
+        r, at = m["r"], m.end()
+        formulas: list[str | None] = []
+        values: list[str] = []
+        for letters, pattern in self.pieces:
+            piece = pattern.match(buf, at, endpos)
+            if piece is None:
+                return None
+            groups = piece.groups()
+            if groups[0::4] != letters or groups[1::4].count(r) != len(letters):
+                return None
+            formulas += groups[2::4]
+            values += groups[3::4]
+            at = piece.end()
+        if at + 6 != endpos or not buf.startswith("</row>", at):
+            return None
+        return r, tuple(formulas), tuple(values)
+
+
+@functools.cache
+def _any_cells(n: int) -> re.Pattern[str]:
+    """n plain cells of any letters and row, captured: (letters, row, formula, value) each."""
+    cell = (
+        rf'(?><c\s+r="([A-Z]{{1,3}})([1-9][0-9]{{0,6}})"(?:{_ATTR}|\s+t="n")*+>'
+        rf'(?:<f(?:{_ATTR}|\s+t="normal")*+>{_TEXT}</f>)?+<v>{_TEXT}</v></c>)'
+    )
+    return re.compile(cell * n)
+
+
+@functools.cache
+def _plain_row(width: int) -> _PlainRow:
+    return _PlainRow(width)
 
 
 def _unescape(text: str) -> str:
@@ -583,12 +640,11 @@ class _PlainRows:
                 raise _NotPlain
             m = match(buf, pos, end + 6)
             if m is not None:
-                number = int(m["r"])  # 1 to 7 digits, by the pattern
+                r, formulas, values = m
+                number = int(r)  # 1 to 7 digits, by the pattern
                 if number <= row or number > MAX_ROW:
-                    _row_number(m["r"], row, self.where)  # raises, saying why
+                    _row_number(r, row, self.where)  # raises, saying why
                 row = number
-                groups = m.groups()
-                formulas, values = groups[1::2], groups[2::2]
                 if end + 6 - pos > MAX_CELL_TEXT:  # a short row cannot hold a long text
                     texts = [f or "" for f in formulas]
                     if max(map(len, texts)) > MAX_CELL_TEXT:

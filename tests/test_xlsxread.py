@@ -68,3 +68,68 @@ def test_string_cells_read_as_shown(tmp_path: Path) -> None:
     finally:
         pkg.close()
     assert [cells[(1, c)].value for c in (1, 2, 3, 4)] == ["t1", "∂E/∂w5", "LR 2", "E_total"]
+
+
+def _grid_both_ways(path: Path, title: str, width: int) -> tuple[list, list]:
+    """A sheet's rows by the text reader (Package.grid) and by lxml alone."""
+    pkg = Package(path)
+    try:
+        text = list(pkg.grid(title, width))
+        parsed = [pkg._grid_row(el, row, title, width, {}) for row, el in pkg._sheet(title)]
+    finally:
+        pkg.close()
+    return text, parsed
+
+
+def test_a_wide_row_reads_alike_as_text_and_by_lxml(tmp_path: Path) -> None:
+    # wider than one compiled piece (PIECE cells), and not a multiple of it
+    import numpy as np
+
+    from backprop_xlsx import description, layout
+    from backprop_xlsx.writer import build_workbook
+    from backprop_xlsx.xlsxread import PIECE
+
+    rng = np.random.default_rng(0)
+    net = description.from_mapping(
+        {"layers": [2, 16, 16, 1], "activations": ["relu", "relu", "linear"], "loss": "mse",
+         "bias": True, "inputs": rng.uniform(-1, 1, (3, 2)).tolist(),
+         "targets": rng.uniform(-1, 1, (3, 1)).tolist()}
+    )  # fmt: skip
+    width = len(layout.SheetLayout(net).columns)
+    assert width > 2 * PIECE and width % PIECE
+    path = tmp_path / "wide.xlsx"
+    build_workbook(net, [0.1], 3, path)
+    title = layout.lr_sheet_title(0.1)
+    text, parsed = _grid_both_ways(path, title, width)
+    assert None not in text  # no restart: the text reader kept up
+    plain = [r for r in text if r.types is None]  # the rows matched as text
+    assert len(plain) == 4  # the four iterations
+    assert [(r.row, list(r.formulas), list(r.values)) for r in text] == [
+        (r.row, list(r.formulas), list(r.values)) for r in parsed
+    ]
+    # a cell in the second piece that names another column: not plain, so lxml reads that row
+    letter = layout.SheetLayout(net).columns[PIECE + 5].letter
+    other = layout.SheetLayout(net).columns[PIECE + 6].letter
+    row = layout.FIRST_ROW + 1
+    spoiled = tmp_path / "spoiled.xlsx"
+    pkg = Package(path)
+    part = pkg.parts[title]
+    pkg.close()
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(spoiled, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename == part:
+                data = data.replace(
+                    f'<c r="{letter}{row}"'.encode(), f'<c r="{other}{row}"'.encode()
+                )
+            zout.writestr(item, data)
+    text, parsed = _grid_both_ways(spoiled, title, width)
+    assert None not in text
+    assert [r.row for r in text if r.types is None] == [
+        layout.FIRST_ROW,
+        layout.FIRST_ROW + 2,
+        layout.FIRST_ROW + 3,
+    ]
+    assert [(r.row, list(r.formulas), list(r.values)) for r in text] == [
+        (r.row, list(r.formulas), list(r.values)) for r in parsed
+    ]
