@@ -783,12 +783,20 @@ def _changed_inputs(
     """
     start, eta = _random_inputs(rng, sheet.layout)
     truth = _reference_rows(start, eta, sheet.layout)
-    setup, bounded = exact_inputs(start), [exact_inputs(row) for row in truth]
-    envs = [
-        {"cur": bounded[it], "prev": bounded[it - 1] if it else {}, "setup": setup,
-         "eta": exact(eta)}
-        for it in range(ITERATIONS)
-    ]  # fmt: skip
+    n, later = len(eta), ITERATIONS - 1
+
+    def stacked(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        return {key: np.concatenate([row[key] for row in rows]) for key in rows[0]}
+
+    # the first row alone; the later rows side by side (iteration-major), one run per formula
+    envs = {
+        True: {"cur": exact_inputs(truth[0]), "prev": {}, "setup": exact_inputs(start),
+               "eta": exact(eta)},
+        False: {"cur": exact_inputs(stacked(truth[1:])), "prev": exact_inputs(stacked(truth[:-1])),
+                "setup": exact_inputs({k: np.tile(v, later) for k, v in start.items()}),
+                "eta": exact(np.tile(eta, later))},
+    }  # fmt: skip
+    wants = {True: truth[0], False: stacked(truth[1:])}
     compiled = 0
     each = share / max(len(first) + len(rest), 1)
     for first_row, formulas in ((True, first), (False, rest)):
@@ -813,24 +821,22 @@ def _changed_inputs(
                 report.add(finding)
                 continue
             compiled += 1
-            iterations = range(0, 1) if first_row else range(1, ITERATIONS)
-            for it in iterations:
-                with np.errstate(all="ignore"):
-                    got = expr(envs[it])
-                want = truth[it][key]
-                bad = np.flatnonzero(~np.broadcast_to(close(got, want), eta.shape))
-                if len(bad):
-                    i = bad[0]
-                    allowed = np.broadcast_to(tolerance(got), eta.shape)[i]
-                    bound = f"±{allowed:.2g}" if allowed >= 0 else "no bound"
-                    finding.problem = (
-                        f"formula gives a wrong {key} on changed inputs "
-                        f"(iteration {it}, input set {i}; rounding allows {bound})"
-                    )
-                    found = np.broadcast_to(got.v, eta.shape)[i]
-                    finding.expected, finding.found = float(want[i]), float(found)
-                    report.add(finding)
-                    break
+            with np.errstate(all="ignore"):
+                got = expr(envs[first_row])
+            want = wants[first_row][key]
+            bad = np.flatnonzero(~np.broadcast_to(close(got, want), want.shape))
+            if len(bad):
+                i = bad[0]  # the first wrong set of the first wrong iteration
+                allowed = np.broadcast_to(tolerance(got), want.shape)[i]
+                bound = f"±{allowed:.2g}" if allowed >= 0 else "no bound"
+                it = 0 if first_row else 1 + i // n
+                finding.problem = (
+                    f"formula gives a wrong {key} on changed inputs "
+                    f"(iteration {it}, input set {i % n}; rounding allows {bound})"
+                )
+                found = np.broadcast_to(got.v, want.shape)[i]
+                finding.expected, finding.found = float(want[i]), float(found)
+                report.add(finding)
         cycle = _cycle(deps)
         if cycle:
             where = sheet.a1(0 if first_row else 1, sheet.layout.keys.index(cycle[0]))
