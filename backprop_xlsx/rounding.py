@@ -7,7 +7,7 @@ rounding is not a fixed fraction of the result: a sum of large terms that cancel
 is off by u·Σ|terms| (u = 2⁻⁵³), which can be 10⁶ times u·|sum|. So a fixed relative tolerance
 either flags a correct formula (deep nets, long runs: terms grow) or lets a wrong one through.
 
-`BOUNDED` is an `formula.Algebra` whose values carry, elementwise,
+`BOUNDED` is a `formula.Algebra` whose values carry, elementwise,
 
 * v: the value, computed exactly as NumPy computes it;
 * m: the magnitude, the formula evaluated on the absolute values of its operands (Σ|terms| for a
