@@ -17,6 +17,7 @@ import pytest
 from hypothesis import settings
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+ROOT = Path(__file__).resolve().parents[1]
 
 # Property tests (tests/test_properties.py): no deadline (a first call imports torch or starts
 # LibreOffice); in CI the same examples every run, so a red CI is reproducible, and no example
@@ -65,6 +66,17 @@ def pdftotext() -> str:
 def ssconvert() -> str:
     """Gnumeric's command-line converter: a second, independent spreadsheet engine."""
     return _program("ssconvert", package="gnumeric")
+
+
+@pytest.fixture(scope="session")
+def ooxml_validate() -> list[str]:
+    """The command of Microsoft's Open XML SDK validator (npm @ooxml-tools/validate, run by Node
+    as WebAssembly, offline), installed from .ci/ooxml's lock file as `.ci/run` does."""
+    node = _program("node", package="nodejs")
+    script = ROOT / ".ci" / "ooxml" / "node_modules" / ".bin" / "ooxml-validate"
+    if not script.is_file():
+        _missing("ooxml-validate is not installed (run: npm ci --prefix .ci/ooxml)")
+    return [node, str(script)]
 
 
 @pytest.fixture(scope="session")

@@ -274,13 +274,13 @@ def same_number(f: verify.Finding) -> bool:
     return f.expected == f.found or (math.isnan(f.expected or 0) and math.isnan(f.found or 0))
 
 
-def known_false_alarm(report: verify.Report) -> bool:
-    """verify's changed-inputs check, on random η up to 3, can drive a run to inf (ln of a
-    softmax output that underflowed to 0) and then takes the formula's inf for a wrong value;
-    tests/test_properties.py::test_inf_on_changed_inputs_is_no_finding holds one such net."""
-    return bool(report.findings) and all(
-        "on changed inputs" in f.problem and same_number(f) for f in report.findings
-    )
+def real_findings(report: verify.Report) -> list[verify.Finding]:
+    """The report's findings less a known false alarm: verify's changed-inputs check, on random
+    η up to 3, can drive a run to inf or NaN (ln of a softmax output that underflowed to 0)
+    and then takes the formula's inf for a wrong value although the expected one is the same
+    inf. test_inf_on_changed_inputs_is_no_finding (strict xfail) holds one such net: once it
+    passes, verify is fixed and this filter goes."""
+    return [f for f in report.findings if not ("on changed inputs" in f.problem and same_number(f))]
 
 
 @settings(max_examples=25)
@@ -292,16 +292,24 @@ def test_built_formulas_pass_verify(
     out = tmp_path_factory.mktemp("property") / "net.xlsx"
     build(case, etas, steps, out)
     report = formula_report(out)
-    assume(not known_false_alarm(report))
-    assert report.ok, f"{case} η={etas} steps={steps}\n{report.text()}"
+    assert real_findings(report) == [], f"{case} η={etas} steps={steps}\n{report.text()}"
+
+
+FALSE_ALARMS = [  # shrunk examples of the properties here, each flagged for a right formula
+    (Case((2, 1, 2), ("relu", "softmax"), "cross_entropy", False, 5), [0.01]),  # inf = inf
+    (
+        Case(
+            (14, 2, 6, 6), ("sigmoid", "relu", "softmax"), "cross_entropy", False, 1, 0, 0.5, True
+        ),
+        [0.1, 0.6217732912980947],
+    ),  # NaN = NaN, in all 354 columns of both sheets
+]
 
 
 @pytest.mark.xfail(strict=True, reason="verify takes inf = inf on changed inputs for a mismatch")
-def test_inf_on_changed_inputs_is_no_finding(tmp_path: Path) -> None:
-    """The shrunk example of the property above: a relu → softmax net whose right formulas
-    verify flags (E1⁽⁵⁾ and E_total: 'expected inf, found inf')."""
-    case = Case((2, 1, 2), ("relu", "softmax"), "cross_entropy", False, 5)
-    build(case, [0.01], 3, tmp_path / "net.xlsx")
+@pytest.mark.parametrize(("case", "etas"), FALSE_ALARMS)
+def test_inf_on_changed_inputs_is_no_finding(case: Case, etas: list[float], tmp_path: Path) -> None:
+    build(case, etas, 3, tmp_path / "net.xlsx")
     report = formula_report(tmp_path / "net.xlsx")
     assert report.ok, report.text()
 
@@ -309,7 +317,7 @@ def test_inf_on_changed_inputs_is_no_finding(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # (c) LibreOffice computes what NumPy computes, and `bpxl verify` agrees
 
-LIBREOFFICE_COLUMNS = 400
+LIBREOFFICE_COLUMNS = 300
 
 
 def recalculated_values(path: Path, sheet: layout.SheetLayout, title: str, steps: int):  # type: ignore[no-untyped-def]
@@ -328,6 +336,7 @@ def recalculated_values(path: Path, sheet: layout.SheetLayout, title: str, steps
 @pytest.mark.slow
 @settings(max_examples=5)
 @given(case=cases(max_columns=LIBREOFFICE_COLUMNS), etas=learning_rates, steps=st.integers(3, 5))
+@example(case=FALSE_ALARMS[1][0], etas=FALSE_ALARMS[1][1], steps=3)
 def test_libreoffice_computes_what_numpy_computes(
     case: Case,
     etas: list[float],
@@ -356,7 +365,7 @@ def test_libreoffice_computes_what_numpy_computes(
             )
     report = verify.verify_workbook(out)
     assert report.engine == "cached"  # LibreOffice's values, saved by LibreOffice
-    assert report.ok, f"{case} η={etas} steps={steps}\n{report.text()}"
+    assert real_findings(report) == [], f"{case} η={etas} steps={steps}\n{report.text()}"
 
 
 def test_cases_cover_the_file_format() -> None:
