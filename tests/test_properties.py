@@ -269,17 +269,23 @@ learning_rates = st.lists(
 )  # fmt: skip
 
 
+# verify's changed inputs are random (weights ±2, η up to 3), so an unbounded (ReLU, linear) net
+# can diverge in its own reference run within its 4 iterations, whatever the workbook holds.
+DIVERGED = 1e6
+
+
 def real_findings(report: verify.Report) -> list[verify.Finding]:
-    """The report's findings less a known false alarm: verify's changed-inputs check, on random
-    η up to 3, can drive its own reference run to inf or NaN (ln of a softmax output that
-    underflowed to 0, a diverging ReLU net) and then blames the formula, even one that gives the
-    same inf. FALSE_ALARMS below (strict xfails) hold two such nets: once they pass, verify is
-    fixed and this filter goes."""
-    return [
-        f
-        for f in report.findings
-        if not ("on changed inputs" in f.problem and not math.isfinite(f.expected or 0.0))
-    ]
+    """The report's findings less a known false alarm: where verify's reference run on changed
+    inputs diverged (inf or NaN: ln of a softmax output that underflowed to 0; or beyond
+    DIVERGED, where a sum of huge terms cancels and its rounding exceeds the tolerance), it
+    blames right formulas. FALSE_ALARMS below (strict xfails) hold such nets: once they pass,
+    verify is fixed and this filter goes."""
+
+    def diverged(f: verify.Finding) -> bool:
+        expected = f.expected if f.expected is not None else 0.0
+        return not math.isfinite(expected) or abs(expected) > DIVERGED
+
+    return [f for f in report.findings if not ("on changed inputs" in f.problem and diverged(f))]
 
 
 @settings(max_examples=25)
@@ -305,10 +311,16 @@ FALSE_ALARMS = [  # shrunk examples of the properties here, each flagged for a r
         ),
         [0.1, 0.6217732912980947],
     ),  # NaN = NaN in 354 columns; with ReLU's IF(z>0, …, 0) also 0 where NaN was expected
+    (
+        Case((6, 2, 1, 4), ("tanh", "relu", "linear"), "mse", False, 3, 1, 0.5),
+        [0.01],
+    ),  # k1⁽³⁾ = BC5*AZ5+BD5*BB5: expected -57169550.9, found -57169536 (terms ~1e23 cancel)
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="verify blames right formulas where its reference is inf")
+@pytest.mark.xfail(
+    strict=True, reason="verify blames right formulas where its reference run diverged"
+)
 @pytest.mark.parametrize(("case", "etas"), FALSE_ALARMS)
 def test_inf_on_changed_inputs_is_no_finding(case: Case, etas: list[float], tmp_path: Path) -> None:
     build(case, etas, 3, tmp_path / "net.xlsx")
