@@ -14,8 +14,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+ROOT = Path(__file__).resolve().parents[1]
+
+# Property tests (tests/test_properties.py): no deadline (a first call imports torch or starts
+# LibreOffice); in CI the same examples every run, so a red CI is reproducible, and no example
+# database. HYPOTHESIS_PROFILE=thorough draws ten times as many examples, to hunt for bugs.
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, database=None, print_blob=True)
+settings.register_profile("thorough", deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "dev"))
 
 
 def _missing(why: str) -> None:
@@ -59,6 +69,17 @@ def ssconvert() -> str:
 
 
 @pytest.fixture(scope="session")
+def ooxml_validate() -> list[str]:
+    """The command of Microsoft's Open XML SDK validator (npm @ooxml-tools/validate, run by Node
+    as WebAssembly, offline), installed from .ci/ooxml's lock file as `.ci/run` does."""
+    node = _program("node", package="nodejs")
+    script = ROOT / ".ci" / "ooxml" / "node_modules" / ".bin" / "ooxml-validate"
+    if not script.is_file():
+        _missing("ooxml-validate is not installed (run: npm ci --prefix .ci/ooxml)")
+    return [node, str(script)]
+
+
+@pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """Folder with the four MNIST IDX files, from the MNIST_DATA environment variable."""
     value = os.environ.get("MNIST_DATA")
@@ -68,6 +89,20 @@ def mnist_dir() -> Path:
     if not path.is_dir():
         _missing(f"MNIST_DATA={value} is not a folder")
     return path
+
+
+# Test modules that import PyTorch (or the mnist package, which does) as they load. A run that
+# deselects the `torch` marker (`-m "not torch"`, as CI's run on the lowest numpy, which installs
+# bpxl without the mnist extra) does not import them at all; every test in them carries the
+# marker, and test_ci_rules.py checks that this list and the imports agree.
+TORCH_MODULES = frozenset({"test_dropout.py", "test_mnist.py", "test_netsheet.py"})
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave the torch modules unimported when the marker expression excludes `torch`."""
+    if collection_path.name in TORCH_MODULES and "not torch" in (config.option.markexpr or ""):
+        return True
+    return None
 
 
 @pytest.hookimpl(hookwrapper=True)

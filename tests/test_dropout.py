@@ -11,6 +11,8 @@ import torch.nn as nn
 from mnist.dropout import GapDropout, dropped_positions
 from mnist.model import SeedNet
 
+pytestmark = pytest.mark.torch  # see TORCH_MODULES in conftest.py
+
 
 def drop_counts(n: int, p: float, draws: int, draw: int | None = None) -> torch.Tensor:
     """How often each of n positions was dropped over `draws` masks."""

@@ -27,6 +27,8 @@ from mnist.model import MODELS, count_params, multiply_adds
 from mnist.train import cli
 from mnist.training import RECIPES, make_learner, reestimate_bn
 
+pytestmark = pytest.mark.torch  # see TORCH_MODULES in conftest.py
+
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--threads", "1", "--no-progress", "--batch-size", "64"]
 

@@ -31,6 +31,8 @@ from mnist.model import MODELS
 from mnist.netmodel import read_model
 from mnist.records import save_checkpoint
 
+pytestmark = pytest.mark.torch  # see TORCH_MODULES in conftest.py
+
 TOL = dict(rtol=1e-9, atol=1e-12)
 
 

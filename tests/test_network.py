@@ -23,6 +23,7 @@ def random_networks(seed: int, n: int = N) -> dict[str, np.ndarray]:
     return p
 
 
+@pytest.mark.torch
 def test_gradients_match_torch_autograd() -> None:
     import torch  # a test dependency: never skipped
 
@@ -140,6 +141,7 @@ def torch_error(net, x, t, W, b):  # type: ignore[no-untyped-def]
     return terms.sum(dim=(-2, -1))
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("loss", list(OUTPUT))
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("samples", [1, 4])
