@@ -80,6 +80,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workbook", action="store_true", help="also write the workbook sheets")
+    p.add_argument("--epochs", type=int, help="not the whole run: a quick check of this script")
+    p.add_argument("--limit", type=int, help="not the whole run: a quick check of this script")
     args = p.parse_args()
     if not args.data_dir:
         sys.exit("error: give --data-dir or set MNIST_DATA to the folder with the IDX files")
@@ -90,7 +92,9 @@ def main() -> None:
     from mnist.model import MODELS, multiply_adds
     from mnist.training import RECIPES
 
-    macs, epochs = multiply_adds(MODELS["ours"]()), RECIPES["ours"].epochs
+    macs = multiply_adds(MODELS["ours"]())
+    epochs = args.epochs or RECIPES["ours"].epochs
+    images = args.limit or TRAIN_IMAGES
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -100,8 +104,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
         cmd = [sys.executable, "-m", "mnist.train", "--seed", str(args.seed), "--no-progress"]
         cmd += ["--data-dir", str(Path(args.data_dir).resolve()), "--out", f"{tmp}/out"]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
+        for flag, value in (("--threads", args.threads), ("--epochs", args.epochs)):
+            if value:
+                cmd += [flag, str(value)]
+        if args.limit:
+            cmd += ["--limit", str(args.limit)]
         if args.workbook:
             shutil.copy(ROOT / "outputs" / "backprop.xlsx", f"{tmp}/backprop.xlsx")
             cmd += ["--workbook", f"{tmp}/backprop.xlsx"]
@@ -113,14 +120,15 @@ def main() -> None:
             parts = " + ".join(f"{n} {s:.1f}s" for n, s in spent.items())
             print(f"run {k + 1}: {wall:.1f}s = {parts}  ({final})", flush=True)
     median = statistics.median(walls)
-    print(f"whole default run, median of {args.repeats}: {median:.1f}s")
+    what = "a quick check, not the whole run" if args.epochs or args.limit else "whole default run"
+    print(f"{what}, median of {args.repeats}: {median:.1f}s")
     print("where the time goes (median per phase):")
     for name in phases[0]:
         s = statistics.median(ph.get(name, 0.0) for ph in phases)
         print(f"  {name:14s} {s:6.1f}s  {100 * s / median:5.1f}%")
-    work = macs * TRAIN_IMAGES * epochs * 3
+    work = macs * images * epochs * 3
     print(
-        f"compute: {macs:,} multiply-adds per image × {TRAIN_IMAGES:,} images × {epochs} epochs "
+        f"compute: {macs:,} multiply-adds per image × {images:,} images × {epochs} epochs "
         f"× 3 = {work / 1e9:.0f} G multiply-adds"
     )
     train_s = statistics.median(ph["train"] for ph in phases)
