@@ -176,11 +176,15 @@ def halves_md(runs: list[dict], chosen: list[int]) -> list[str]:
 
 
 def seeds_md(
-    runs: list[dict], jobs: int | None, csv_link: str, chosen: list[int] | None = None
+    runs: list[dict],
+    jobs: int | None,
+    csv_link: str,
+    chosen: list[int] | None = None,
+    note: str | None = None,
 ) -> str:
     n = max(len(r["epochs"]) for r in runs)
     finals = [r["epochs"][-1]["test_acc"] for r in runs]
-    first = runs[0]
+    first = next((r for r in runs if not r["candidate"]), runs[0])  # the default's, if any
     flags = sweep_flags(first["config"], first["candidate"])
     recipe = "the default recipe" if not flags else f"the recipe with {' '.join(flags)}"
     lines = [
@@ -194,6 +198,8 @@ def seeds_md(
         f"{sum(f >= TARGET for f in finals)} of {len(finals)} seeds ≥ {TARGET}%.",
         "",
     ]
+    if note:
+        lines += [note, ""]
     if chosen:
         lines += [
             f"The recipe was chosen on seeds {span(chosen)} and then run unchanged on the "
@@ -264,13 +270,14 @@ def summarise(
     md_path: Path,
     jobs: int | None,
     chosen: list[int] | None = None,
+    note: str | None = None,
 ) -> None:
     runs = sorted((read_run(f) for f in folders), key=lambda r: r["seed"])
     if len({r["seed"] for r in runs}) != len(runs):
         raise SystemExit("two folders hold the same seed")
     atomic_write_text(csv_path, seeds_csv(runs))
     csv_link = os.path.relpath(csv_path.resolve(), md_path.resolve().parent)
-    atomic_write_text(md_path, seeds_md(runs, jobs, Path(csv_link).as_posix(), chosen))
+    atomic_write_text(md_path, seeds_md(runs, jobs, Path(csv_link).as_posix(), chosen, note))
     finals = ", ".join(f"seed {r['seed']} {r['epochs'][-1]['test_acc']:.2f}%" for r in runs)
     print(f"wrote {csv_path} and {md_path}: {finals}")
 
@@ -291,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the seeds the recipe was chosen on: the table sets them against the others",
     )
     p.add_argument("--out-root", type=Path, default=Path("runs/seeds"), help="for --seeds")
+    p.add_argument("--note", help="a paragraph for the table, under its first line")
     p.add_argument("--data-dir", help="passed to mnist.train (default: $MNIST_DATA)")
     p.add_argument("--model", help="passed to mnist.train (default: ours)")
     p.add_argument("--candidate", help="train this net of benchmarks/candidates.py instead")
@@ -327,9 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         folders = run_sweep(
             args.seeds, jobs, args.out_root.resolve(), extra, args.candidate, args.probe_averages
         )
-        summarise(folders, args.csv, args.md, jobs, args.chosen)
+        summarise(folders, args.csv, args.md, jobs, args.chosen, args.note)
     else:
-        summarise(args.summarise, args.csv, args.md, args.jobs, args.chosen)
+        summarise(args.summarise, args.csv, args.md, args.jobs, args.chosen, args.note)
     return 0
 
 
