@@ -47,8 +47,9 @@ class Net(GapNet):
     Every weight at full resolution costs 676 multiply-adds, one on 5×5 pixels 25, so the
     channels go where pixels are few: 8 → 10, 12, 16, 20 on 11→9→7→5 pixels (6,812 parameters,
     384,944 multiply-adds). The 4,932-parameter 8 → 10, 12, 12, 14 before it missed 99.4% on
-    one seed in ten (99.38%); the added weights cost no measurable time on a CPU, whose step is
-    dominated by the full-resolution conv and the warp (26.4 against 26.5 ms of CPU per step).
+    seed 7 of 1-10 (99.38%; this net 99.49%). The added weights cost little time on a CPU,
+    whose step is mostly the full-resolution conv and the warp: 25.6 against 24.5 ms of CPU per
+    step (benchmarks/bench_step_cpu.py, least of 8).
     """
 
     def __init__(self) -> None:
