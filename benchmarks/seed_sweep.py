@@ -1,6 +1,6 @@
 """The default MNIST run over several seeds: run them, or summarise runs that are done.
 
-    python benchmarks/seed_sweep.py --seeds 1 2 3 4 5 6 --jobs 2 --out-root runs/seeds
+    python benchmarks/seed_sweep.py --seeds 1 2 ... 20 --chosen 1 2 ... 10 --jobs 2
     python benchmarks/seed_sweep.py --summarise runs/seeds/s1 runs/seeds/s2 ... [--jobs 2]
 
 Running starts `python -m mnist.train --threads 1 --seed N --out ROOT/sN --no-progress` for every
@@ -10,7 +10,8 @@ its log FOLDER.log, when there is one, for the thread count) and writes
 
 * `--csv` (default outputs/mnist_seeds.csv): one row per seed × epoch;
 * `--md` (default outputs/mnist_seeds.md): test accuracy per epoch (rows) and seed (columns),
-  the final epoch in bold, and the command behind every run.
+  the final epoch in bold, and the command behind every run; with `--chosen`, first a table of
+  the seeds the recipe was chosen on against the others (min, mean, max, spread, every seed).
 
 A benchmark, not a test: nothing here asserts anything. The data comes from MNIST_DATA or
 --data-dir, as for mnist.train.
@@ -43,11 +44,17 @@ FLAGS = (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("lr", "--lr"))
 
 
 def run_sweep(
-    seeds: list[int], jobs: int, root: Path, extra: list[str], candidate: str | None
+    seeds: list[int],
+    jobs: int,
+    root: Path,
+    extra: list[str],
+    candidate: str | None,
+    probe: bool = False,
 ) -> list[Path]:
     """Train every seed, `jobs` at a time, one thread each; return the run folders."""
     root.mkdir(parents=True, exist_ok=True)
     head = ["benchmarks/candidates.py", candidate] if candidate else ["-m", "mnist.train"]
+    head += ["--probe-averages"] * probe
 
     def one(seed: int) -> Path:
         out = root / f"s{seed}"
@@ -135,10 +142,49 @@ def sweep_flags(config: dict, candidate: str | None = None) -> list[str]:
     return flags
 
 
-def seeds_md(runs: list[dict], jobs: int | None, csv_link: str) -> str:
+def span(seeds: list[int]) -> str:
+    """1 2 3 4 → '1–4'; anything else as a list."""
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def halves_md(runs: list[dict], chosen: list[int]) -> list[str]:
+    """The seeds the recipe was chosen on against the others, which confirm it: min, mean, max,
+    standard deviation and every seed's final accuracy, each half and all together."""
+    groups = [
+        ("chosen", [r for r in runs if r["seed"] in chosen]),
+        ("confirmation", [r for r in runs if r["seed"] not in chosen]),
+        ("all", runs),
+    ]
+    lines = [
+        "| seeds | | ≥ 99.4 % | min | mean | max | std | final test accuracy per seed |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, group in groups:
+        if not group:
+            continue
+        finals = [r["epochs"][-1]["test_acc"] for r in group]
+        std = statistics.stdev(finals) if len(finals) > 1 else 0.0
+        each = ", ".join(f"{r['seed']}: {f:.2f}" for r, f in zip(group, finals, strict=True))
+        lines.append(
+            f"| {span([r['seed'] for r in group])} | {name} | "
+            f"{sum(f >= TARGET for f in finals)}/{len(finals)} | {min(finals):.2f} | "
+            f"{statistics.mean(finals):.2f} | {max(finals):.2f} | {std:.3f} | {each} |"
+        )
+    return lines
+
+
+def seeds_md(
+    runs: list[dict],
+    jobs: int | None,
+    csv_link: str,
+    chosen: list[int] | None = None,
+    note: str | None = None,
+) -> str:
     n = max(len(r["epochs"]) for r in runs)
     finals = [r["epochs"][-1]["test_acc"] for r in runs]
-    first = runs[0]
+    first = next((r for r in runs if not r["candidate"]), runs[0])  # the default's, if any
     flags = sweep_flags(first["config"], first["candidate"])
     recipe = "the default recipe" if not flags else f"the recipe with {' '.join(flags)}"
     lines = [
@@ -151,6 +197,18 @@ def seeds_md(runs: list[dict], jobs: int | None, csv_link: str) -> str:
         f"min {min(finals):.2f}%, max {max(finals):.2f}%; "
         f"{sum(f >= TARGET for f in finals)} of {len(finals)} seeds ≥ {TARGET}%.",
         "",
+    ]
+    if note:
+        lines += [note, ""]
+    if chosen:
+        lines += [
+            f"The recipe was chosen on seeds {span(chosen)} and then run unchanged on the "
+            "others, which confirm it or not:",
+            "",
+            *halves_md(runs, chosen),
+            "",
+        ]
+    lines += [
         "| epoch | " + " | ".join(f"seed {r['seed']}" for r in runs) + " | mean |",
         "| ---: |" + " ---: |" * (len(runs) + 1),
     ]
@@ -189,6 +247,8 @@ def seeds_md(runs: list[dict], jobs: int | None, csv_link: str) -> str:
     for r, final, secs in zip(runs, finals, seconds, strict=True):
         lines.append(f"| {r['seed']} | {final:.2f} | {secs:.0f} s | `{command_of(r)}` |")
     seeds = " ".join(str(r["seed"]) for r in runs)
+    if chosen:
+        flags = [*flags, "--chosen", *map(str, chosen)]
     minutes = round(statistics.mean(seconds) / 60)
     lines += [
         "",
@@ -204,13 +264,20 @@ def seeds_md(runs: list[dict], jobs: int | None, csv_link: str) -> str:
     return "\n".join(lines)
 
 
-def summarise(folders: list[Path], csv_path: Path, md_path: Path, jobs: int | None) -> None:
+def summarise(
+    folders: list[Path],
+    csv_path: Path,
+    md_path: Path,
+    jobs: int | None,
+    chosen: list[int] | None = None,
+    note: str | None = None,
+) -> None:
     runs = sorted((read_run(f) for f in folders), key=lambda r: r["seed"])
     if len({r["seed"] for r in runs}) != len(runs):
         raise SystemExit("two folders hold the same seed")
     atomic_write_text(csv_path, seeds_csv(runs))
     csv_link = os.path.relpath(csv_path.resolve(), md_path.resolve().parent)
-    atomic_write_text(md_path, seeds_md(runs, jobs, Path(csv_link).as_posix()))
+    atomic_write_text(md_path, seeds_md(runs, jobs, Path(csv_link).as_posix(), chosen, note))
     finals = ", ".join(f"seed {r['seed']} {r['epochs'][-1]['test_acc']:.2f}%" for r in runs)
     print(f"wrote {csv_path} and {md_path}: {finals}")
 
@@ -223,10 +290,24 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--seeds", type=int, nargs="+", help="run these seeds, then summarise")
     what.add_argument("--summarise", type=Path, nargs="+", metavar="DIR", help="finished runs")
     p.add_argument("--jobs", type=int, help="runs at a time (default 2 for --seeds)")
+    p.add_argument(
+        "--chosen",
+        type=int,
+        nargs="+",
+        metavar="SEED",
+        help="the seeds the recipe was chosen on: the table sets them against the others",
+    )
     p.add_argument("--out-root", type=Path, default=Path("runs/seeds"), help="for --seeds")
+    p.add_argument("--note", help="a paragraph for the table, under its first line")
     p.add_argument("--data-dir", help="passed to mnist.train (default: $MNIST_DATA)")
     p.add_argument("--model", help="passed to mnist.train (default: ours)")
     p.add_argument("--candidate", help="train this net of benchmarks/candidates.py instead")
+    p.add_argument(
+        "--probe-averages",
+        action="store_true",
+        help="with --candidate: also print the accuracy of the weights averaged over the last "
+        "epochs (changes nothing in the runs)",
+    )
     p.add_argument("--epochs", type=int, help="passed to mnist.train (default: the recipe's)")
     p.add_argument("--limit", type=int, help="passed to mnist.train: a quick smoke sweep")
     p.add_argument("--csv", type=Path, default=ROOT / "outputs" / "mnist_seeds.csv")
@@ -249,10 +330,14 @@ def main(argv: list[str] | None = None) -> int:
             if value is not None
             for part in (flag, str(value))
         ]
-        folders = run_sweep(args.seeds, jobs, args.out_root.resolve(), extra, args.candidate)
-        summarise(folders, args.csv, args.md, jobs)
+        if args.probe_averages and not args.candidate:
+            p.error("--probe-averages needs --candidate")
+        folders = run_sweep(
+            args.seeds, jobs, args.out_root.resolve(), extra, args.candidate, args.probe_averages
+        )
+        summarise(folders, args.csv, args.md, jobs, args.chosen, args.note)
     else:
-        summarise(args.summarise, args.csv, args.md, args.jobs)
+        summarise(args.summarise, args.csv, args.md, args.jobs, args.chosen, args.note)
     return 0
 
 
