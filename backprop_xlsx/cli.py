@@ -250,6 +250,19 @@ def cli() -> None:
     is_flag=True,
     help="Also store computed values (through LibreOffice), for viewers that do not calculate.",
 )
+@click.option(
+    "--exercise",
+    is_flag=True,
+    help="Leave columns empty for a student to fill (yellow, with a note): by default every δ "
+    "and ∂E/∂ column; `bpxl verify` grades the filled-in file.",
+)
+@click.option(
+    "--blank",
+    multiple=True,
+    metavar="COLUMN",
+    help="With --exercise: a column to leave empty, by its header (∂E/∂w3) or key (dE_dw3); "
+    "repeat for more.",
+)
 def build(
     etas: tuple[float, ...],
     steps: int | None,
@@ -257,6 +270,8 @@ def build(
     config: Path | None,
     out: Path,
     recalc: bool,
+    exercise: bool,
+    blank: tuple[str, ...],
 ) -> None:
     """Write the workbook: a Setup sheet, one sheet per learning rate, and Error vs LR."""
     network = load_network(config, preset)
@@ -270,9 +285,15 @@ def build(
 
     # A missing folder is made, for the default outputs/ and for any other --out alike, and
     # removed again if the build does not finish.
+    blanks: frozenset[str] = frozenset()
+    if exercise or blank:
+        from . import layout
+
+        sheet = layout.SheetLayout(network, classic=network.classic)
+        blanks = layout.exercise_columns(sheet, blank)
     created = make_folders(out.parent)
     try:
-        summary = build_workbook(network, lrs, steps, out, recalc=recalc)
+        summary = build_workbook(network, lrs, steps, out, recalc=recalc, blank=blanks)
     except BaseException:
         remove_empty_folders(created)
         raise
