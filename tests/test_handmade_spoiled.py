@@ -236,3 +236,26 @@ def test_values_recalculated_by_libreoffice_are_checked(tmp_path: Path, soffice:
 
     bad = recalculate(write_table(tmp_path / "bad.xlsx", spoil=spoil), tmp_path / "bad_c.xlsx")
     assert findings(bad) == [("h2", "typed", at("h2", 11))]
+
+
+def test_a_bad_file_in_a_class_is_one_row_and_the_rest_is_graded(tmp_path: Path) -> None:
+    folder = tmp_path / "class"
+    folder.mkdir()
+    write_table(folder / "a_ok.xlsx")
+    (folder / "b_garbage.xlsx").write_bytes(b"PK\x03\x04 not really a zip")
+    (folder / "c_notes.txt").write_text("not a workbook")
+    out = tmp_path / "grades.csv"
+    result = CliRunner().invoke(cli, ["verify", str(folder), "--csv", str(out), "--workers", "2"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.splitlines()
+    assert lines[-1] == "2 files: 1 correct, 0 wrong, 1 cannot be checked"
+    assert "not an xlsx workbook" in next(line for line in lines if line.startswith("b_garbage"))
+    assert out.read_text(encoding="utf-8").splitlines()[1].startswith("a_ok.xlsx,correct,1,12,0,")
+
+
+def test_a_damaged_file_alone_is_one_error_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.xlsx"
+    path.write_bytes(b"\x00" * 100)
+    result = CliRunner().invoke(cli, ["verify", str(path)])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and result.output.startswith("error: ")
