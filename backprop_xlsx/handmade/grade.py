@@ -13,6 +13,7 @@ Two checks, so that one wrong formula is one finding, not everything downstream 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,17 @@ class TableResult:
             "unknown_labels": list(t.unknown),
             "unchecked": self.unchecked,
         }
+
+
+# A cell reference whose row is relative, outside names, strings and sheet names: the formula
+# text with these rows written as offsets is the same in every row of a filled-down column.
+_RELATIVE_ROW = re.compile(r"""(?<![\w$.'"])(\$?[A-Za-z]{1,3})(\d+)(?![\w(!'".])""")
+
+
+def _relative_text(formula: str, row: int) -> str:
+    """A cache key for tokenize: equal for two rows of a column holding the same relative
+    formula, so each distinct formula is tokenized once (a 283-row column: once, not 283×)."""
+    return _RELATIVE_ROW.sub(lambda m: f"{m[1]}{{{int(m[2]) - row}}}", formula)
 
 
 def _digits(cell: Cell | None) -> tuple[int, int]:
@@ -175,18 +187,24 @@ class _Grader:
         col = self.t.cols[q]
         groups: dict[tuple, list[int]] = {}
         parsed: dict[tuple, list] = {}
+        seen: dict[str, tuple[list, tuple]] = {}  # relative text → (tokens, relative key)
         for row in self.checked(q):
             cell = self.grid.get((row, col))
             if cell is None or cell.formula is None:
                 continue
-            try:
-                tokens = tokenize(cell.formula.lstrip("="), row, col, self.t.sheet, self.titles)
-            except Unsupported as exc:
-                self.mark(q, row, "formula")
-                self.notes[(q, row)] = f"cannot be read: {exc}"
-                continue
+            text = cell.formula.lstrip("=")
+            rel = _relative_text(text, row)
+            if rel not in seen:
+                try:
+                    tokens = tokenize(text, row, col, self.t.sheet, self.titles)
+                except Unsupported as exc:
+                    self.mark(q, row, "formula")
+                    self.notes[(q, row)] = f"cannot be read: {exc}"
+                    continue
+                seen[rel] = (tokens, relative_key(tokens))
+            tokens, rkey = seen[rel]
             places = [self._where(v, row, col) for k, v in tokens if k == "ref"]
-            key = (relative_key(tokens), tuple(places))
+            key = (rkey, tuple(places))
             groups.setdefault(key, []).append(row)
             parsed.setdefault(key, [tokens, places])
         cur, prev, eta = self.world
