@@ -75,15 +75,19 @@ def _fill(path: Path, out: Path, wrong: str | None = None) -> Path:
     """The student's work: every empty cell gets its formula; ∂E/∂w6 in their own spelling."""
     wb = openpyxl.load_workbook(path)
     ws = wb["LR 0.5"]
+    at = layout.SEED_LAYOUT.letter
     for column in layout.SEED_LAYOUT.columns:
         if not column.key.startswith("dE_"):
             continue
         for row in range(layout.FIRST_ROW, layout.last_row(STEPS) + 1):
             formula = column.formula(row)
+            t1, a_o1, a_h2 = (f"{at[k]}{row}" for k in ("t1", "a_o1", "a_h2"))
             if column.key == "dE_dw6":
-                formula = f"=(R{row}-A{row})*R{row}*(1-R{row})*L{row}"
+                formula = f"=({a_o1}-{t1})*{a_o1}*(1-{a_o1})*{a_h2}"
             if column.key == wrong:  # the course template's bug: a_h1's derivative for w3
-                formula = formula.replace(f"L{row}*(1-L{row})", f"J{row}*(1-J{row})")
+                a_h1 = f"{at['a_h1']}{row}"
+                formula = formula.replace(f"{a_h2}*(1-{a_h2})", f"{a_h1}*(1-{a_h1})")
+                assert a_h1 in formula
             ws[f"{column.letter}{row}"] = formula
     wb.save(out)
     return out

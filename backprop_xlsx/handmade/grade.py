@@ -48,7 +48,11 @@ class Finding:
     found: float | None = None
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
+        """For --json: a value that is not a finite number is null (JSON has no NaN)."""
+        return {
+            k: None if isinstance(v, float) and not np.isfinite(v) else v
+            for k, v in self.__dict__.items()
+        }
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import BpxlError
 from ..xlsxread import Package
-from .grade import Grade, grade_workbook
+from .grade import grade_workbook
 from .tables import QUANTITIES
 
 TASKS_PER_WORKER = 25  # a worker is replaced after this many files: no growth over a class
@@ -202,7 +202,3 @@ def summary_csv(rows: list[dict]) -> str:
 def class_exit(rows: list[dict]) -> int:
     """The worst verdict: 2 if a file cannot be checked, else 1 if one is wrong, else 0."""
     return max((EXIT[r["verdict"]] for r in rows), default=0)
-
-
-def grade_text_of(grade: Grade) -> str:
-    return text(grade.to_dict())
