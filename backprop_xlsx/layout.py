@@ -123,6 +123,7 @@ def _abs(cell: str) -> str:
 # The columns of an LR sheet, derived from the network description
 #
 # One row is one full-batch iteration. Left to right, as the math is read:
+#   the iteration number (0 for the initial weights, then the row above's plus one);
 #   per sample: its targets and inputs;
 #   per weight layer: its weights, its biases, then per sample each neuron's z and a = f(z);
 #   per sample each output's share of the error; E_total;
@@ -138,8 +139,10 @@ def _abs(cell: str) -> str:
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 HIDDEN_LETTERS = ("h", "k")
 MAX_COLUMNS = 16_384  # XFD, the last column of Excel, LibreOffice and Gnumeric
+ITERATION = "iteration"  # the key and header of column A: the iteration number
 MAX_FORMULAS = 20_000_000  # the seed at 6 × 100,000 steps is 18.6 M, and needs 11.6 GB to recalc
 
+FORMAT_ITERATION = "0"
 FORMAT_DATA = "0.00"
 FORMAT_VALUE = "0.000000000"
 FORMAT_SMALL = "0.000000E+00"
@@ -219,9 +222,13 @@ class SheetLayout:
         {eta}       this sheet's learning-rate cell (absolute)
     """
 
-    def __init__(self, network: Network, *, classic: bool = False) -> None:
+    def __init__(
+        self, network: Network, *, classic: bool = False, iteration_column: bool = True
+    ) -> None:
         self.network = network
         self.classic = classic  # the seed's own layout: no δ columns, δ inlined in the gradients
+        # Column A numbers the iterations; workbooks of bpxl before 0.3 start with the data.
+        self.iteration_column = iteration_column
         net = network.net
         self.samples = network.samples
         self.depth = net.depth
@@ -314,6 +321,7 @@ class SheetLayout:
                 out[key] = np.broadcast_to(value, shape)
 
         S = range(self.samples)
+        put(ITERATION, np.arange(shape[0], dtype=np.float64).reshape(-1, *(1,) * (len(shape) - 1)))
         for s in S:
             for j in range(len(self.names[-1])):
                 put(self.sample(f"t{j + 1}", s), h.t[..., s, j])
@@ -403,6 +411,9 @@ class SheetLayout:
 
         def constant(key: str, header: str, fmt: str, template: str) -> None:
             out[key] = (header, fmt, template, template)
+
+        if self.iteration_column:  # a formula, so verify checks it as it checks every other
+            out[ITERATION] = (ITERATION, FORMAT_ITERATION, "=0", "={prev " + ITERATION + "}+1")
 
         for s in S:
             for kind in ("t", "i"):
@@ -561,7 +572,7 @@ SEED_LAYOUT = SheetLayout(_seed_structure(), classic=True)
 COLUMNS: tuple[Column, ...] = SEED_LAYOUT.columns
 COLUMN = SEED_LAYOUT.column
 LETTER = SEED_LAYOUT.letter
-assert tuple(COLUMN) == QUANTITIES, "the seed's columns are its named quantities, in order"
+assert tuple(COLUMN) == (ITERATION, *QUANTITIES), "the seed's columns: iteration, its quantities"
 
 
 def row_of_iteration(k: int) -> int:

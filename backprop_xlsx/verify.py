@@ -795,6 +795,19 @@ def _cycle(deps: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def _with_iteration_column(
+    sheet: layout.SheetLayout, pkg: Package, titles: list[str]
+) -> layout.SheetLayout:
+    """The layout with column A the iteration number, unless the first LR sheet's header
+    starts with the data instead: a workbook of bpxl before 0.3, correct in its own layout."""
+    header = pkg.cells(titles[0], 1, layout.HEADER_ROW).get((layout.HEADER_ROW, 1))
+    if header is None or header.value == layout.ITERATION:
+        return sheet
+    if header.value != sheet.columns[1].header:
+        return sheet  # neither: check_structure names the wrong header
+    return layout.SheetLayout(sheet.network, classic=sheet.classic, iteration_column=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # Values against NumPy
 
@@ -1067,7 +1080,7 @@ def verify_workbook(
             return _verify_cnn_only(pkg, report, engine)
         rng = np.random.default_rng(20240611)
         # the architecture, from the workbook itself
-        sheet_layout = read_network(_network_cells(pkg))
+        sheet_layout = _with_iteration_column(read_network(_network_cells(pkg)), pkg, titles)
         sheets: list[LrSheet] = []
         healthy: dict[str, bool] = {}
         compiled: dict[str, int] = {}

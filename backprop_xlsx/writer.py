@@ -27,7 +27,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 from openpyxl import Workbook
-from openpyxl.chart import LineChart, Reference
+from openpyxl.chart import Reference, ScatterChart
 from openpyxl.comments import Comment
 from openpyxl.packaging.custom import StringProperty
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
@@ -36,7 +36,7 @@ from openpyxl.worksheet.formula import ArrayFormula
 from openpyxl.worksheet.hyperlink import Hyperlink
 from openpyxl.worksheet.worksheet import Worksheet
 
-from . import description, layout
+from . import description, layout, sheetview
 from .config import check_runs_finish
 from .description import Network
 from .errors import BpxlError
@@ -334,14 +334,8 @@ def write_workbook(
     wb.custom_doc_props.append(StringProperty(name=SHEETS_PROPERTY, value=record))
 
     _fill_setup(setup, sheet, titles, steps)
-    iterations = Reference(
-        summary,
-        min_col=1,
-        min_row=summary_layout.iteration_row(0),
-        max_row=summary_layout.iteration_row(steps),
-    )
     for j, (ws, eta) in enumerate(zip(sheets, etas, strict=True)):
-        _fill_lr_sheet(ws, sheet, eta, steps, iterations, _log_bounds(run.e_total[:, j]), blank)
+        _fill_lr_sheet(ws, sheet, eta, steps, _log_bounds(run.e_total[:, j]), blank)
     _fill_summary(summary, sheet, titles, summary_layout, _log_bounds(run.e_total))
 
     template = io.BytesIO()
@@ -429,41 +423,7 @@ def _log_bounds(e_total: np.ndarray) -> tuple[float, float] | None:
     return 10.0 ** math.floor(low), 10.0 ** math.ceil(high)
 
 
-def _chart(title: str, steps: int, bounds: tuple[float, float] | None) -> LineChart:
-    """A line chart of E_total against iteration, on a log axis: E_total spans many decades."""
-    chart = LineChart()
-    chart.title = title
-    chart.style = 2
-    chart.height, chart.width = 10, 20  # cm
-    chart.x_axis.title = "iteration"
-    chart.y_axis.title = "E_total (log scale)"
-    chart.y_axis.scaling.logBase = 10
-    if bounds is not None:
-        chart.y_axis.scaling.min, chart.y_axis.scaling.max = bounds
-    chart.y_axis.number_format = "0.0E+00"
-    chart.x_axis.crosses = "min"  # the iteration axis at the bottom, not at E_total = 1
-    chart.x_axis.delete = chart.y_axis.delete = False  # openpyxl 3.1 hides axes otherwise
-    skip = max(1, steps // 10)
-    chart.x_axis.tickLblSkip = chart.x_axis.tickMarkSkip = skip
-    return chart
-
-
-# Explicit line colours (matplotlib's tab10): a chart that leaves them to the workbook's theme
-# draws invisible lines once its sheet is moved into a workbook without one (as LibreOffice saves).
-LINE_COLORS = ("1F77B4", "FF7F0E", "2CA02C", "D62728", "9467BD",
-               "8C564B", "E377C2", "7F7F7F", "BCBD22", "17BECF")  # fmt: skip
-
-
-def style_series(chart: LineChart) -> None:
-    """Straight 1.5 pt lines without markers, each in its own explicit colour."""
-    for k, series in enumerate(chart.series):
-        series.marker.symbol = "none"
-        series.smooth = False
-        series.graphicalProperties.line.width = 19050  # 1.5 pt
-        series.graphicalProperties.line.solidFill = LINE_COLORS[k % len(LINE_COLORS)]
-
-
-def _chart_area(anchor_column: int, anchor_row: int, chart: LineChart) -> str:
+def _chart_area(anchor_column: int, anchor_row: int, chart: ScatterChart) -> str:
     """The cells a chart covers (roughly: default column width and row height), to print it."""
     columns = round(chart.width / 1.7) + 1
     rows = round(chart.height / 0.53) + 1
@@ -617,25 +577,34 @@ def _fill_lr_sheet(
     sheet: layout.SheetLayout,
     eta: float,
     steps: int,
-    iterations: Reference,
     bounds: tuple[float, float] | None,
     blank: frozenset[str] = frozenset(),
 ) -> None:
+    """η in row 1, the charts in the band of row 2, the header in row 3, one iteration a row;
+    frozen at the header and the iteration and input columns (see sheetview)."""
     _text(ws, "A1", "η", BOLD)
     ws["A1"].alignment = Alignment(horizontal="right")
     eta_cell = ws[layout.ETA_CELL]
     eta_cell.value = float(eta)
     eta_cell.fill = INPUT_FILL
     eta_cell.font = BOLD
-    _text(ws, "C1", "learning rate: change it and this sheet recomputes")
     note = (
-        f"Row {layout.FIRST_ROW} is iteration 0, the initial weights from Setup; every row below "
-        "is one gradient-descent step: w ← w − η·∂E/∂w with the gradients of the row above."
+        "Each row is one gradient-descent step: w ← w − η·∂E/∂w with the gradients of the row "
+        "above. Iteration 0 holds the initial weights from Setup."
     )
     if sheet.samples > 1:
-        note += f" Each row is one full-batch step over all {sheet.samples} samples"
+        note += f" Each step is one full batch of all {sheet.samples} samples"
         note += "; x⁽ˢ⁾ is x of sample s."
-    _text(ws, "A2", note)
+    frozen = sheetview.frozen_columns(sheet)
+    if sheetview.frozen_width(sheet) >= sheetview.NOTE_WIDTH:  # under η, left of the charts
+        _text(ws, "C1", "learning rate: change it and this sheet recomputes")
+        note_cell = f"A{sheetview.NOTE_ROW}"
+        _text(ws, note_cell, note)
+        ws[note_cell].alignment = Alignment(wrap_text=True, vertical="top")
+        ws.merge_cells(f"{note_cell}:{get_column_letter(frozen)}{sheetview.NOTE_ROW}")
+    else:  # a narrow frozen strip: the note goes on η's line
+        _text(ws, "C1", f"learning rate: change it and this sheet recomputes. {note}")
+    ws.row_dimensions[sheetview.CHART_ROW].height = sheetview.CHART_ROW_HEIGHT
     columns = sheet.columns
     _header(ws, layout.HEADER_ROW, [c.header for c in columns])
     for column in columns:
@@ -645,63 +614,19 @@ def _fill_lr_sheet(
         if column.key in blank:  # yellow and empty in every row (the bulk rows copy the style)
             cell.value, cell.fill = None, EXERCISE_FILL
             cell.comment = Comment(layout.exercise_note(column), "bpxl", width=300, height=120)
-        wide = column.number_format.endswith("E+00") or column.number_format.count("0") > 4
-        width = max(13 if wide else 6, len(column.header) + 2)
-        ws.column_dimensions[column.letter].width = width
-    ws.freeze_panes = f"A{layout.FIRST_ROW}"
+        ws.column_dimensions[column.letter].width = sheetview.column_width(column)
+    ws[f"{sheet.letter[layout.ITERATION]}{layout.FIRST_ROW}"].font = BOLD
+    ws.freeze_panes = sheetview.freeze_cell(sheet)
+    sheetview.lr_charts(ws, sheet, eta, steps, bounds)
 
     last = layout.last_row(steps)
-    col = column_index_from_string(sheet.letter["E_total"])
-    chart = _chart(f"E_total, {ws.title} (η = {eta:g})", steps, bounds)
-    chart.add_data(
-        Reference(ws, min_col=col, min_row=layout.HEADER_ROW, max_row=last), titles_from_data=True
-    )
-    chart.set_categories(iterations)
-    chart.legend = None
-    style_series(chart)
-    anchor_column = len(columns) + 2  # one empty column right of the table
-    ws.add_chart(chart, f"{get_column_letter(anchor_column)}{layout.HEADER_ROW}")
-    areas = [f"A1:{columns[-1].letter}{min(last, layout.FIRST_ROW + PRINT_ROWS)}"]
-    areas.append(_chart_area(anchor_column, layout.HEADER_ROW, chart))
-    if sheet.samples > 1:
-        outputs = _outputs_chart(ws, sheet, eta, steps, iterations)
-        below = layout.HEADER_ROW + round(chart.height / 0.53) + 2
-        ws.add_chart(outputs, f"{get_column_letter(anchor_column)}{below}")
-        areas.append(_chart_area(anchor_column, below, outputs))
+    right = max(len(columns), sheetview.charts_end_column(sheet))
+    areas = [f"A1:{get_column_letter(right)}{min(last, layout.FIRST_ROW + PRINT_ROWS)}"]
     # about 16 columns a page across, so a wide general sheet still prints readably (seed: 2)
     pages_wide = max(2, math.ceil(len(columns) / PRINT_COLUMNS))
     _page_setup(ws, areas, pages_wide, f"{layout.HEADER_ROW}:{layout.HEADER_ROW}")
-
-
-def _outputs_chart(
-    ws: Worksheet, sheet: layout.SheetLayout, eta: float, steps: int, iterations: Reference
-) -> LineChart:
-    """Every sample's outputs against iteration: a learner watches each one reach its target."""
-    chart = LineChart()
-    chart.title = f"outputs per sample, {ws.title} (η = {eta:g})"
-    chart.style = 2
-    chart.height, chart.width = 10, 20
-    chart.x_axis.title = "iteration"
-    chart.y_axis.title = "output a_o"
-    chart.y_axis.number_format = "0.0"
-    if sheet.network.net.activations[-1] in ("sigmoid", "softmax"):  # outputs between 0 and 1
-        chart.y_axis.scaling.min, chart.y_axis.scaling.max = 0.0, 1.0
-    chart.x_axis.crosses = "min"
-    chart.x_axis.delete = chart.y_axis.delete = False
-    skip = max(1, steps // 10)
-    chart.x_axis.tickLblSkip = chart.x_axis.tickMarkSkip = skip
-    last = layout.last_row(steps)
-    for s in range(sheet.samples):
-        for name in sheet.names[-1]:
-            col = column_index_from_string(sheet.letter[sheet.sample(f"a_{name}", s)])
-            chart.add_data(
-                Reference(ws, min_col=col, min_row=layout.HEADER_ROW, max_row=last),
-                titles_from_data=True,
-            )
-    chart.set_categories(iterations)
-    chart.legend.position = "r"
-    style_series(chart)
-    return chart
+    if frozen:
+        ws.print_title_cols = f"A:{get_column_letter(frozen)}"
 
 
 def _fill_summary(
@@ -718,11 +643,21 @@ def _fill_summary(
     cell.value = layout.DEFAULT_THRESHOLD
     cell.fill = INPUT_FILL
     cell.number_format = "0.0E+00"
-    _text(
-        ws,
-        f"C{threshold_row}",
-        "change it: the first iteration with E_total below it is found again for every η",
-    )
+    # The instruction wraps within the tables' columns, so neither screen nor print cuts it.
+    last_column = max(len(titles) + 1, len(layout.SUMMARY_COLUMNS))
+    widths = {"A": 14, "B": 14, "C": 14, "D": 17} | {
+        get_column_letter(k + 1): 14 for k in range(4, last_column)
+    }
+    for col, width in widths.items():
+        ws.column_dimensions[col].width = width
+    instruction = "change it: the first iteration with E_total below it is found again for every η"
+    _text(ws, f"C{threshold_row}", instruction)
+    ws[f"C{threshold_row}"].alignment = Alignment(wrap_text=True, vertical="center")
+    for label in (f"A{threshold_row}", layout.THRESHOLD_CELL):
+        ws[label].alignment = Alignment(vertical="center")
+    ws.merge_cells(f"C{threshold_row}:{get_column_letter(last_column)}{threshold_row}")
+    room = sum(widths[get_column_letter(k)] for k in range(3, last_column + 1)) - 2
+    ws.row_dimensions[threshold_row].height = 15 * math.ceil(len(instruction) / room)
 
     cols = layout.SUMMARY_COLUMNS
     _header(
@@ -736,6 +671,7 @@ def _fill_summary(
     for j, title in enumerate(titles):
         row = s.lr_row(j)
         _lr_entry(ws, row, (cols["eta"], cols["sheet"], cols["final"]), title, s.steps, letter)
+        ws[f"{cols['eta']}{row}"].alignment = Alignment(horizontal="center")
         first_below = f"{cols['first_below']}{row}"
         ws[first_below] = ArrayFormula(first_below, s.first_below_formula(j))
         ws[first_below].alignment = Alignment(horizontal="right")
@@ -747,22 +683,17 @@ def _fill_summary(
         cell = ws[f"{s.lr_column(j)}{first}"]
         cell.value = layout.e_total_ref(title, 0, letter)
         cell.number_format = e_format
-    for k in range(len(titles) + 1):
-        ws.column_dimensions[get_column_letter(k + 1)].width = 14
 
-    chart = _chart("E_total against iteration, one line per learning rate", s.steps, bounds)
-    chart.height, chart.width = 12, 24
-    for j in range(len(titles)):
-        col = column_index_from_string(s.lr_column(j))
-        chart.add_data(
-            Reference(
-                ws, min_col=col, min_row=s.table_header_row, max_row=s.iteration_row(s.steps)
-            ),
-            titles_from_data=True,
-        )
-    chart.set_categories(Reference(ws, min_col=1, min_row=first, max_row=s.iteration_row(s.steps)))
+    chart = sheetview.e_total_chart(
+        "E_total against iteration, one line per learning rate", s.steps, bounds
+    )
+    chart.height, chart.width = 10, 18
+    last = s.iteration_row(s.steps)
+    x = Reference(ws, min_col=1, min_row=first, max_row=last)
+    columns = [column_index_from_string(s.lr_column(j)) for j in range(len(titles))]
+    sheetview.add_lines(chart, ws, x, columns, s.table_header_row, last)
     chart.legend.position = "r"
-    style_series(chart)
+    chart.legend.txPr = sheetview.small_text()
     # Frozen above the first iteration: the per-LR table and the header of the iteration table
     # stay in view while the iterations scroll. The chart sits below the frozen rows, beside the
     # iterations, so it scrolls whole instead of being cut by the split.
@@ -772,8 +703,7 @@ def _fill_summary(
     ws.add_chart(chart, f"{get_column_letter(anchor_column)}{chart_row}")
 
     # Every column of both tables: the per-LR table alone reaches D (first below threshold).
-    last_column = get_column_letter(max(len(titles) + 1, len(cols)))
-    table = f"A1:{last_column}{min(s.iteration_row(s.steps), s.iteration_row(PRINT_ROWS))}"
+    table = f"A1:{get_column_letter(last_column)}{min(last, s.iteration_row(PRINT_ROWS))}"
     chart_area = _chart_area(anchor_column, chart_row, chart)
     _page_setup(ws, [chart_area, table], 1, None)
 

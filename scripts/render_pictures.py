@@ -1,27 +1,41 @@
-"""Render the README's pictures of the workbook, as LibreOffice draws them.
+"""Render the pictures of the workbook for the README and docs/workbook.md, as LibreOffice draws
+them.
 
     python scripts/render_pictures.py [outputs/backprop.xlsx] [--sheet "LR 2"]
     python scripts/render_pictures.py --preset xor [--lr 2]
+    python scripts/render_pictures.py --network docs/networks/circle_2-16-16-1.toml [--lr 0.2]
 
-Writes outputs/lr_sheet.png (the top of one LR sheet), outputs/lr_chart.png (its E_total chart)
-and outputs/error_vs_lr.png (the Error vs LR chart): headless PDF export, then pdftoppm, then the
-white margins trimmed (Pillow, which torchvision brings; without it the pages stay whole).
-With --preset, builds that preset at one learning rate (its own steps) and writes
-outputs/preset_NAME.png (the page of its LR sheet with the outputs, E_total and δ) and
-outputs/preset_NAME_chart.png (its outputs-per-sample chart, or its E_total chart for one
-sample).
+From a workbook (the seed's): outputs/lr_sheet.png (the first screen of one LR sheet),
+outputs/lr_sheet_gradients.png (its printed page with the gradients), outputs/lr_chart.png (its
+chart band) and outputs/error_vs_lr.png (the Error vs LR chart). With --preset or --network,
+builds that network at one learning rate (its own steps) and writes outputs/preset_NAME.png or
+outputs/net_LAYERS.png (the first screen of its LR sheet) and the same name with _chart (its
+chart band).
+
+"The first screen" is the cells LibreOffice shows at 100 % zoom on a 1366×768 display when the
+sheet opens: a copy of the workbook gets that range as its print area, on one page. Then
+headless PDF export, pdftoppm, and the white margins trimmed (Pillow, which torchvision brings;
+without it the pages stay whole).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import tempfile
+import zipfile
 from pathlib import Path
+from xml.sax.saxutils import escape
 
-from backprop_xlsx import layout
+from openpyxl.utils import get_column_letter
+
+from backprop_xlsx import description, layout, sheetview
 from backprop_xlsx.fileio import atomic_output
 from backprop_xlsx.libreoffice import export_pdf, pdf_to_png
+
+SCREEN_WIDTH = 1310  # pixels of cells on a 1366-pixel screen: less the row numbers, scroll bar
+SCREEN_ROWS = 15  # iterations under the frozen rows on a 768-pixel screen (17 px a row)
 
 
 def page_texts(pdf: Path) -> list[str]:
@@ -69,30 +83,89 @@ def render(pdf: Path, page: int, out: Path, dpi: int) -> None:
         print(f"wrote {out} (page {page})")
 
 
+def screen_columns(sheet: layout.SheetLayout) -> int:
+    """How many columns the first screen shows: the frozen ones, then scrolling ones until the
+    screen is full."""
+    pixels, n = 0, 0
+    for column in sheet.columns:
+        pixels += sheetview.column_pixels(column)
+        if pixels > SCREEN_WIDTH:
+            break
+        n += 1
+    return max(n, 1)
+
+
+def with_print_area(book: Path, title: str, area: str, dst: Path) -> Path:
+    """A copy of `book` whose sheet `title` prints only `area`, on one page, without print
+    titles (the area starts at A1 anyway)."""
+    with zipfile.ZipFile(book) as zin:
+        names = re.findall(r'<sheet [^>]*name="([^"]*)"', zin.read("xl/workbook.xml").decode())
+        index = names.index(escape(title, {'"': "&quot;"}))
+        sheet_part = f"xl/worksheets/sheet{index + 1}.xml"
+        with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+            for info in zin.infolist():
+                data = zin.read(info)
+                if info.filename == "xl/workbook.xml":
+                    text = data.decode()
+                    local = f'localSheetId="{index}"'
+                    text = re.sub(
+                        rf'<definedName name="_xlnm.Print_Titles" {local}>.*?</definedName>',
+                        "",
+                        text,
+                    )
+                    ref = f"{layout.sheet_ref(title)}!" + "$" + area.replace(":", ":$")
+                    ref = re.sub(r"\$([A-Z]+)(\d+)", r"$\1$\2", ref)
+                    text = re.sub(
+                        rf'(<definedName name="_xlnm.Print_Area" {local}>).*?(</definedName>)',
+                        lambda m, ref=ref: m[1] + escape(ref) + m[2],
+                        text,
+                    )
+                    data = text.encode()
+                elif info.filename == sheet_part:
+                    text = data.decode()
+                    text = re.sub(r'fitToHeight="\d+"', 'fitToHeight="1"', text)
+                    text = re.sub(r'fitToWidth="\d+"', 'fitToWidth="1"', text)
+                    data = text.encode()
+                zout.writestr(info, data)
+    return dst
+
+
+def render_area(book: Path, title: str, area: str, marker: str, out: Path, dpi: int) -> None:
+    """`area` of sheet `title` on one page, as a picture; `marker` is text on that page."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = with_print_area(book, title, area, Path(tmp) / "copy.xlsx")
+        pdf = export_pdf(copy, Path(tmp) / "copy.pdf")
+        render(pdf, find_page(page_texts(pdf), marker), out, dpi)
+
+
+def render_screens(
+    book: Path, sheet: layout.SheetLayout, title: str, name: str, out_dir: Path, dpi: int
+) -> None:
+    """The first screen of LR sheet `title`, and its chart band alone."""
+    last = get_column_letter(screen_columns(sheet))
+    screen = f"A1:{last}{layout.FIRST_ROW + SCREEN_ROWS - 1}"
+    marker = f"E_total, {title} (η ="  # the chart's title: on this sheet's page only
+    render_area(book, title, screen, marker, out_dir / f"{name}.png", dpi)
+    first = sheetview.frozen_columns(sheet) + 1
+    band = (
+        f"{get_column_letter(first)}{sheetview.CHART_ROW}:"
+        f"{get_column_letter(sheetview.charts_end_column(sheet))}{sheetview.CHART_ROW}"
+    )
+    render_area(book, title, band, marker, out_dir / f"{name}_chart.png", dpi)
+
+
 PRESET_LR = {"seed": 2.0, "mazur": 0.5, "xor": 2.0, "softmax": 1.0}
 
 
-def render_preset(name: str, eta: float | None, out_dir: Path, dpi: int) -> None:
-    """One preset's LR sheet as LibreOffice prints it: the table's first page, and its chart."""
-    from backprop_xlsx import description
+def render_network(network: description.Network, eta: float, name: str, out_dir: Path, dpi: int):
+    """One network's LR sheet at `eta`: its first screen and its charts."""
     from backprop_xlsx.writer import build_workbook
 
-    network = description.preset(name)
-    eta = eta if eta is not None else PRESET_LR[name]
     with tempfile.TemporaryDirectory() as tmp:
-        book = Path(tmp) / f"{name}.xlsx"
+        book = Path(tmp) / "book.xlsx"
         build_workbook(network, [eta], network.steps or 100, book)
-        pdf = export_pdf(book, Path(tmp) / f"{name}.pdf")
-        pages = page_texts(pdf)
-        title = layout.lr_sheet_title(eta)
-        table = find_page(pages, "change it and this sheet recomputes")
-        # the page of the table that shows the outputs, E_total and the first δ columns
-        shown = find_page(pages, "E_total", after=table - 1)
-        render(pdf, shown, out_dir / f"preset_{name}.png", dpi)
-        chart = find_page(pages, f"E_total, {title}", after=table)
-        if network.samples > 1:  # the outputs chart prints on the page after the E_total chart
-            chart += 1
-        render(pdf, chart, out_dir / f"preset_{name}_chart.png", dpi)
+        sheet = layout.SheetLayout(network, classic=network.classic)
+        render_screens(book, sheet, layout.lr_sheet_title(eta), name, out_dir, dpi)
 
 
 def main() -> None:
@@ -100,25 +173,32 @@ def main() -> None:
     parser.add_argument("workbook", nargs="?", type=Path, default=Path("outputs/backprop.xlsx"))
     parser.add_argument("--sheet", default="LR 2", help="the LR sheet to picture")
     parser.add_argument("--preset", help="picture this preset instead of a workbook")
-    parser.add_argument("--lr", type=float, help="the preset's learning rate to picture")
+    parser.add_argument("--network", type=Path, help="picture this network file instead")
+    parser.add_argument("--lr", type=float, help="the network's learning rate to picture")
     parser.add_argument("--out-dir", type=Path, default=Path("outputs"))
     parser.add_argument("--dpi", type=int, default=110)
     args = parser.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    if args.preset:
-        render_preset(args.preset, args.lr, args.out_dir, args.dpi)
+    if args.preset or args.network:
+        if args.preset:
+            network, name = description.preset(args.preset), f"preset_{args.preset}"
+            eta = args.lr or PRESET_LR[args.preset]
+        else:
+            network = description.load(args.network)
+            name = "net_" + "-".join(map(str, network.net.layers))
+            eta = args.lr or (network.lr[len(network.lr) // 2] if network.lr else 0.1)
+        render_network(network, eta, name, args.out_dir, args.dpi)
         return
 
+    render_screens(args.workbook, layout.SEED_LAYOUT, args.sheet, "lr_sheet", args.out_dir, 110)
+    Path(args.out_dir / "lr_sheet_chart.png").replace(args.out_dir / "lr_chart.png")
     with tempfile.TemporaryDirectory() as tmp:
         pdf = export_pdf(args.workbook, Path(tmp) / "workbook.pdf")
         pages = page_texts(pdf)
         eta = args.sheet.removeprefix("LR ")
-        chart = find_page(pages, f"(η = {eta})")  # the sheet's chart prints after its table
-        left = max(n for n, text in enumerate(pages[: chart - 1], 1) if "change it" in text)
-        right = find_page(pages, "∂E/∂w1", after=left - 1)
-        render(pdf, left, args.out_dir / "lr_sheet.png", args.dpi)
+        table = find_page(pages, f"(η = {eta})")  # the sheet's first page holds its chart
+        right = find_page(pages, "∂E/∂w1", after=table - 1)
         render(pdf, right, args.out_dir / "lr_sheet_gradients.png", args.dpi)
-        render(pdf, chart, args.out_dir / "lr_chart.png", args.dpi)
         summary = find_page(pages, layout.SUMMARY_SHEET.replace("LR", "learning rate"))
         chart = find_page(pages, "one line per learning rate", after=summary - 1)
         render(pdf, chart, args.out_dir / "error_vs_lr.png", args.dpi)

@@ -49,6 +49,7 @@ def lr_values(wb: openpyxl.Workbook, eta: float, steps: int) -> np.ndarray:
 def max_relative_error(wb: openpyxl.Workbook, start: dict[str, float]) -> float:
     """Largest |sheet − NumPy| / |NumPy| over every computed cell of every LR sheet."""
     history = train(start, ETAS, STEPS)
+    history[layout.ITERATION] = np.repeat(np.arange(STEPS + 1.0)[:, None], len(ETAS), axis=1)
     worst = 0.0
     for j, eta in enumerate(ETAS):
         found = lr_values(wb, eta, STEPS)
@@ -71,7 +72,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default workbook (6 learning rates × 100 steps), as the writer leaves it."""
     out = tmp_path_factory.mktemp("built") / "backprop.xlsx"
     line = build_workbook(default_values(), ETAS, STEPS, out)
-    assert line.startswith(f"wrote {out}: 6 learning-rate sheets × 101 iterations, 18,786 formulas")
+    assert line.startswith(f"wrote {out}: 6 learning-rate sheets × 101 iterations, 19,392 formulas")
     return out
 
 
@@ -119,7 +120,7 @@ def test_sheets_header_and_every_formula(book: openpyxl.Workbook) -> None:
         assert header == [c.header for c in layout.COLUMNS]
         assert ws.max_row == layout.last_row(STEPS) == layout.FIRST_ROW + STEPS
         assert ws.max_column == len(layout.COLUMNS)
-        assert ws.freeze_panes == f"A{layout.FIRST_ROW}"
+        assert ws.freeze_panes == "F4"  # the header, the iteration and t1 t2 i1 i2 in view
         for row in ws.iter_rows(min_row=layout.FIRST_ROW):
             for cell, column in zip(row, layout.COLUMNS, strict=True):
                 assert cell.value == column.formula(cell.row), cell.coordinate
@@ -147,7 +148,7 @@ def test_setup_values_and_learning_rates(book: openpyxl.Workbook) -> None:
         assert ws[f"{eta_col}{row}"].value == layout.eta_ref(title)
         assert ws[f"{sheet_col}{row}"].value == title
         assert ws[f"{sheet_col}{row}"].hyperlink.location == f"{layout.sheet_ref(title)}!A1"
-        assert ws[f"{final_col}{row}"].value == f"={layout.sheet_ref(title)}!$W${STEPS + 4}"
+        assert ws[f"{final_col}{row}"].value == f"={layout.sheet_ref(title)}!$X${STEPS + 4}"
 
 
 def test_summary_formulas(book: openpyxl.Workbook) -> None:
@@ -203,13 +204,13 @@ def test_summary_values_equal_numpy(values: openpyxl.Workbook) -> None:
 
 def test_recalc_keeps_formulas(recalculated: dict[str, Path]) -> None:
     wb = openpyxl.load_workbook(recalculated["recalc"])
-    assert wb["LR 2"][f"W{layout.FIRST_ROW + 7}"].value == layout.COLUMN["E_total"].formula(11)
+    assert wb["LR 2"][f"X{layout.FIRST_ROW + 7}"].value == layout.COLUMN["E_total"].formula(11)
 
 
 def test_setup_is_live(recalculated: dict[str, Path]) -> None:
     wb = openpyxl.load_workbook(recalculated["live"], data_only=True)
     start = default_values() | {"t1": 0.3}
-    assert lr_values(wb, 0.5, STEPS)[0, 0] == 0.3
+    assert lr_values(wb, 0.5, STEPS)[0, layout.COLUMNS.index(layout.COLUMN["t1"])] == 0.3
     assert max_relative_error(wb, start) <= REL
 
 
@@ -236,11 +237,11 @@ def test_cli_variadic_lr_steps_and_out(tmp_path: Path) -> None:
     ]  # fmt: skip
     code, stdout, stderr = run("build", "--lr", "0.5", "--steps", "3", "--out", str(out))
     assert code == 0, stderr
-    assert stdout.startswith(f"wrote {out}: 1 learning-rate sheet × 4 iterations, 124 formulas")
+    assert stdout.startswith(f"wrote {out}: 1 learning-rate sheet × 4 iterations, 128 formulas")
     wb = openpyxl.load_workbook(out)
     assert wb.sheetnames == ["Setup", "LR 0.5", "Error vs LR"]
     assert wb["LR 0.5"].max_row == layout.FIRST_ROW + 3
-    assert wb["LR 0.5"]["W7"].value == layout.COLUMN["E_total"].formula(7)
+    assert wb["LR 0.5"]["X7"].value == layout.COLUMN["E_total"].formula(7)
 
 
 def test_cli_config(tmp_path: Path) -> None:

@@ -79,5 +79,7 @@ def test_gnumeric_follows_a_changed_setup_input(built: Path, ssconvert: str) -> 
         cells = pkg.cells("LR 0.5")
     finally:
         pkg.close()
-    t1 = cell_number(cells[(layout.FIRST_ROW + STEPS, 1)])
+    t1 = cell_number(
+        cells[(layout.FIRST_ROW + STEPS, layout.COLUMNS.index(layout.COLUMN["t1"]) + 1)]
+    )
     assert t1 == 0.9

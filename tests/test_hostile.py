@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from backprop_xlsx import layout
 from backprop_xlsx.cli import cli
 from backprop_xlsx.config import default_values
 from backprop_xlsx.errors import BpxlError
@@ -459,9 +460,10 @@ def test_exit_codes(recalculated: Path, tmp_path: Path) -> None:
     code, out, err = run(wrong)
     assert code == 1 and err == "" and f"{WHERE}U41" in out
     # the old compiler ran 1/0 as Python: ZeroDivisionError; now a wrong value on changed inputs
-    wrong = edit_sheet(recalculated, tmp_path / "div.xlsx", set_column_formula("U", "1/0"))
+    e1 = layout.LETTER["E1"]
+    wrong = edit_sheet(recalculated, tmp_path / "div.xlsx", set_column_formula(e1, "1/0"))
     code, out, err = run(wrong)
-    assert code == 1 and err == "" and f"{WHERE}U5: formula gives a wrong E1" in out
+    assert code == 1 and err == "" and f"{WHERE}{e1}5: formula gives a wrong E1" in out
     code, out, err = run(tmp_path / "missing.xlsx")
     assert_one_line_error(code, out, err, "no such file")
 

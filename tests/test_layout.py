@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+from openpyxl.utils import column_index_from_string, get_column_letter
 
 from backprop_xlsx import description, layout
 from backprop_xlsx.errors import BpxlError
@@ -116,7 +117,9 @@ SEED_HEADERS = [
 
 
 def test_the_seed_keeps_exactly_its_layout() -> None:
-    seed = layout.SheetLayout(description.preset("seed"), classic=True)
+    """Without the iteration column: the layout of a workbook of bpxl before 0.3, which
+    `bpxl verify` still checks."""
+    seed = layout.SheetLayout(description.preset("seed"), classic=True, iteration_column=False)
     assert [c.header for c in seed.columns] == SEED_HEADERS
     assert [c.letter for c in seed.columns][-1] == "AE"
     assert {c.key: c.formula(4) for c in seed.columns} == SEED_ROW4
@@ -125,6 +128,45 @@ def test_the_seed_keeps_exactly_its_layout() -> None:
     for c in seed.columns:
         assert c.pattern().format(r=9, p=8) == c.formula(9)
     assert seed.setup_row == layout.SETUP_ROW
+
+
+def _shifted(formula: str) -> str:
+    """A formula with every relative reference one column to the right (Setup's and η's are
+    absolute)."""
+    return re.sub(
+        r"(?<![$A-Z])([A-Z]{1,3})(\d+)\b",
+        lambda m: get_column_letter(column_index_from_string(m[1]) + 1) + m[2],
+        formula,
+    )
+
+
+def test_the_seed_is_its_classic_block_right_of_an_iteration_column() -> None:
+    """t1 … ∂E/∂w8 contiguous and in order, every formula the old one moved one column right;
+    column A counts the iterations from 0 by a formula of the row above."""
+    seed = layout.SEED_LAYOUT
+    assert [c.header for c in seed.columns] == [layout.ITERATION, *SEED_HEADERS]
+    assert [c.letter for c in seed.columns][:2] == ["A", "B"]
+    assert seed.columns[-1].letter == "AF"
+    iteration = seed.columns[0]
+    assert iteration.formula(4) == "=0" and iteration.formula(5) == "=A4+1"
+    assert iteration.formula(104) == "=A103+1"
+    assert {c.key: c.formula(4) for c in seed.columns[1:]} == {
+        k: _shifted(f) for k, f in SEED_ROW4.items()
+    }
+    assert {c.key: c.formula(5) for c in seed.columns[1:]} == {
+        k: _shifted(f) for k, f in SEED_ROW5.items()
+    }
+    assert seed.columns[5].formula(5) == "=F4-$B$1*Y4"  # w1 ← w1 − η·∂E/∂w1 of the row above
+
+
+def test_the_iteration_column_counts_from_zero() -> None:
+    network = description.preset("xor")
+    sheet = layout.SheetLayout(network)
+    setup = {e.key: e.value for e in sheet.setup}
+    values = sheet.run(setup, [0.5, 2.0], 7)
+    assert values[layout.ITERATION].shape == (8, 2)
+    np.testing.assert_array_equal(values[layout.ITERATION][:, 1], np.arange(8))
+    assert next(iter(values)) == layout.ITERATION
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,7 +240,8 @@ def test_formulas_compute_numpys_values(loss: str, bias: str, samples: int) -> N
 def test_general_header_names_come_from_the_math() -> None:
     xor = layout.SheetLayout(description.preset("xor"))
     headers = [c.header for c in xor.columns]
-    assert len(headers) == len(set(headers)) == 91
+    assert len(headers) == len(set(headers)) == 1 + 91  # the iteration, then the math
+    assert headers[0] == layout.ITERATION
     for name in ["E_total", *(f"w{k}" for k in range(1, 10)), *(f"b{k}" for k in range(1, 5))]:
         assert headers.count(name) == 1, name
     for name in ["a_h1⁽¹⁾", "a_h3⁽⁴⁾", "δo1⁽²⁾", "δh2⁽³⁾", "∂E/∂w9", "∂E/∂b4", "t1⁽⁴⁾"]:
@@ -220,10 +263,10 @@ def test_general_header_names_come_from_the_math() -> None:
 def test_too_big_a_network_is_refused_with_its_size() -> None:
     sheet = layout.SheetLayout(description.preset("softmax"))
     layout.check_size(sheet, 3, 500)
-    with pytest.raises(BpxlError, match=r"needs 229 columns and 137,401,374 formulas"):
+    with pytest.raises(BpxlError, match=r"needs 230 columns and 138,001,380 formulas"):
         layout.check_size(sheet, 6, 100_000)
     wide = description.from_mapping(
         {"layers": [64, 64, 64], "inputs": [[0] * 64] * 20, "targets": [[0] * 64] * 20}
     )
-    with pytest.raises(BpxlError, match=r"needs 27,905 columns per iteration; .* at most 16,384"):
+    with pytest.raises(BpxlError, match=r"needs 27,906 columns per iteration; .* at most 16,384"):
         layout.SheetLayout(wide)

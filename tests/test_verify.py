@@ -161,65 +161,69 @@ def test_excel_style_rewrites_pass(recalculated: Path) -> None:
 
 
 def test_wrong_shared_formula_is_caught_in_every_copy(recalculated: Path) -> None:
-    spoiled = spoil(recalculated, lambda xml: shared_down("U")(every_cell("U", t2_for_t1)(xml)))
+    spoiled = spoil(recalculated, lambda xml: shared_down(E1)(every_cell(E1, t2_for_t1)(xml)))
     report = verify_workbook(spoiled, "cached")
-    assert [f.where for f in report.findings] == [f"{WHERE}U4", f"{WHERE}U5"]
+    assert [f.where for f in report.findings] == [f"{WHERE}{E1}4", f"{WHERE}{E1}5"]
 
 
 # --- spoiled workbooks are caught, with the cell named --------------------------------------
 
 
+E1, W5 = layout.LETTER["E1"], layout.LETTER["w5"]  # V, N
+T1, T2, A_O1 = layout.LETTER["t1"], layout.LETTER["t2"], layout.LETTER["a_o1"]  # B, C, S
+
+
 def t2_for_t1(cell: str) -> str:
-    """E1 = 0.5*(t1 − a_o1)^2 written with t2 (column B) instead of t1 (column A)."""
-    return re.sub(r"<f([^>]*)>0\.5\*\(A(\d+)-", r"<f\1>0.5*(B\2-", cell)
+    """E1 = 0.5*(t1 − a_o1)^2 written with t2 instead of t1."""
+    return re.sub(rf"<f([^>]*)>0\.5\*\({T1}(\d+)-", rf"<f\1>0.5*({T2}\2-", cell)
 
 
 def test_wrong_reference_in_one_cell(recalculated: Path) -> None:
-    spoiled = spoil(recalculated, edit_cell("U41", t2_for_t1))
+    spoiled = spoil(recalculated, edit_cell(f"{E1}41", t2_for_t1))
     code, out, _ = run(spoiled, "--engine", "cached")
     assert code == 1
-    assert f"{WHERE}U41: formula differs from the rest of its column" in out
-    assert "found =0.5*(B41-R41)^2" in out and "expected =0.5*(A41-R41)^2" in out
+    assert f"{WHERE}{E1}41: formula differs from the rest of its column" in out
+    assert f"found =0.5*({T2}41-{A_O1}41)^2" in out and f"expected =0.5*({T1}41-{A_O1}41)^2" in out
 
 
 def test_wrong_reference_in_the_whole_column(recalculated: Path) -> None:
     """Every value stays right (t1 = t2 = 0.5): only the changed-inputs check can see it."""
-    spoiled = spoil(recalculated, every_cell("U", t2_for_t1))
+    spoiled = spoil(recalculated, every_cell(E1, t2_for_t1))
     report = verify_workbook(spoiled, "cached")
     assert not report.ok
     where = {f.where for f in report.findings}
-    assert where == {f"{WHERE}U{layout.FIRST_ROW}", f"{WHERE}U{layout.FIRST_ROW + 1}"}
+    assert where == {f"{WHERE}{E1}{layout.FIRST_ROW}", f"{WHERE}{E1}{layout.FIRST_ROW + 1}"}
     assert all("wrong E1 on changed inputs" in f.problem for f in report.findings)
     code, out, _ = run(spoiled, "--engine", "cached")
-    assert code == 1 and f"{WHERE}U{layout.FIRST_ROW + 1}" in out
+    assert code == 1 and f"{WHERE}{E1}{layout.FIRST_ROW + 1}" in out
 
 
 def test_typed_constant_instead_of_formula(recalculated: Path) -> None:
-    spoiled = spoil(recalculated, edit_cell("U41", lambda c: re.sub(r"<f[^>]*>.*?</f>", "", c)))
+    spoiled = spoil(recalculated, edit_cell(f"{E1}41", lambda c: re.sub(r"<f[^>]*>.*?</f>", "", c)))
     code, out, _ = run(spoiled, "--engine", "cached")
     assert code == 1
-    assert f"{WHERE}U41: typed-in value instead of a formula" in out
+    assert f"{WHERE}{E1}41: typed-in value instead of a formula" in out
 
 
 def test_small_offset_appended_to_a_formula(built: Path, soffice: str) -> None:
-    spoiled = spoil(built, edit_cell("U41", lambda c: c.replace("^2</f>", "^2+1E-9</f>")))
+    spoiled = spoil(built, edit_cell(f"{E1}41", lambda c: c.replace("^2</f>", "^2+1E-9</f>")))
     code, out, _ = run(spoiled, "--engine", "libreoffice")
     assert code == 1
-    assert f"{WHERE}U41: formula differs from the rest of its column" in out
-    assert f"{WHERE}U41: wrong value of E1 in iteration 37" in out
+    assert f"{WHERE}{E1}41: formula differs from the rest of its column" in out
+    assert f"{WHERE}{E1}41: wrong value of E1 in iteration 37" in out
 
 
 def test_cached_value_nudged_by_1e_9_relative(recalculated: Path) -> None:
     def nudge(cell: str) -> str:
         return re.sub(r"<v>([^<]+)</v>", lambda m: f"<v>{float(m[1]) * (1 + 1e-9)!r}</v>", cell)
 
-    spoiled = spoil(recalculated, edit_cell("M41", nudge))
+    spoiled = spoil(recalculated, edit_cell(f"{W5}41", nudge))
     report = verify_workbook(spoiled, "cached")
-    assert [f.where for f in report.findings] == [f"{WHERE}M41"]
+    assert [f.where for f in report.findings] == [f"{WHERE}{W5}41"]
     finding = report.findings[0]
     assert finding.found == pytest.approx(finding.expected * (1 + 1e-9), rel=1e-15)
     code, out, _ = run(spoiled)
-    assert code == 1 and f"{WHERE}M41: wrong value of w5 in iteration 37" in out
+    assert code == 1 and f"{WHERE}{W5}41: wrong value of w5 in iteration 37" in out
 
 
 def test_summary_values_are_checked(recalculated: Path) -> None:
