@@ -1,9 +1,8 @@
 """What the grader prints: one workbook as a grader's notes, or a class as one summary table.
 
-A class is checked in parallel by a pool of worker processes, each file in its own task and each
-worker replaced after a few dozen files, so memory stays bounded by the largest single file,
-however many files there are; a file that cannot be read becomes a row saying why, never a
-stopped run.
+A class is checked in parallel by worker processes, each file in its own task and the workers
+renewed after a few dozen files each, so memory stays bounded by the largest single file, however
+many files there are; a file that cannot be read becomes a row saying why, never a stopped run.
 """
 
 from __future__ import annotations
@@ -11,8 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import multiprocessing
+import multiprocessing.context
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from ..errors import BpxlError
@@ -146,15 +148,38 @@ def class_files(paths: Iterable[Path]) -> list[Path]:
 
 
 def grade_class(files: list[Path], workers: int | None = None) -> Iterator[dict]:
-    """Grades of the files, in order, computed by a pool of worker processes."""
+    """Grades of the files, in order, computed by worker processes.
+
+    The workers are renewed every TASKS_PER_WORKER files each (a fresh pool per batch), so no
+    worker grows over a class; a worker that dies on a file (killed, out of memory) breaks only
+    its batch, whose unfinished files are then checked one by one in fresh processes, and the
+    file it dies on again becomes a row saying so.
+    """
     names = [str(f) for f in files]
     workers = max(1, min(workers or os.cpu_count() or 1, len(names)))
     if workers == 1:
         yield from map(check_file, names)
         return
     ctx = multiprocessing.get_context("spawn" if os.name == "nt" else "forkserver")
-    with ctx.Pool(workers, maxtasksperchild=TASKS_PER_WORKER) as pool:
-        yield from pool.imap(check_file, names, chunksize=1)
+    step = workers * TASKS_PER_WORKER
+    for start in range(0, len(names), step):
+        batch = names[start : start + step]
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            futures = [pool.submit(check_file, name) for name in batch]
+            for name, future in zip(batch, futures, strict=True):
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    yield _alone(name, ctx)
+
+
+def _alone(name: str, ctx: multiprocessing.context.BaseContext) -> dict:
+    """One file in a process of its own, after a worker died in its batch."""
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        try:
+            return pool.submit(check_file, name).result()
+        except BrokenProcessPool:
+            return _unreadable(name, "the process checking this file died (out of memory?)")
 
 
 def summary_row(grade: dict) -> dict:
