@@ -61,15 +61,20 @@ def run(folder: Path, workers: int, csv_out: Path) -> dict:
     cmd = [sys.executable, "-m", "backprop_xlsx", "verify", str(folder), "--workers",
            str(workers), "--csv", str(csv_out)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak = 0
-    while proc.poll() is None:
-        peak = max(peak, sum(_kib(p, "VmHWM:") for p in _tree(proc.pid)))
-        time.sleep(0.1)
-    out, err = proc.communicate()
-    seconds = time.perf_counter() - start
-    last = out.decode().strip().splitlines()[-1] if out.strip() else err.decode().strip()
+    # The output goes to files, not pipes: a class's summary is longer than a pipe holds, and
+    # the command would wait for a reader that waits for it to end.
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, sum(_kib(p, "VmHWM:") for p in _tree(proc.pid)))
+            time.sleep(0.1)
+        seconds = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        text, errors = out.read().decode().strip(), err.read().decode().strip()
+    last = text.splitlines()[-1] if text else errors
     return {"seconds": seconds, "peak_mb": peak / 1024, "exit": proc.returncode, "last": last}
 
 
