@@ -250,6 +250,19 @@ def cli() -> None:
     is_flag=True,
     help="Also store computed values (through LibreOffice), for viewers that do not calculate.",
 )
+@click.option(
+    "--exercise",
+    is_flag=True,
+    help="Leave columns empty for a student to fill (yellow, with a note): by default every δ "
+    "and ∂E/∂ column; `bpxl verify` grades the filled-in file.",
+)
+@click.option(
+    "--blank",
+    multiple=True,
+    metavar="COLUMN",
+    help="With --exercise: a column to leave empty, by its header (∂E/∂w3) or key (dE_dw3); "
+    "repeat for more.",
+)
 def build(
     etas: tuple[float, ...],
     steps: int | None,
@@ -257,6 +270,8 @@ def build(
     config: Path | None,
     out: Path,
     recalc: bool,
+    exercise: bool,
+    blank: tuple[str, ...],
 ) -> None:
     """Write the workbook: a Setup sheet, one sheet per learning rate, and Error vs LR."""
     network = load_network(config, preset)
@@ -270,9 +285,15 @@ def build(
 
     # A missing folder is made, for the default outputs/ and for any other --out alike, and
     # removed again if the build does not finish.
+    blanks: frozenset[str] = frozenset()
+    if exercise or blank:
+        from . import layout
+
+        sheet = layout.SheetLayout(network, classic=network.classic)
+        blanks = layout.exercise_columns(sheet, blank)
     created = make_folders(out.parent)
     try:
-        summary = build_workbook(network, lrs, steps, out, recalc=recalc)
+        summary = build_workbook(network, lrs, steps, out, recalc=recalc, blank=blanks)
     except BaseException:
         remove_empty_folders(created)
         raise
@@ -282,7 +303,7 @@ def build(
 
 
 @cli.command()
-@click.argument("path", type=click.Path(path_type=Path, dir_okay=False), default=DEFAULT_OUT)
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--engine",
     type=click.Choice(["auto", "cached", "libreoffice"]),
@@ -292,17 +313,47 @@ def build(
     "LibreOffice recalculation of a copy; auto uses cached values when the file has them.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report (or the error) as JSON.")
-def verify(path: Path, engine: str, as_json: bool) -> None:
-    """Recompute every LR sheet in NumPy and check every computed cell and formula of PATH.
+@click.option(
+    "--csv",
+    "csv_out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Several files or a folder: also write the summary table as CSV, for a gradebook.",
+)
+@click.option(
+    "--workers", type=click.IntRange(1, 64), help="Files checked at once (default: the CPUs)."
+)
+def verify(
+    paths: tuple[Path, ...], engine: str, as_json: bool, csv_out: Path | None, workers: int | None
+) -> None:
+    """Check a workbook: bpxl's own (every LR sheet recomputed in NumPy), or one made by hand
+    (the 2-2-2 assignment's iteration tables, found by their header row). Several files or a
+    folder: one summary table of the class.
 
     \b
     Exit status:
       0  the workbook is correct
-      1  the workbook is wrong (each wrong cell or formula is listed)
-      2  it cannot be checked (unreadable, damaged or hostile file, no values
-         and no LibreOffice); one line `error: …`, or {"ok": false, "error": …}
-         with --json
+      1  the workbook is wrong (each wrong cell, formula or quantity is listed)
+      2  it cannot be checked (unreadable, damaged or hostile file, no table,
+         no values and no LibreOffice); one line `error: …`, or {"ok": false, "error": …}
+         with --json. For a class: the worst of its files.
     """
+    from .handmade import report as hand
+
+    paths = paths or (DEFAULT_OUT,)
+    if len(paths) > 1 or paths[0].is_dir() or csv_out is not None:
+        _verify_class(paths, as_json, csv_out, workers)
+    path = paths[0]
+    try:
+        bpxl_made = hand.is_bpxl_workbook(path)
+    except BpxlError as exc:
+        _cannot_verify(path, str(exc), as_json)
+    if not bpxl_made:
+        grade = hand.check_file(str(path))
+        if grade["verdict"] == "cannot_check" and not grade["tables"]:
+            _cannot_verify(path, f"{path}: {grade['reason']}", as_json)
+        click.echo(json.dumps(grade, indent=2, ensure_ascii=False) if as_json else hand.text(grade))
+        raise click.exceptions.Exit(hand.EXIT[grade["verdict"]])
+
     from .progress import Progress, on_terminal
     from .verify import verify_workbook
 
@@ -320,6 +371,33 @@ def verify(path: Path, engine: str, as_json: bool) -> None:
         click.echo(report.text())
     if not report.ok:
         raise click.exceptions.Exit(1)
+
+
+def _verify_class(
+    paths: tuple[Path, ...], as_json: bool, csv_out: Path | None, workers: int | None
+) -> NoReturn:
+    """A class at once: one row per file, checked in parallel; exit with the worst verdict."""
+    from .handmade import report as hand
+
+    files = hand.class_files(paths)
+    if not files:
+        raise BpxlError(f"no .xlsx files in {', '.join(map(str, paths))}")
+    grades = []
+    rows = []
+    for grade in hand.grade_class(files, workers):
+        rows.append(hand.summary_row(grade))
+        if as_json:
+            grades.append(grade)
+    if csv_out is not None:
+        from .fileio import atomic_output
+
+        with atomic_output(csv_out) as tmp:
+            tmp.write_text(hand.summary_csv(rows), encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps({"files": grades, "summary": rows}, indent=2, ensure_ascii=False))
+    else:
+        click.echo(hand.summary_text(rows))
+    raise click.exceptions.Exit(hand.class_exit(rows))
 
 
 def _cannot_verify(path: Path, message: str, as_json: bool) -> NoReturn:

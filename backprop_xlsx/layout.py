@@ -522,6 +522,33 @@ class SheetLayout:
         return "{" + self.sample(f"d_{self.names[layer + 1][j]}", s) + "}"
 
 
+def exercise_columns(sheet: SheetLayout, blank: Sequence[str] = ()) -> frozenset[str]:
+    """Keys of the LR-sheet columns an exercise leaves empty for the student to fill.
+
+    `blank` names them by key or by header ("dE_dw3" or "∂E/∂w3"); by default every δ and every
+    ∂E/∂ column, the backward pass the assignment is about.
+    """
+    if not blank:
+        return frozenset(k for k in sheet.keys if k.startswith(("d_", "dE_")))
+    by_name = {c.key: c.key for c in sheet.columns} | {c.header: c.key for c in sheet.columns}
+    unknown = [name for name in blank if name not in by_name]
+    if unknown:
+        raise BpxlError(
+            f"--blank {unknown[0]!r} is not a column of this network's LR sheets; columns: "
+            + " ".join(c.header for c in sheet.columns)
+        )
+    return frozenset(by_name[name] for name in blank)
+
+
+def exercise_note(column: Column) -> str:
+    """The note on an exercise's empty column: what belongs there."""
+    return (
+        f"Exercise: this column is {column.header}. Type its formula in this row, from the cells "
+        "of this row (the row above for a weight), and fill it down to the last row; the "
+        "equations are on the Setup sheet. `bpxl verify` grades it."
+    )
+
+
 def check_size(layout: SheetLayout, n_lr: int, steps: int) -> None:
     """Refuse, before anything is written, a workbook no spreadsheet can hold or recalculate."""
     columns = len(layout.columns)

@@ -28,6 +28,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 from openpyxl import Workbook
 from openpyxl.chart import Reference, ScatterChart
+from openpyxl.comments import Comment
 from openpyxl.packaging.custom import StringProperty
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 from openpyxl.utils import column_index_from_string, get_column_letter
@@ -88,6 +89,7 @@ BOLD = Font(bold=True)
 TITLE = Font(bold=True, size=14)
 HEADER_FILL = PatternFill("solid", start_color="DDEBF7")
 INPUT_FILL = PatternFill("solid", start_color="FFF2CC")  # cells a person is meant to edit
+EXERCISE_FILL = PatternFill("solid", start_color="FFFF00")  # an exercise's cells to fill in
 HEADER_BORDER = Border(bottom=Side(style="thin"))
 CENTER = Alignment(horizontal="center", vertical="center", wrap_text=True)
 
@@ -108,6 +110,7 @@ def build_workbook(
     *,
     recalc: bool = False,
     warn: Callable[[str], None] | None = None,
+    blank: frozenset[str] = frozenset(),
 ) -> str:
     """Write the workbook to `out` atomically and return the lines the CLI prints.
 
@@ -141,7 +144,7 @@ def build_workbook(
 
         if find_soffice() is None:
             raise BpxlError(NOT_INSTALLED)
-    carry = {"carry_from": out, "carry": kept, "removed": removed}
+    carry = {"carry_from": out, "carry": kept, "removed": removed, "blank": blank}
     try:
         with atomic_output(out) as tmp:
             if not recalc:
@@ -160,7 +163,7 @@ def build_workbook(
         (warn or _stderr)(line)
     seconds = time.perf_counter() - start
     n = len(etas)
-    formulas = n * (steps + 1) * len(run.sheet.columns)
+    formulas = n * (steps + 1) * (len(run.sheet.columns) - len(blank))
     where = f"{link} (→ {out})" if link != out else f"{link}"
     line = (
         f"wrote {where}: {n} learning-rate sheet{'s' if n != 1 else ''} × {steps + 1:,} "
@@ -168,6 +171,8 @@ def build_workbook(
     )
     if recalc:
         line += ", values computed by LibreOffice"
+    if blank:
+        line += f", an exercise: {len(blank)} column{'s' * (len(blank) != 1)} left empty"
     lines = [f"{line} ({seconds:.1f} s)"]
     if kept:
         lines.append(f"kept {', '.join(kept)} (sheet{'s' if len(kept) > 1 else ''} not by bpxl)")
@@ -307,6 +312,7 @@ def write_workbook(
     carry: Sequence[str] = (),
     removed: Sequence[str] = (),
     check: bool = True,
+    blank: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Write the complete workbook to `path` (not atomic: build_workbook wraps it).
 
@@ -329,14 +335,14 @@ def write_workbook(
 
     _fill_setup(setup, sheet, titles, steps)
     for j, (ws, eta) in enumerate(zip(sheets, etas, strict=True)):
-        _fill_lr_sheet(ws, sheet, eta, steps, _log_bounds(run.e_total[:, j]))
+        _fill_lr_sheet(ws, sheet, eta, steps, _log_bounds(run.e_total[:, j]), blank)
     _fill_summary(summary, sheet, titles, summary_layout, _log_bounds(run.e_total))
 
     template = io.BytesIO()
     wb.save(template)
     streams = {layout.SETUP_SHEET: _Filled(_setup_values(run, etas, steps)).stream}
     for j, title in enumerate(titles):
-        streams[title] = _lr_bulk(title, steps, run, j).stream
+        streams[title] = _lr_bulk(title, steps, run, j, blank).stream
     streams[layout.SUMMARY_SHEET] = _summary_bulk(titles, summary_layout, run, etas).stream
     return build_package(
         reproducible(template.getvalue()),
@@ -572,6 +578,7 @@ def _fill_lr_sheet(
     eta: float,
     steps: int,
     bounds: tuple[float, float] | None,
+    blank: frozenset[str] = frozenset(),
 ) -> None:
     """η in row 1, the charts in the band of row 2, the header in row 3, one iteration a row;
     frozen at the header and the iteration and input columns (see sheetview)."""
@@ -604,6 +611,9 @@ def _fill_lr_sheet(
         cell = ws[f"{column.letter}{layout.FIRST_ROW}"]
         cell.value = column.formula(layout.FIRST_ROW)
         cell.number_format = column.number_format
+        if column.key in blank:  # yellow and empty in every row (the bulk rows copy the style)
+            cell.value, cell.fill = None, EXERCISE_FILL
+            cell.comment = Comment(layout.exercise_note(column), "bpxl", width=300, height=120)
         ws.column_dimensions[column.letter].width = sheetview.column_width(column)
     ws[f"{sheet.letter[layout.ITERATION]}{layout.FIRST_ROW}"].font = BOLD
     ws.freeze_panes = sheetview.freeze_cell(sheet)
@@ -812,12 +822,22 @@ def _formula_xml(formula: str, value: int | None = None) -> str:
     return f"<f>{escape(formula[1:])}</f>{cached}"
 
 
-def _lr_bulk(title: str, steps: int, run: _Run, j: int) -> _Bulk:
-    """Iterations 1..N of an LR sheet; iteration 0's values go into openpyxl's row."""
+def _lr_bulk(
+    title: str, steps: int, run: _Run, j: int, blank: frozenset[str] = frozenset()
+) -> _Bulk:
+    """Iterations 1..N of an LR sheet; iteration 0's values go into openpyxl's row. The
+    columns in `blank` (an exercise) are empty cells in the style of iteration 0's."""
     columns = run.sheet.columns
-    cells = tuple((c.letter, _formula_xml(c.pattern(), i)) for i, c in enumerate(columns))
+    cells = tuple(
+        (c.letter, "" if c.key in blank else _formula_xml(c.pattern(), i))
+        for i, c in enumerate(columns)
+    )
     matrix = run.matrix(j)
-    first = {f"{c.letter}{layout.FIRST_ROW}": matrix[0, i] for i, c in enumerate(columns)}
+    first = {
+        f"{c.letter}{layout.FIRST_ROW}": matrix[0, i]
+        for i, c in enumerate(columns)
+        if c.key not in blank
+    }
     return _Bulk(title, layout.FIRST_ROW + 1, layout.last_row(steps), 1, cells, matrix[1:], first)
 
 

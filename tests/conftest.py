@@ -105,6 +105,17 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
+@pytest.fixture(scope="session")
+def students_dir() -> Path:
+    """The course's 25 student workbooks: STUDENTS_DATA, by default ../shared/data/students
+    beside the clone (read there, never copied into the repository)."""
+    default = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "students"
+    path = Path(os.environ.get("STUDENTS_DATA") or default)
+    if not (path / "01_senthilva_ERA1.xlsx").is_file():
+        _missing(f"the student workbooks are not in {path} (set STUDENTS_DATA)")
+    return path
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
     """In CI a skipped test is a failed test: nothing may silently not run there."""
