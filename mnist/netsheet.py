@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from backprop_xlsx import cnn_layout as L
+from backprop_xlsx.cnn import layout as L
 from backprop_xlsx.errors import BpxlError
-from mnist.bulkcells import Bulk, save_with_bulk
+from backprop_xlsx.xlsx.stream import Bulk, save_with_bulk
 from mnist.netmodel import NetModel, check_forward, read_model
 
 if TYPE_CHECKING:
@@ -387,7 +387,7 @@ def write_net_sheets(
     """Put the three sheets into `workbook` (created if missing), replacing old ones of the same
     names and keeping every other sheet. `pixels` (n, 784) uint8 and `labels` are the test set;
     `predicted`, if given, the model's predictions on it (see pick_digits)."""
-    from backprop_xlsx.package import transplant_sheets
+    from backprop_xlsx.xlsx.package import transplant_sheets
     from mnist.sheet import check_workbook
 
     check_workbook(workbook)

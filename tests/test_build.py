@@ -16,12 +16,13 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from backprop_xlsx import layout, writer
 from backprop_xlsx.cli import DEFAULT_LRS, cli
-from backprop_xlsx.config import default_values
-from backprop_xlsx.libreoffice import recalculate
-from backprop_xlsx.network import PARAMS, train
-from backprop_xlsx.writer import build_workbook
+from backprop_xlsx.mlp import layout
+from backprop_xlsx.mlp import workbook as writer
+from backprop_xlsx.mlp.config import default_values
+from backprop_xlsx.mlp.network import PARAMS, train
+from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.xlsx.libreoffice import recalculate
 
 STEPS = 100
 ETAS = list(DEFAULT_LRS)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backprop_xlsx import description, network
-from backprop_xlsx.config import default_values
 from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp import description, network
+from backprop_xlsx.mlp.config import default_values
 
 
 def _train(net: description.Network, steps: int | None = None) -> network.History:

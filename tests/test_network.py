@@ -8,8 +8,8 @@ import itertools
 import numpy as np
 import pytest
 
-from backprop_xlsx import network
-from backprop_xlsx.config import default_values
+from backprop_xlsx.mlp import network
+from backprop_xlsx.mlp.config import default_values
 
 N = 2000  # random networks per test
 

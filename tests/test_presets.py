@@ -16,10 +16,10 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from backprop_xlsx import description, layout
 from backprop_xlsx.cli import cli
-from backprop_xlsx.libreoffice import recalculate
-from backprop_xlsx.xlsxread import Package, cell_number
+from backprop_xlsx.mlp import description, layout
+from backprop_xlsx.xlsx.libreoffice import recalculate
+from backprop_xlsx.xlsx.read import Package, cell_number
 
 STEPS = 30  # per preset; its own learning rates
 PRESETS = description.PRESETS

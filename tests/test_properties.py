@@ -28,11 +28,12 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from backprop_xlsx import description, layout, network, verify
-from backprop_xlsx.description import Network
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.writer import build_workbook
-from backprop_xlsx.xlsxread import Package
+from backprop_xlsx.mlp import description, layout, network
+from backprop_xlsx.mlp.description import Network
+from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.verify import workbook as verify
+from backprop_xlsx.xlsx.read import Package
 
 HIDDEN = ("sigmoid", "tanh", "relu", "linear")
 OUTPUT = {  # loss → the output activations a network file allows with it

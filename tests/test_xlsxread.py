@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from backprop_xlsx.xlsxread import Package
+from backprop_xlsx.xlsx.read import Package
 
 CONTENT_TYPES = (
     '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
@@ -85,9 +85,9 @@ def test_a_wide_row_reads_alike_as_text_and_by_lxml(tmp_path: Path) -> None:
     # wider than one compiled piece (PIECE cells), and not a multiple of it
     import numpy as np
 
-    from backprop_xlsx import description, layout
-    from backprop_xlsx.writer import build_workbook
-    from backprop_xlsx.xlsxread import PIECE
+    from backprop_xlsx.mlp import description, layout
+    from backprop_xlsx.mlp.workbook import build_workbook
+    from backprop_xlsx.xlsx.read import PIECE
 
     rng = np.random.default_rng(0)
     net = description.from_mapping(

@@ -35,13 +35,13 @@ from openpyxl.worksheet.formula import ArrayFormula
 from openpyxl.worksheet.hyperlink import Hyperlink
 from openpyxl.worksheet.worksheet import Worksheet
 
-from . import description, layout, sheetview
-from .config import check_runs_finish
-from .description import Network
-from .errors import BpxlError
-from .fileio import atomic_output, output_path, temp_folder
-from .package import build_package, workbook_facts
-from .xlsxread import DuplicateSheetNames
+from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp import description, layout, sheetview
+from backprop_xlsx.mlp.config import check_runs_finish
+from backprop_xlsx.mlp.description import Network
+from backprop_xlsx.xlsx.fileio import atomic_output, output_path, temp_folder
+from backprop_xlsx.xlsx.package import build_package, workbook_facts
+from backprop_xlsx.xlsx.read import DuplicateSheetNames
 
 MEANING = {
     "i1": "input 1",
@@ -137,7 +137,7 @@ def build_workbook(
     replaced = [t for t in old.bpxl if t.casefold() in new] if old else []
     removed = [t for t in old.bpxl if t.casefold() not in new] if old else []
     if recalc:
-        from .libreoffice import NOT_INSTALLED, find_soffice
+        from backprop_xlsx.xlsx.libreoffice import NOT_INSTALLED, find_soffice
 
         if find_soffice() is None:
             raise BpxlError(NOT_INSTALLED)
@@ -147,7 +147,7 @@ def build_workbook(
             if not recalc:
                 warnings = write_workbook(run, etas, steps, tmp, **carry)
             else:
-                from .libreoffice import recalculate
+                from backprop_xlsx.xlsx.libreoffice import recalculate
 
                 with temp_folder("build") as work:
                     book = Path(work) / "book.xlsx"

@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from . import cnn_layout as L
-from .cnn import ConvParams, Forward, Weights, forward
-from .fileio import temp_folder
-from .formula import relative_key, tokenize
-from .verify import Finding, Report
-from .xlsxread import Cell, Package, cell_number
+from backprop_xlsx.cnn import layout as L
+from backprop_xlsx.cnn.forward import ConvParams, Forward, Weights, forward
+from backprop_xlsx.verify.workbook import Finding, Report
+from backprop_xlsx.xlsx.fileio import temp_folder
+from backprop_xlsx.xlsx.formula import relative_key, tokenize
+from backprop_xlsx.xlsx.read import Cell, Package, cell_number
 
 # |found − expected| ≤ RTOL·|expected| + ATOL. A feature-map cell sums up to 9·20 products of
 # size ~1; LibreOffice 7.4 against NumPy differs by ≤ 4e-15 there (tests/test_netsheet.py).
@@ -320,7 +320,7 @@ def _read_weights(
 def _recalculated(pkg: Package, stack: contextlib.ExitStack, report: Report) -> Package | None:
     """A LibreOffice-recalculated copy, for a workbook whose CNN sheets were never calculated
     (as mnist.train leaves them); None and a finding without LibreOffice."""
-    from .libreoffice import find_soffice, recalculate
+    from backprop_xlsx.xlsx.libreoffice import find_soffice, recalculate
 
     if find_soffice() is None:
         problem = "no computed values (never calculated) and LibreOffice is not installed"

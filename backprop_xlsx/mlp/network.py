@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import libm
+from backprop_xlsx.mlp import libm
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear", "softmax")
 LOSSES = ("mse", "cross_entropy", "binary_cross_entropy")

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO
 
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.fileio import atomic_output, make_temp_folder
+from backprop_xlsx.xlsx.fileio import atomic_output, make_temp_folder
 
 XLSX_FILTER = "xlsx:Calc MS Excel 2007 XML"
 PDF_FILTER = "pdf:calc_pdf_Export"

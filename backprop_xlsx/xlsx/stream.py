@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape
 from lxml import etree
 from openpyxl.utils import get_column_letter
 
-from backprop_xlsx.xlsxread import NS_MAIN, safe_parser, sheet_parts
+from backprop_xlsx.xlsx.read import NS_MAIN, safe_parser, sheet_parts
 
 _LETTERS = [""] + [get_column_letter(c) for c in range(1, 16385)]
 _C = f"{{{NS_MAIN}}}c"

@@ -68,8 +68,8 @@ from typing import IO
 from lxml import etree
 
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.fileio import atomic_output
-from backprop_xlsx.xlsxread import (
+from backprop_xlsx.xlsx.fileio import atomic_output
+from backprop_xlsx.xlsx.read import (
     MAX_PART_BYTES,
     NS_MAIN,
     NS_PKG_REL,

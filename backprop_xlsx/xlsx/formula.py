@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from openpyxl.utils import column_index_from_string, get_column_letter
 
-from . import layout
+from backprop_xlsx.mlp import layout
 
 MAX_COLUMN = 16384  # XFD
 MAX_FORMULA = 8192  # characters, as Excel

@@ -41,10 +41,12 @@ import numpy as np
 from lxml import etree
 from openpyxl.utils import get_column_letter
 
-from . import description, layout
-from .errors import BpxlError
-from .fileio import temp_folder
-from .formula import (
+from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp import description, layout
+from backprop_xlsx.verify.progress import QUIET, Progress
+from backprop_xlsx.verify.rounding import BOUNDED, close, exact, exact_inputs, tolerance
+from backprop_xlsx.xlsx.fileio import temp_folder
+from backprop_xlsx.xlsx.formula import (
     Template,
     Token,
     Unsupported,
@@ -56,9 +58,7 @@ from .formula import (
     template,
     tokenize,
 )
-from .progress import QUIET, Progress
-from .rounding import BOUNDED, close, exact, exact_inputs, tolerance
-from .xlsxread import Cell, GridRow, Package, cell_number
+from backprop_xlsx.xlsx.read import Cell, GridRow, Package, cell_number
 
 # |found − expected| ≤ RTOL·|expected| + ATOL. Measured with LibreOffice 7.4 against NumPy: at
 # most 8.5e-15 relative for 100 steps (3.4e-13 on a small E1); at 10,000 steps o1, o2 and the
@@ -1149,7 +1149,7 @@ def verify_workbook(
             t for t in pkg.parts if layout.is_bpxl_sheet(t) and t.casefold().startswith("lr ")
         ]
         if not titles:
-            from . import cnn_layout
+            from backprop_xlsx.cnn import layout as cnn_layout
 
             if not any(t in pkg.parts for t in cnn_layout.SHEETS):
                 raise BpxlError(
@@ -1182,7 +1182,7 @@ def verify_workbook(
                 path, sheets, setup_cells, summary_cells, pkg, report
             )
         else:
-            from .verify_cnn import check_cnn_sheets
+            from backprop_xlsx.cnn.check import check_cnn_sheets
 
             report.cnn = check_cnn_sheets(pkg, report, recalc=engine != "cached")
     except RecursionError:
@@ -1311,7 +1311,7 @@ def _choose_engine(path: Path, engine: str, sheets: list[LrSheet], report: Repor
         )
     if engine == "cached" or (engine == "auto" and with_value == formulas):
         return "cached"
-    from .libreoffice import find_soffice
+    from backprop_xlsx.xlsx.libreoffice import find_soffice
 
     if find_soffice() is None:
         raise BpxlError(
@@ -1366,7 +1366,7 @@ def _read_in_worker(
 
 def _verify_cnn_only(pkg: Package, report: Report, engine: str) -> Report:
     """A workbook with the trained net's sheets and no LR sheets: check those alone."""
-    from .verify_cnn import check_cnn_sheets
+    from backprop_xlsx.cnn.check import check_cnn_sheets
 
     report.engine = "cached" if engine == "cached" else "libreoffice"
     report.cnn = check_cnn_sheets(pkg, report, recalc=engine != "cached")
@@ -1385,8 +1385,8 @@ def _recalculated(
     original (Setup, η) keep their full precision: LibreOffice rounds what it saves to 15
     digits, but computed with the original's doubles. The trained net's sheets, when there,
     are checked against the same copy."""
-    from .libreoffice import recalculate
-    from .verify_cnn import check_cnn_sheets
+    from backprop_xlsx.cnn.check import check_cnn_sheets
+    from backprop_xlsx.xlsx.libreoffice import recalculate
 
     with temp_folder("verify") as tmp:
         copy = recalculate(path, Path(tmp) / "recalculated.xlsx")

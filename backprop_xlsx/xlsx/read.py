@@ -30,8 +30,16 @@ from typing import IO, NamedTuple
 from lxml import etree
 from openpyxl.utils import get_column_letter
 
-from .errors import BpxlError
-from .formula import MAX_COLUMN, Template, Token, Unsupported, column_number, template, tokenize
+from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.xlsx.formula import (
+    MAX_COLUMN,
+    Template,
+    Token,
+    Unsupported,
+    column_number,
+    template,
+    tokenize,
+)
 
 NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 NS_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"

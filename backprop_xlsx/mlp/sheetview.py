@@ -29,7 +29,7 @@ from openpyxl.utils import column_index_from_string, get_column_letter
 from openpyxl.utils.units import cm_to_EMU, pixels_to_EMU
 from openpyxl.worksheet.worksheet import Worksheet
 
-from . import layout
+from backprop_xlsx.mlp import layout
 
 FROZEN_WIDTH = 100  # character widths (~7 px each): at most about half a 1366-pixel screen
 NOTE_WIDTH = 30  # the frozen columns are wide enough to hold the note under η from here

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from openpyxl.utils import get_column_letter
 
-from .description import Network
-from .errors import BpxlError
-from .network import PARAMS, QUANTITIES, SEED, History, train_network
+from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp.description import Network
+from backprop_xlsx.mlp.network import PARAMS, QUANTITIES, SEED, History, train_network
 
 SETUP_SHEET = "Setup"
 # docProps/app.xml's Application in a workbook bpxl wrote: its cached values are NumPy's, so
