@@ -29,7 +29,8 @@ from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import layout
 from backprop_xlsx.mlp.config import default_values
 from backprop_xlsx.mlp.workbook import build_workbook
-from backprop_xlsx.xlsx.formula import MAX_NESTING, Unsupported, compile_formula, tokenize
+from backprop_xlsx.verify.lr_formulas import compile_formula
+from backprop_xlsx.xlsx.formula import MAX_NESTING, Unsupported, tokenize
 from backprop_xlsx.xlsx.read import Package, check_prolog
 
 ROOT = Path(__file__).resolve().parent.parent

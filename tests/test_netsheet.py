@@ -22,7 +22,7 @@ import torch.nn as nn
 from backprop_xlsx.cnn import layout as L
 from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.verify.workbook import Report
+from backprop_xlsx.verify.report import Report
 from backprop_xlsx.xlsx.libreoffice import recalculate
 from backprop_xlsx.xlsx.read import Package, cell_number, sheet_parts
 from mnist import netsheet

@@ -17,8 +17,9 @@ from backprop_xlsx.cli import cli
 from backprop_xlsx.mlp import layout
 from backprop_xlsx.mlp.config import default_values
 from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.verify.lr_formulas import compile_formula
 from backprop_xlsx.verify.workbook import verify_workbook
-from backprop_xlsx.xlsx.formula import Unsupported, compile_formula, tokenize
+from backprop_xlsx.xlsx.formula import Unsupported, tokenize
 from backprop_xlsx.xlsx.read import Package
 
 ETAS = (0.5, 2.0)

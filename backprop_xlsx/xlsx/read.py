@@ -276,6 +276,23 @@ class Cell(NamedTuple):
     type: str  # the cell's t attribute: "n", "s", "str", "b", "e", "inlineStr"
 
 
+def merge_computed(
+    original: dict[tuple[int, int], Cell], computed: dict[tuple[int, int], Cell]
+) -> dict[tuple[int, int], Cell]:
+    """The cells of `original` with each formula cell's value taken from `computed` (a copy an
+    engine recalculated); typed-in cells keep the original's. A formula cell the copy lacks has
+    no value: the original's cached one may be bpxl's own, not the engine's."""
+    merged = dict(original)
+    for key, cell in original.items():
+        if cell.formula is not None:
+            fresh = computed.get(key)
+            merged[key] = cell._replace(
+                value=None if fresh is None else fresh.value,
+                type="n" if fresh is None else fresh.type,
+            )
+    return merged
+
+
 class GridRow(NamedTuple):
     """One row of a sheet's first `width` columns, as `Package.grid` gives it."""
 
