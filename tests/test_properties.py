@@ -272,6 +272,7 @@ learning_rates = st.lists(
 )  # fmt: skip
 
 
+@pytest.mark.slow  # 25 random nets built and verified: ~10 s
 @settings(max_examples=25)
 @given(case=cases(max_columns=FORMULA_COLUMNS), etas=learning_rates, steps=st.integers(3, 5))
 @example(case=Case((2, 2, 2), ("sigmoid", "sigmoid"), "mse", False, 1), etas=[0.5], steps=3)
