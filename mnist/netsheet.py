@@ -387,7 +387,7 @@ def write_net_sheets(
     """Put the three sheets into `workbook` (created if missing), replacing old ones of the same
     names and keeping every other sheet. `pixels` (n, 784) uint8 and `labels` are the test set;
     `predicted`, if given, the model's predictions on it (see pick_digits)."""
-    from backprop_xlsx.xlsx.package import transplant_sheets
+    from backprop_xlsx.xlsx.transplant import transplant_sheets
     from mnist.sheet import check_workbook
 
     check_workbook(workbook)

@@ -115,7 +115,7 @@ def write_workbook(metrics: dict, workbook: Path) -> None:
     The sheet is built alone, then transplanted, so openpyxl never loads and re-saves the user's
     workbook (which would rewrite its other sheets and drop what openpyxl does not understand).
     """
-    from backprop_xlsx.xlsx.package import transplant_sheets
+    from backprop_xlsx.xlsx.transplant import transplant_sheets
 
     check_workbook(workbook)
     with tempfile.TemporaryDirectory(prefix=".mnist-sheet-", dir=workbook.parent) as folder:

@@ -40,8 +40,9 @@ from backprop_xlsx.mlp import description, layout, sheetview
 from backprop_xlsx.mlp.config import check_runs_finish
 from backprop_xlsx.mlp.description import Network
 from backprop_xlsx.xlsx.fileio import atomic_output, output_path, temp_folder
-from backprop_xlsx.xlsx.package import build_package, workbook_facts
+from backprop_xlsx.xlsx.package import workbook_facts
 from backprop_xlsx.xlsx.read import DuplicateSheetNames
+from backprop_xlsx.xlsx.transplant import build_package
 
 MEANING = {
     "i1": "input 1",
