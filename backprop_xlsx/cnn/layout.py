@@ -21,7 +21,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from openpyxl.utils import get_column_letter
+from backprop_xlsx.xlsx.stream import LETTERS
 
 DIGITS_SHEET = "MNIST digits"
 WEIGHTS_SHEET = "MNIST weights"
@@ -50,12 +50,9 @@ def ref(title: str) -> str:
     return "'" + title.replace("'", "''") + "'"
 
 
-_LETTERS = ["", *(get_column_letter(c) for c in range(1, 16385))]  # a list: ~20 M lookups
-
-
 def a1(row: int, col: int, absolute: bool = False) -> str:
     """The A1 name of (row, col), e.g. a1(3, 6) = "F3", a1(3, 6, True) = "$F$3"."""
-    letters = _LETTERS[col]
+    letters = LETTERS[col]
     return f"${letters}${row}" if absolute else f"{letters}{row}"
 
 
@@ -486,7 +483,7 @@ class NetLayout:
     def _conv_sum(self, conv: Conv, o: int, below: list[Block], i: int, j: int) -> str:
         """Σ over input channels of the k×k window times the kernel (+ bias)."""
         kernels, bias = self._kernels(conv.name, o)
-        k, letters = conv.k, _LETTERS
+        k, letters = conv.k, LETTERS
         terms = []
         for b, kernel in zip(below, kernels, strict=True):
             r, c = b.top + i, b.left + j

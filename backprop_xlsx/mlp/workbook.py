@@ -20,8 +20,8 @@ import shutil
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -42,6 +42,7 @@ from backprop_xlsx.mlp.description import Network
 from backprop_xlsx.xlsx.fileio import atomic_output, output_path, temp_folder
 from backprop_xlsx.xlsx.package import workbook_facts
 from backprop_xlsx.xlsx.read import DuplicateSheetNames
+from backprop_xlsx.xlsx.stream import FilledSheet, PatternRows
 from backprop_xlsx.xlsx.transplant import build_package
 
 MEANING = {
@@ -92,13 +93,12 @@ INPUT_FILL = PatternFill("solid", start_color="FFF2CC")  # cells a person is mea
 HEADER_BORDER = Border(bottom=Side(style="thin"))
 CENTER = Alignment(horizontal="center", vertical="center", wrap_text=True)
 
+
+SHEETS_PROPERTY = "bpxl.sheets"  # custom document property: JSON list of the sheets bpxl made
+
 PRINT_ROWS = 40  # iterations of an LR sheet's table that go into its print area
 PRINT_COLUMNS = 16  # columns of an LR sheet's table per printed page, at most
 ZIP_LEVEL = 1  # deflate level for the streamed sheets: ~3× faster than 6, file ~25% larger
-CHUNK_ROWS = 2000
-
-
-SHEETS_PROPERTY = "bpxl.sheets"  # custom document property: JSON list of the sheets bpxl made
 
 
 def build_workbook(
@@ -335,7 +335,7 @@ def write_workbook(
 
     template = io.BytesIO()
     wb.save(template)
-    streams = {layout.SETUP_SHEET: _Filled(_setup_values(run, etas, steps)).stream}
+    streams = {layout.SETUP_SHEET: FilledSheet(_setup_values(run, etas, steps)).stream}
     for j, title in enumerate(titles):
         streams[title] = _lr_bulk(title, steps, run, j).stream
     streams[layout.SUMMARY_SHEET] = _summary_bulk(titles, summary_layout, run, etas).stream
@@ -699,127 +699,28 @@ def _fill_summary(
     _page_setup(ws, [chart_area, table], 1, None)
 
 
-# --- streaming the bulk rows ------------------------------------------------------------------
-
-
-_EMPTY_VALUE = re.compile(
-    r'(<c r="([A-Z]+[0-9]+)"[^>]*?)(\s*t="[^"]*")?(\s*>(?:<f[^>]*>.*?</f>|<f[^>]*/>))<v></v>'
-)
-
-
-def fill_values(xml: str, values: Mapping[str, float | str]) -> str:
-    """Put a value into the empty <v></v> openpyxl writes after each formula of `values`."""
-    if not values:
-        return xml
-
-    def fill(m: re.Match[str]) -> str:
-        value = values.get(m[2])
-        if value is None or (not isinstance(value, str) and not math.isfinite(value)):
-            return m[0]
-        if isinstance(value, str):  # a formula whose result is text
-            return f'{m[1]} t="str"{m[4]}<v>{escape(value)}</v>'
-        return f"{m[1]}{m[3] or ''}{m[4]}<v>{_number(value)}</v>"
-
-    return _EMPTY_VALUE.sub(fill, xml)
-
-
-def _number(value: float) -> str:
-    """A cached value as stored: the shortest text that reads back as the same double."""
-    return repr(float(value))
-
-
-@dataclass(frozen=True)
-class _Filled:
-    """A sheet openpyxl wrote whole, whose formula cells get NumPy's values."""
-
-    values: Mapping[str, float | str]
-
-    def stream(self, sheet_xml: bytes) -> Iterator[bytes]:
-        yield fill_values(sheet_xml.decode("utf-8"), self.values).encode("utf-8")
-
-
-@dataclass(frozen=True)
-class _Bulk:
-    """Rows `first_row`..`last_row` of one sheet, written as XML from one pattern per row.
-
-    The row above `first_row` is the template: openpyxl wrote it (with the same columns), and its
-    cells' style ids are reused. Each cell pattern is the inner XML of a cell with {r} (this
-    row), {p} (the row above), {k} (the iteration), {s} (the iteration's row on an LR sheet) and
-    {v[i]} (column i of `values`, the row's cached values). `top` fills the values of the
-    formulas openpyxl wrote above the bulk.
-    """
-
-    title: str
-    first_row: int
-    last_row: int
-    first_iteration: int  # the iteration of first_row
-    cells: tuple[tuple[str, str], ...]  # (column letter, inner XML pattern)
-    values: np.ndarray | None = None  # (last_row - first_row + 1, valued cells)
-    top: Mapping[str, float | str] = field(default_factory=dict)
-
-    def rows(self, sheet_xml: str) -> Iterator[str]:
-        """The sheet's XML, with the bulk rows after the template row."""
-        end = sheet_xml.rindex("</sheetData>")
-        head, tail = fill_values(sheet_xml[:end], self.top), sheet_xml[end:]
-        template = head[head.rfind("<row ") :]
-        number = re.match(r'<row r="(\d+)"', template)
-        if not number or int(number.group(1)) != self.first_row - 1 or "</row>" not in template:
-            raise AssertionError(f"{self.title}: row {self.first_row - 1} must be the last row")
-        styles = dict(re.findall(r'<c r="([A-Z]+)\d+" s="(\d+)"', template))
-        row_pattern = (
-            '<row r="{r}">'
-            + "".join(
-                f'<c r="{letter}{{r}}"'
-                + (f' s="{styles[letter]}"' if letter in styles else "")
-                + f">{inner}</c>"
-                for letter, inner in self.cells
-            )
-            + "</row>"
-        )
-        last_column = self.cells[-1][0]
-        yield re.sub(
-            r'<dimension ref="[^"]*"\s*/>',
-            f'<dimension ref="A1:{last_column}{self.last_row}"/>',
-            head,
-            count=1,
-        )
-        offset = self.first_iteration - self.first_row
-        for start in range(self.first_row, self.last_row + 1, CHUNK_ROWS):
-            stop = min(start + CHUNK_ROWS, self.last_row + 1)
-            if self.values is None:
-                values: list = [()] * (stop - start)
-            else:  # floats, formatted by str.format in C: str(x) is the shortest round-trip text
-                chunk = self.values[start - self.first_row : stop - self.first_row]
-                values = chunk.tolist()
-                if not np.isfinite(chunk).all():  # only in a run the overflow check refuses
-                    values = [[x if math.isfinite(x) else "" for x in row] for row in values]
-            yield "".join(
-                row_pattern.format(
-                    r=r, p=r - 1, k=r + offset, s=layout.row_of_iteration(r + offset), v=v
-                )
-                for r, v in zip(range(start, stop), values, strict=True)
-            )
-        yield tail
-
-    def stream(self, sheet_xml: bytes) -> Iterator[bytes]:
-        """`rows` as the bytes of the sheet's part."""
-        for part in self.rows(sheet_xml.decode("utf-8")):
-            yield part.encode("utf-8")
-
-
 def _formula_xml(formula: str, value: int | None = None) -> str:
     """A formula pattern (leading '=') as the inner XML of its cell, with value field `value`."""
     cached = "" if value is None else f"<v>{{v[{value}]}}</v>"
     return f"<f>{escape(formula[1:])}</f>{cached}"
 
 
-def _lr_bulk(title: str, steps: int, run: _Run, j: int) -> _Bulk:
+def _lr_bulk(title: str, steps: int, run: _Run, j: int) -> PatternRows:
     """Iterations 1..N of an LR sheet; iteration 0's values go into openpyxl's row."""
     columns = run.sheet.columns
     cells = tuple((c.letter, _formula_xml(c.pattern(), i)) for i, c in enumerate(columns))
     matrix = run.matrix(j)
     first = {f"{c.letter}{layout.FIRST_ROW}": matrix[0, i] for i, c in enumerate(columns)}
-    return _Bulk(title, layout.FIRST_ROW + 1, layout.last_row(steps), 1, cells, matrix[1:], first)
+    return PatternRows(
+        title,
+        layout.FIRST_ROW + 1,
+        layout.last_row(steps),
+        1,
+        cells,
+        matrix[1:],
+        first,
+        layout.row_of_iteration(0),
+    )
 
 
 def _first_below(e_total: np.ndarray, threshold: float) -> int | str:
@@ -830,7 +731,7 @@ def _first_below(e_total: np.ndarray, threshold: float) -> int | str:
 
 def _summary_bulk(
     titles: list[str], s: layout.SummaryLayout, run: _Run, etas: Sequence[float]
-) -> _Bulk:
+) -> PatternRows:
     """Iterations 1..N of the E_total table: the iteration, then live references to each sheet.
 
     `top` holds the values of the per-LR table and of iteration 0, computed as the cells do."""
@@ -850,8 +751,15 @@ def _summary_bulk(
         top[f"{cols['first_below']}{row}"] = _first_below(e_total[:, j], layout.DEFAULT_THRESHOLD)
         top[f"{s.lr_column(j)}{s.iteration_row(0)}"] = e_total[0, j]
     first = s.iteration_row(1)
-    return _Bulk(
-        layout.SUMMARY_SHEET, first, s.iteration_row(s.steps), 1, tuple(cells), e_total[1:], top
+    return PatternRows(
+        layout.SUMMARY_SHEET,
+        first,
+        s.iteration_row(s.steps),
+        1,
+        tuple(cells),
+        e_total[1:],
+        top,
+        layout.row_of_iteration(0),
     )
 
 
