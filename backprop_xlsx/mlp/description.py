@@ -370,7 +370,7 @@ def from_mapping(data: dict[str, Any], preset: str | None = None) -> Network:
 
 
 def structure(fields: Mapping[str, str]) -> Network:
-    """A network's structure from the text a workbook's Setup shows (see writer.network_fields):
+    """A network's structure from the text a workbook's Setup shows (see equations.network_fields):
     layers, activations, loss, bias, samples, layout; every number in it is 0 (the numbers are
     in the workbook's own cells). BpxlError names the field that cannot be read."""
 
