@@ -30,6 +30,7 @@ import torch.nn as nn
 
 from backprop_xlsx.cnn import layout as L
 from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.xlsx.look import INPUT_FILL
 from backprop_xlsx.xlsx.stream import Bulk, save_with_bulk
 from mnist.netmodel import NetModel, check_forward, read_model
 
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from openpyxl.worksheet.worksheet import Worksheet
 
 IMAGES = 100  # rows of the digits sheet by default: every wrong test digit first, up to this
-YELLOW = "FFF2CC"  # as the LR sheets' cells a person is meant to edit
 NUMBER = "0.000000"  # weights as shown; the cells hold every digit of the checkpoint's float32
 
 
@@ -217,7 +217,7 @@ def _fill_weights(ws: Worksheet, net: NetModel, layout: L.NetLayout, source: str
 def _fill_net(ws: Worksheet, layout: L.NetLayout) -> Bulk:
     from openpyxl.chart import BarChart, Reference
     from openpyxl.formatting.rule import ColorScaleRule
-    from openpyxl.styles import Font, PatternFill
+    from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
     from openpyxl.worksheet.datavalidation import DataValidation
 
@@ -235,7 +235,7 @@ def _fill_net(ws: Worksheet, layout: L.NetLayout) -> Bulk:
         ws.cell(row=row, column=1, value=label)
         ws.cell(row=row, column=col, value=value).font = Font(bold=True)
     pick = ws.cell(*L.PICK)
-    pick.fill = PatternFill("solid", start_color=YELLOW)
+    pick.fill = INPUT_FILL
     # A stop alert: without showErrorMessage a spreadsheet takes any value silently, and a
     # picked image outside 1…n leaves every formula of the sheet pointing at nothing.
     rule = DataValidation(

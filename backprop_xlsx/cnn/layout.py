@@ -21,6 +21,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 
+from backprop_xlsx.xlsx.formula import sheet_ref
 from backprop_xlsx.xlsx.stream import LETTERS
 
 DIGITS_SHEET = "MNIST digits"
@@ -41,13 +42,6 @@ MAX_KERNEL = 7
 MAX_IMAGES = 10_000
 MAX_CELLS = 100_000  # feature-map cells of one net sheet
 MAX_MULTIPLY_ADDS = 5_000_000  # bounds the formula text, ~25 MB
-
-
-def ref(title: str) -> str:
-    """A sheet name as formulas write it: bare if it can be, quoted if not."""
-    if re.fullmatch(r"[A-Za-z_][A-Za-z_.]*", title):
-        return title
-    return "'" + title.replace("'", "''") + "'"
 
 
 def a1(row: int, col: int, absolute: bool = False) -> str:
@@ -462,7 +456,7 @@ class NetLayout:
         pick = a1(*PICK, absolute=True)
         mean, std = a1(*MEAN_CELL, absolute=True), a1(*STD_CELL, absolute=True)
         p = IMAGE_SIZE * i + j + 1
-        return f"=(INDEX({ref(DIGITS_SHEET)}!{pixels},{pick},{p})/255-{mean})/{std}"
+        return f"=(INDEX({sheet_ref(DIGITS_SHEET)}!{pixels},{pick},{p})/255-{mean})/{std}"
 
     def stage_formula(self, s: int, c: int, i: int, j: int) -> str:
         """The formula of cell (i, j) of channel c's map in stage s (1-based)."""
@@ -476,7 +470,7 @@ class NetLayout:
             expr = f"MAX({window})"
             if stage.signed_by is not None:
                 scale_row = self.convs[stage.signed_by].row(c)
-                scale = f"{ref(WEIGHTS_SHEET)}!{a1(scale_row, SCALE, absolute=True)}"
+                scale = f"{sheet_ref(WEIGHTS_SHEET)}!{a1(scale_row, SCALE, absolute=True)}"
                 expr = f"IF({scale}>0,MAX({window}),MIN({window}))"
         return f"=MAX(0,{expr})" if stage.relu else f"={expr}"
 
@@ -497,7 +491,7 @@ class NetLayout:
     @functools.cache  # noqa: B019 - a layout lives as long as its sheets are written or checked
     def _kernels(self, name: str, o: int) -> tuple[list[str], str]:
         """The absolute references to output channel o's kernels and bias on the weights sheet."""
-        section, weights = self.convs[name], ref(WEIGHTS_SHEET)
+        section, weights = self.convs[name], sheet_ref(WEIGHTS_SHEET)
         k = section.conv.k
         kernels = [
             f"{weights}!{span(*section.kernel(o, c), k, k, absolute=True)}"
@@ -516,7 +510,7 @@ class NetLayout:
         features = span(GAP_FIRST_ROW, 2, n, 1, absolute=True)
         column = span(*self.fc.weight(k, 0), n, 1, absolute=True)
         bias = a1(*self.fc.bias(k), absolute=True)
-        weights = ref(WEIGHTS_SHEET)
+        weights = sheet_ref(WEIGHTS_SHEET)
         return f"=SUMPRODUCT({features},{weights}!{column})+{weights}!{bias}"
 
     @staticmethod
@@ -537,4 +531,4 @@ class NetLayout:
 
     def true_label_formula(self) -> str:
         labels = digits_range(self.n_images, LABEL_COL, 1)
-        return f"=INDEX({ref(DIGITS_SHEET)}!{labels},{a1(*PICK, absolute=True)})"
+        return f"=INDEX({sheet_ref(DIGITS_SHEET)}!{labels},{a1(*PICK, absolute=True)})"

@@ -21,6 +21,7 @@ from openpyxl.utils import get_column_letter
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp.description import Network
 from backprop_xlsx.mlp.network import PARAMS, QUANTITIES, SEED, History, train_network
+from backprop_xlsx.xlsx.formula import sheet_ref
 
 SETUP_SHEET = "Setup"
 # docProps/app.xml's Application in a workbook bpxl wrote: its cached values are NumPy's, so
@@ -100,13 +101,6 @@ def is_bpxl_sheet(title: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def sheet_ref(title: str) -> str:
-    """A sheet's name as formulas write it: bare if it can be (Setup), quoted if not ('LR 2')."""
-    if re.fullmatch(r"[A-Za-z_][A-Za-z_.]*", title):
-        return title
-    return "'" + title.replace("'", "''") + "'"
 
 
 def setup_ref(name: str) -> str:

@@ -20,11 +20,11 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from backprop_xlsx.mlp import layout, sheetview
 from backprop_xlsx.mlp.equations import EQUATIONS, general_equations, network_fields, network_title
+from backprop_xlsx.xlsx.look import INPUT_FILL
 
 BOLD = Font(bold=True)
 TITLE = Font(bold=True, size=14)
 HEADER_FILL = PatternFill("solid", start_color="DDEBF7")
-INPUT_FILL = PatternFill("solid", start_color="FFF2CC")  # cells a person is meant to edit
 HEADER_BORDER = Border(bottom=Side(style="thin"))
 CENTER = Alignment(horizontal="center", vertical="center", wrap_text=True)
 

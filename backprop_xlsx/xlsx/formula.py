@@ -42,6 +42,13 @@ def cell_key(a1: str) -> tuple[int, int]:
     return int(m[2]), column_number(m[1])
 
 
+def sheet_ref(title: str) -> str:
+    """A sheet's name as formulas write it: bare if it can be (Setup), quoted if not ('LR 2')."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z_.]*", title):
+        return title
+    return "'" + title.replace("'", "''") + "'"
+
+
 # ---------------------------------------------------------------------------------------------
 # Tokens, relative form, rendering
 
