@@ -40,7 +40,8 @@ from backprop_xlsx.mlp.description import preset
 from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.verify.report import Report
 from backprop_xlsx.xlsx.libreoffice import XLSX_FILTER, find_soffice, recalculate
-from backprop_xlsx.xlsx.read import Package, sheet_parts
+from backprop_xlsx.xlsx.parts import sheet_parts
+from backprop_xlsx.xlsx.read import Package
 from backprop_xlsx.xlsx.transplant import transplant_sheets
 from mnist import netsheet
 from mnist.model import MODELS

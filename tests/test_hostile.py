@@ -31,7 +31,8 @@ from backprop_xlsx.mlp.config import default_values
 from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.verify.lr_formulas import compile_formula
 from backprop_xlsx.xlsx.formula import MAX_NESTING, Unsupported, tokenize
-from backprop_xlsx.xlsx.read import Package, check_prolog
+from backprop_xlsx.xlsx.parts import check_prolog
+from backprop_xlsx.xlsx.read import Package
 
 ROOT = Path(__file__).resolve().parent.parent
 ETAS = (0.5, 2.0)

@@ -24,7 +24,8 @@ from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.verify.report import Report
 from backprop_xlsx.xlsx.libreoffice import recalculate
-from backprop_xlsx.xlsx.read import Package, cell_number, sheet_parts
+from backprop_xlsx.xlsx.parts import sheet_parts
+from backprop_xlsx.xlsx.read import Package, cell_number
 from mnist import netsheet
 from mnist.data import MEAN, STD, read_split, read_sums
 from mnist.model import MODELS

@@ -35,7 +35,7 @@ from backprop_xlsx.mlp.description import Network
 from backprop_xlsx.mlp.sheets import fill_lr_sheet, fill_setup, fill_summary, log_bounds
 from backprop_xlsx.xlsx.fileio import atomic_output, output_path, temp_folder
 from backprop_xlsx.xlsx.package import workbook_facts
-from backprop_xlsx.xlsx.read import DuplicateSheetNames
+from backprop_xlsx.xlsx.parts import DuplicateSheetNames
 from backprop_xlsx.xlsx.stream import FilledSheet, PatternRows
 from backprop_xlsx.xlsx.transplant import build_package
 

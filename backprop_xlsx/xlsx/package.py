@@ -22,7 +22,7 @@ from typing import IO
 from lxml import etree
 
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.xlsx.read import (
+from backprop_xlsx.xlsx.parts import (
     MAX_PART_BYTES,
     NS_MAIN,
     NS_PKG_REL,

@@ -27,7 +27,7 @@ from lxml import etree
 from openpyxl.utils import get_column_letter
 
 from backprop_xlsx.xlsx.formula import column_number
-from backprop_xlsx.xlsx.read import NS_MAIN, safe_parser, sheet_parts
+from backprop_xlsx.xlsx.parts import NS_MAIN, safe_parser, sheet_parts
 
 LETTERS = ["", *(get_column_letter(c) for c in range(1, 16385))]  # column → letters: ~20 M lookups
 _C = f"{{{NS_MAIN}}}c"

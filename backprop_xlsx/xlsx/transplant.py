@@ -79,12 +79,7 @@ from backprop_xlsx.xlsx.package import (
     relative_target,
     safe_part_name,
 )
-from backprop_xlsx.xlsx.read import (
-    NS_PKG_REL,
-    NS_R,
-    rels_name,
-    resolve_target,
-)
+from backprop_xlsx.xlsx.parts import NS_PKG_REL, NS_R, rels_name, resolve_target
 from backprop_xlsx.xlsx.styles import Styles
 
 
