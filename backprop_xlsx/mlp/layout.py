@@ -34,12 +34,11 @@ SETUP_FIRST_ROW = 4
 SETUP_ROW = {name: SETUP_FIRST_ROW + k for k, name in enumerate(PARAMS)}  # the seed's
 SETUP_VALUE_COLUMN = "B"
 SETUP_HEADER_ROW = SETUP_FIRST_ROW - 1  # name | value | meaning
-# The equations and chain-rule derivations, as text in column A, below the values.
-SETUP_EQUATIONS_ROW = SETUP_FIRST_ROW + len(PARAMS) + 2  # the seed's; setup_equations_row
 
 
 def setup_equations_row(entries: int) -> int:
-    """First row of the equations, two rows below the last of `entries` starting values."""
+    """First row of the equations and chain-rule derivations (text in column A), two rows below
+    the last of `entries` starting values."""
     return SETUP_FIRST_ROW + entries + 2
 
 
