@@ -74,7 +74,7 @@ def main() -> None:
             best = min(
                 timed(build_workbook, network, etas, steps, out)[0] for _ in range(args.repeat)
             )
-            sheet = layout.SheetLayout(network, classic=network.classic)
+            sheet = layout.SheetLayout(network)
             formulas = len(etas) * (steps + 1) * len(sheet.columns)
             row = (
                 f"{name:>6} {len(etas):>2} {steps:>7,} {formulas:>10,} {best:>8.2f}"

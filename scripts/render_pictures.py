@@ -164,7 +164,7 @@ def render_network(network: description.Network, eta: float, name: str, out_dir:
     with tempfile.TemporaryDirectory() as tmp:
         book = Path(tmp) / "book.xlsx"
         build_workbook(network, [eta], network.steps or 100, book)
-        sheet = layout.SheetLayout(network, classic=network.classic)
+        sheet = layout.SheetLayout(network)
         render_screens(book, sheet, layout.lr_sheet_title(eta), name, out_dir, dpi)
 
 

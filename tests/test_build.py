@@ -50,7 +50,7 @@ def lr_values(wb: openpyxl.Workbook, eta: float, steps: int) -> np.ndarray:
 def train(start: dict[str, float], etas: list[float], steps: int) -> dict[str, np.ndarray]:
     """NumPy's value of every column of the seed's LR sheets: key → (steps + 1, len(etas))."""
     net = description.seed(start)
-    sheet = layout.SheetLayout(net, classic=net.classic)
+    sheet = layout.SheetLayout(net)
     return sheet.run({e.key: e.value for e in sheet.setup}, np.asarray(etas, np.float64), steps)
 
 

@@ -43,7 +43,7 @@ def books(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def numpy_values(name: str) -> tuple[layout.SheetLayout, list[float], dict[str, np.ndarray]]:
     net = description.preset(name)
-    sheet = layout.SheetLayout(net, classic=net.classic)
+    sheet = layout.SheetLayout(net)
     etas = list(net.lr or (0.1, 0.2, 0.5, 0.8, 1.0, 2.0))
     setup = {e.key: e.value for e in sheet.setup}
     return sheet, etas, sheet.run(setup, np.array(etas), STEPS)

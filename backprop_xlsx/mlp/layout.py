@@ -216,10 +216,11 @@ class SheetLayout:
     """
 
     def __init__(
-        self, network: Network, *, classic: bool = False, iteration_column: bool = True
+        self, network: Network, *, classic: bool | None = None, iteration_column: bool = True
     ) -> None:
         self.network = network
-        self.classic = classic  # the seed's own layout: no δ columns, δ inlined in the gradients
+        # the seed's own layout (no δ columns, δ inlined in the gradients): the network says
+        self.classic = network.classic if classic is None else classic
         # Column A numbers the iterations; workbooks of bpxl before 0.3 start with the data.
         self.iteration_column = iteration_column
         net = network.net

@@ -224,7 +224,7 @@ class _Run:
             return network
         if not isinstance(network, Network):
             network = description.seed(network)  # the seed's named values, i1 … w8
-        sheet = layout.SheetLayout(network, classic=network.classic)
+        sheet = layout.SheetLayout(network)
         layout.check_size(sheet, len(etas), steps)
         if not check:
             with np.errstate(all="ignore"):

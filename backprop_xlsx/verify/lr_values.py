@@ -129,7 +129,7 @@ def read_network(cells: dict[tuple[int, int], Cell] | None) -> layout.SheetLayou
         return layout.SEED_LAYOUT
     try:
         network = description.structure(fields)
-        return layout.SheetLayout(network, classic=network.classic)
+        return layout.SheetLayout(network)
     except BpxlError as exc:
         raise BpxlError(
             f"cannot check the workbook: the network its Setup sheet shows "
