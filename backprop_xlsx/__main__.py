@@ -1,5 +1,5 @@
 """`python -m backprop_xlsx` is `bpxl`, for a checkout that is not pip-installed."""
 
-from .cli import main
+from backprop_xlsx.cli import main
 
 main()

@@ -27,9 +27,9 @@ from typing import NoReturn
 
 import click
 
-from .config import MAX_STEPS, check_learning_rates, check_steps
-from .description import PRESETS, load_network
-from .errors import BpxlError
+from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp.config import MAX_STEPS, check_learning_rates, check_steps
+from backprop_xlsx.mlp.description import PRESETS, load_network
 
 DEFAULT_LRS = (0.1, 0.2, 0.5, 0.8, 1.0, 2.0)
 DEFAULT_STEPS = 100
@@ -280,14 +280,14 @@ def build(
     if out.suffix.lower() != ".xlsx":
         raise BpxlError(f"--out must end in .xlsx, got {out}")
 
-    from .fileio import make_folders, remove_empty_folders
-    from .writer import build_workbook
+    from backprop_xlsx.mlp.workbook import build_workbook
+    from backprop_xlsx.xlsx.fileio import make_folders, remove_empty_folders
 
     # A missing folder is made, for the default outputs/ and for any other --out alike, and
     # removed again if the build does not finish.
     blanks: frozenset[str] = frozenset()
     if exercise or blank:
-        from . import layout
+        from .mlp import layout
 
         sheet = layout.SheetLayout(network, classic=network.classic)
         blanks = layout.exercise_columns(sheet, blank)
@@ -354,8 +354,8 @@ def verify(
         click.echo(json.dumps(grade, indent=2, ensure_ascii=False) if as_json else hand.text(grade))
         raise click.exceptions.Exit(hand.EXIT[grade["verdict"]])
 
-    from .progress import Progress, on_terminal
-    from .verify import verify_workbook
+    from backprop_xlsx.verify.progress import Progress, on_terminal
+    from backprop_xlsx.verify.workbook import verify_workbook
 
     try:
         shown = not as_json and on_terminal(sys.stdout, sys.stderr)
@@ -389,7 +389,7 @@ def _verify_class(
         if as_json:
             grades.append(grade)
     if csv_out is not None:
-        from .fileio import atomic_output
+        from .xlsx.fileio import atomic_output
 
         with atomic_output(csv_out) as tmp:
             tmp.write_text(hand.summary_csv(rows), encoding="utf-8")

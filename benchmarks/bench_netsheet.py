@@ -33,15 +33,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backprop_xlsx import cnn_layout as L
 from backprop_xlsx.cli import DEFAULT_LRS
-from backprop_xlsx.description import preset
-from backprop_xlsx.libreoffice import XLSX_FILTER, find_soffice, recalculate
-from backprop_xlsx.package import transplant_sheets
-from backprop_xlsx.verify import Report
-from backprop_xlsx.verify_cnn import check_cnn_sheets
-from backprop_xlsx.writer import build_workbook
-from backprop_xlsx.xlsxread import Package, sheet_parts
+from backprop_xlsx.cnn import layout as L
+from backprop_xlsx.cnn.check import check_cnn_sheets
+from backprop_xlsx.mlp.description import preset
+from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.verify.report import Report
+from backprop_xlsx.xlsx.libreoffice import XLSX_FILTER, find_soffice, recalculate
+from backprop_xlsx.xlsx.parts import sheet_parts
+from backprop_xlsx.xlsx.read import Package
+from backprop_xlsx.xlsx.transplant import transplant_sheets
 from mnist import netsheet
 from mnist.model import MODELS
 from mnist.netmodel import read_model

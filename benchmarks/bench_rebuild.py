@@ -54,7 +54,7 @@ def add_user_sheet(workbook: Path, folder: Path) -> None:
     import openpyxl
 
     sys.path.insert(0, str(ROOT))
-    from backprop_xlsx.package import transplant_sheets
+    from backprop_xlsx.xlsx.transplant import transplant_sheets
 
     notes = folder / "notes.xlsx"
     wb = openpyxl.Workbook()

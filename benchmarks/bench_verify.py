@@ -96,7 +96,7 @@ def main() -> None:
         child(*args.child)
         return
     sys.path.insert(0, str(ROOT))
-    from backprop_xlsx.libreoffice import find_soffice
+    from backprop_xlsx.xlsx.libreoffice import find_soffice
 
     if find_soffice() is None:
         sys.exit("LibreOffice is needed to give the workbooks cached values: install it")

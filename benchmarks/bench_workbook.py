@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backprop_xlsx import description, layout
 from backprop_xlsx.cli import DEFAULT_LRS
-from backprop_xlsx.writer import build_workbook
+from backprop_xlsx.mlp import description, layout
+from backprop_xlsx.mlp.workbook import build_workbook
 
 ETAS = {"seed": list(DEFAULT_LRS), "xor": [0.5, 1.0, 2.0, 3.0, 5.0, 8.0]}
 
@@ -49,8 +49,8 @@ def main() -> None:
         if importlib.util.find_spec("backprop_xlsx.verify") is None:
             print("(backprop_xlsx.verify is not there yet: verify not timed)")
         else:
-            from backprop_xlsx.libreoffice import find_soffice, recalculate
-            from backprop_xlsx.verify import verify_workbook
+            from backprop_xlsx.verify.workbook import verify_workbook
+            from backprop_xlsx.xlsx.libreoffice import find_soffice, recalculate
 
             if find_soffice() is None:
                 print("(LibreOffice not found: verify not timed)")
@@ -74,7 +74,7 @@ def main() -> None:
             best = min(
                 timed(build_workbook, network, etas, steps, out)[0] for _ in range(args.repeat)
             )
-            sheet = layout.SheetLayout(network, classic=network.classic)
+            sheet = layout.SheetLayout(network)
             formulas = len(etas) * (steps + 1) * len(sheet.columns)
             row = (
                 f"{name:>6} {len(etas):>2} {steps:>7,} {formulas:>10,} {best:>8.2f}"

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backprop_xlsx.errors import BpxlError  # noqa: E402
-from backprop_xlsx.fileio import atomic_write_text  # noqa: E402
+from backprop_xlsx.xlsx.fileio import atomic_write_text  # noqa: E402
 
 COLUMNS = ("seed", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
 TARGET = 99.4

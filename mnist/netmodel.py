@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from backprop_xlsx.cnn import ConvParams, Weights, forward
-from backprop_xlsx.cnn_layout import CLASSES, Arch, Conv, Linear, Pool, Stage
+from backprop_xlsx.cnn.forward import ConvParams, Weights, forward
+from backprop_xlsx.cnn.layout import CLASSES, Arch, Conv, Linear, Pool, Stage
 from backprop_xlsx.errors import BpxlError
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from backprop_xlsx.fileio import atomic_output
+from backprop_xlsx.xlsx.fileio import atomic_output
 from mnist.data import MEAN, STD
 
 TARGET = 99.4  # the accuracy the project promises, drawn as a dashed line

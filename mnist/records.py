@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.fileio import atomic_output, atomic_write_text
+from backprop_xlsx.xlsx.fileio import atomic_output, atomic_write_text
 
 COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
 

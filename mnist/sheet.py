@@ -1,7 +1,7 @@
 """The workbook sheet `MNIST`: a row per epoch, the run's facts, native accuracy and loss charts.
 
 The sheet is built alone with openpyxl, then transplanted into the target workbook by
-backprop_xlsx.package, so openpyxl never loads and re-saves the user's workbook (which would
+backprop_xlsx.xlsx.transplant, so openpyxl never loads and re-saves the user's workbook (which would
 rewrite its other sheets and drop what openpyxl does not understand).
 """
 
@@ -13,21 +13,10 @@ import zipfile
 from pathlib import Path
 
 from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.xlsx.look import style_series
 from mnist.records import COLUMNS
 
 SHEET = "MNIST"
-# Explicit line colours (matplotlib's first two, as in the curves PNG): a workbook saved by
-# LibreOffice has no theme, and series left to theme colours draw no lines there.
-LINE_COLORS = ("1F77B4", "FF7F0E")
-
-
-def style_series(chart) -> None:
-    """Straight 1.5 pt lines without markers, each in its own explicit colour."""
-    for k, series in enumerate(chart.series):
-        series.marker.symbol = "none"
-        series.smooth = False
-        series.graphicalProperties.line.width = 19050  # 1.5 pt in EMU
-        series.graphicalProperties.line.solidFill = LINE_COLORS[k % len(LINE_COLORS)]
 
 
 def check_workbook(path: Path) -> None:
@@ -115,7 +104,7 @@ def write_workbook(metrics: dict, workbook: Path) -> None:
     The sheet is built alone, then transplanted, so openpyxl never loads and re-saves the user's
     workbook (which would rewrite its other sheets and drop what openpyxl does not understand).
     """
-    from backprop_xlsx.package import transplant_sheets
+    from backprop_xlsx.xlsx.transplant import transplant_sheets
 
     check_workbook(workbook)
     with tempfile.TemporaryDirectory(prefix=".mnist-sheet-", dir=workbook.parent) as folder:

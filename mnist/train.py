@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from backprop_xlsx import cnn_layout as L
+from backprop_xlsx.cnn import layout as L
 from backprop_xlsx.errors import BpxlError
 from mnist import pictures, records, sheet
 from mnist.data import COUNTS, Mnist, load

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from render_pictures import find_page, page_texts, render
 
-from backprop_xlsx.libreoffice import export_pdf
+from backprop_xlsx.xlsx.libreoffice import export_pdf
 
 TITLE = "The trained net classifies one digit"
 

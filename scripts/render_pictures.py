@@ -30,9 +30,9 @@ from xml.sax.saxutils import escape
 
 from openpyxl.utils import get_column_letter
 
-from backprop_xlsx import description, layout, sheetview
-from backprop_xlsx.fileio import atomic_output
-from backprop_xlsx.libreoffice import export_pdf, pdf_to_png
+from backprop_xlsx.mlp import description, layout, sheetview
+from backprop_xlsx.xlsx.fileio import atomic_output
+from backprop_xlsx.xlsx.libreoffice import export_pdf, pdf_to_png
 
 SCREEN_WIDTH = 1310  # pixels of cells on a 1366-pixel screen: less the row numbers, scroll bar
 SCREEN_ROWS = 15  # iterations under the frozen rows on a 768-pixel screen (17 px a row)
@@ -159,12 +159,12 @@ PRESET_LR = {"seed": 2.0, "mazur": 0.5, "xor": 2.0, "softmax": 1.0}
 
 def render_network(network: description.Network, eta: float, name: str, out_dir: Path, dpi: int):
     """One network's LR sheet at `eta`: its first screen and its charts."""
-    from backprop_xlsx.writer import build_workbook
+    from backprop_xlsx.mlp.workbook import build_workbook
 
     with tempfile.TemporaryDirectory() as tmp:
         book = Path(tmp) / "book.xlsx"
         build_workbook(network, [eta], network.steps or 100, book)
-        sheet = layout.SheetLayout(network, classic=network.classic)
+        sheet = layout.SheetLayout(network)
         render_screens(book, sheet, layout.lr_sheet_title(eta), name, out_dir, dpi)
 
 

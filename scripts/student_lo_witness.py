@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import student_oracle as so
 
-from backprop_xlsx.libreoffice import recalculate
+from backprop_xlsx.xlsx.libreoffice import recalculate
 
 warnings.filterwarnings("ignore")
 

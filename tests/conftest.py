@@ -116,6 +116,20 @@ def students_dir() -> Path:
     return path
 
 
+# Fixtures that start an outside program or read the MNIST files: a test that uses one, directly
+# or through another fixture, is `slow`, so `-m "not slow"` runs the pure-Python tests alone.
+OUTSIDE = frozenset(
+    {"soffice", "ssconvert", "pdftoppm", "pdftotext", "ooxml_validate", "mnist_dir", "students_dir"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `slow` every test that needs an outside program, MNIST or the student workbooks."""
+    for item in items:
+        if OUTSIDE.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
     """In CI a skipped test is a failed test: nothing may silently not run there."""

@@ -16,12 +16,13 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from backprop_xlsx import layout, writer
 from backprop_xlsx.cli import DEFAULT_LRS, cli
-from backprop_xlsx.config import default_values
-from backprop_xlsx.libreoffice import recalculate
-from backprop_xlsx.network import PARAMS, train
-from backprop_xlsx.writer import build_workbook
+from backprop_xlsx.mlp import description, layout
+from backprop_xlsx.mlp import workbook as writer
+from backprop_xlsx.mlp.config import default_values
+from backprop_xlsx.mlp.network import PARAMS
+from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.xlsx.libreoffice import recalculate
 
 STEPS = 100
 ETAS = list(DEFAULT_LRS)
@@ -44,6 +45,13 @@ def lr_values(wb: openpyxl.Workbook, eta: float, steps: int) -> np.ndarray:
         values_only=True,
     )
     return np.array(list(rows), dtype=np.float64)
+
+
+def train(start: dict[str, float], etas: list[float], steps: int) -> dict[str, np.ndarray]:
+    """NumPy's value of every column of the seed's LR sheets: key → (steps + 1, len(etas))."""
+    net = description.seed(start)
+    sheet = layout.SheetLayout(net)
+    return sheet.run({e.key: e.value for e in sheet.setup}, np.asarray(etas, np.float64), steps)
 
 
 def max_relative_error(wb: openpyxl.Workbook, start: dict[str, float]) -> float:

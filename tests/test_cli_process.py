@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from backprop_xlsx.config import default_values
-from backprop_xlsx.writer import build_workbook
+from backprop_xlsx.mlp.config import default_values
+from backprop_xlsx.mlp.workbook import build_workbook
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -228,7 +228,7 @@ def test_a_libreoffice_that_dies_is_one_line_and_leaves_nothing(
 def test_an_internal_error_is_one_line(tmp_path: Path, private_tmp: Path) -> None:
     """A bug (here: injected into the writer) still ends in one line, exit 2, nothing left."""
     inject = (
-        "import backprop_xlsx.writer as w\n"
+        "import backprop_xlsx.mlp.workbook as w\n"
         "def broken(*args, **kwargs):\n"
         "    return {}['no such key']\n"
         "w.write_workbook = broken\n"

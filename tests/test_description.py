@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backprop_xlsx import description, network
-from backprop_xlsx.config import default_values
 from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp import description, network
+from backprop_xlsx.mlp.config import default_values
 
 
 def _train(net: description.Network, steps: int | None = None) -> network.History:
@@ -72,8 +72,12 @@ def test_seed_preset_is_the_default_network() -> None:
         if net.lr
         else network.train_network(net.net, net.inputs, net.targets, net.W, net.b, [0.5, 2.0], 20)
     )
-    named = network.train(values, [0.5, 2.0], 20)
-    np.testing.assert_allclose(run.E_total, named["E_total"], rtol=1e-15)
+    v = {k: float(x) for k, x in values.items()}
+    x, t = np.array([[v["i1"], v["i2"]]]), np.array([[v["t1"], v["t2"]]])
+    W = [np.array([[v["w1"], v["w2"]], [v["w3"], v["w4"]]])]
+    W.append(np.array([[v["w5"], v["w6"]], [v["w7"], v["w8"]]]))
+    named = network.train_network(network.SEED, x, t, W, [None, None], [0.5, 2.0], 20)
+    np.testing.assert_allclose(run.E_total, named.E_total, rtol=1e-15)
 
 
 def test_flat_seed_keys_override_the_seed() -> None:

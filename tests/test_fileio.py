@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.fileio import (
+from backprop_xlsx.xlsx.fileio import (
     atomic_output,
     atomic_write_bytes,
     atomic_write_text,

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from backprop_xlsx import layout
-from backprop_xlsx.config import default_values
-from backprop_xlsx.verify import verify_workbook
-from backprop_xlsx.writer import build_workbook
-from backprop_xlsx.xlsxread import Package, cell_number
+from backprop_xlsx.mlp import layout
+from backprop_xlsx.mlp.config import default_values
+from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.verify.workbook import verify_workbook
+from backprop_xlsx.xlsx.read import Package, cell_number
 
 ETAS = (0.5, 2.0)
 STEPS = 40

@@ -13,9 +13,9 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from backprop_xlsx import layout
 from backprop_xlsx.cli import cli
-from backprop_xlsx.description import PRESETS, load_network
+from backprop_xlsx.mlp import layout
+from backprop_xlsx.mlp.description import PRESETS, load_network
 
 STEPS = 6
 

@@ -225,7 +225,7 @@ def test_mazur_fixed_biases(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_values_recalculated_by_libreoffice_are_checked(tmp_path: Path, soffice: str) -> None:
     """With real cached values, a value that the formulas cannot explain is named too."""
-    from backprop_xlsx.libreoffice import recalculate
+    from backprop_xlsx.xlsx.libreoffice import recalculate
 
     ok = recalculate(write_table(tmp_path / "ok.xlsx"), tmp_path / "ok_calc.xlsx")
     grade = grade_workbook(ok)

@@ -24,13 +24,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from backprop_xlsx import layout
 from backprop_xlsx.cli import cli
-from backprop_xlsx.config import default_values
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.formula import MAX_NESTING, Unsupported, compile_formula, tokenize
-from backprop_xlsx.writer import build_workbook
-from backprop_xlsx.xlsxread import Package, check_prolog
+from backprop_xlsx.mlp import layout
+from backprop_xlsx.mlp.config import default_values
+from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.verify.lr_formulas import compile_formula
+from backprop_xlsx.xlsx.formula import MAX_NESTING, Unsupported, tokenize
+from backprop_xlsx.xlsx.parts import check_prolog
+from backprop_xlsx.xlsx.read import Package
 
 ROOT = Path(__file__).resolve().parent.parent
 ETAS = (0.5, 2.0)
@@ -51,7 +53,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def recalculated(built: Path, soffice: str) -> Path:
     """With cached values, so that verify gets as far as the formula and value checks."""
-    from backprop_xlsx.libreoffice import recalculate
+    from backprop_xlsx.xlsx.libreoffice import recalculate
 
     return recalculate(built, built.with_name("recalculated.xlsx"))
 
@@ -479,7 +481,7 @@ def test_json_reports_errors_as_json(tmp_path: Path) -> None:
 
 def test_internal_error_is_one_line(recalculated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug in bpxl itself (simulated) still ends in one line and exit 2, not a traceback."""
-    import backprop_xlsx.verify as verify
+    import backprop_xlsx.verify.workbook as verify
 
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("float division by zero")

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from openpyxl.utils import column_index_from_string, get_column_letter
 
-from backprop_xlsx import description, layout
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.formula import compile_formula, tokenize
+from backprop_xlsx.mlp import description, layout
+from backprop_xlsx.verify.lr_formulas import compile_formula
+from backprop_xlsx.xlsx.formula import tokenize
 
 # The seed's layout as bpxl wrote it before layouts were derived (header A:AE, every formula):
 # the default build must keep it exactly.

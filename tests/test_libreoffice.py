@@ -20,9 +20,9 @@ import openpyxl
 import pytest
 from openpyxl.chart import LineChart, Reference
 
-from backprop_xlsx import libreoffice
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.libreoffice import export_pdf, find_soffice, pdf_to_png, recalculate
+from backprop_xlsx.xlsx import libreoffice
+from backprop_xlsx.xlsx.libreoffice import export_pdf, find_soffice, pdf_to_png, recalculate
 
 WRONG = "42"
 X_VALUES = [0.1, -1.7, 2.123456789012345, 1e-7, 0.6180339887498949]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from backprop_xlsx.config import default_values
-from backprop_xlsx.fileio import STALE_AFTER, sweep_stale_folders
-from backprop_xlsx.writer import build_workbook
+from backprop_xlsx.mlp.config import default_values
+from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.xlsx.fileio import STALE_AFTER, sweep_stale_folders
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,12 +19,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from backprop_xlsx import cnn_layout as L
+from backprop_xlsx.cnn import layout as L
+from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.libreoffice import recalculate
-from backprop_xlsx.verify import Report
-from backprop_xlsx.verify_cnn import check_cnn_sheets
-from backprop_xlsx.xlsxread import Package, cell_number, sheet_parts
+from backprop_xlsx.verify.report import Report
+from backprop_xlsx.xlsx.libreoffice import recalculate
+from backprop_xlsx.xlsx.parts import sheet_parts
+from backprop_xlsx.xlsx.read import Package, cell_number
 from mnist import netsheet
 from mnist.data import MEAN, STD, read_split, read_sums
 from mnist.model import MODELS
@@ -369,7 +370,7 @@ def test_bpxl_verify_checks_the_net_beside_the_backprop_sheets(
     from click.testing import CliRunner
 
     from backprop_xlsx.cli import cli
-    from backprop_xlsx.writer import build_workbook
+    from backprop_xlsx.mlp.workbook import build_workbook
 
     book = tmp_path / "both.xlsx"
     build_workbook({}, [0.5, 2.0], 10, book)

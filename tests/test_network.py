@@ -8,8 +8,8 @@ import itertools
 import numpy as np
 import pytest
 
-from backprop_xlsx import network
-from backprop_xlsx.config import default_values
+from backprop_xlsx.mlp import network
+from backprop_xlsx.mlp.config import default_values
 
 N = 2000  # random networks per test
 
@@ -23,12 +23,36 @@ def random_networks(seed: int, n: int = N) -> dict[str, np.ndarray]:
     return p
 
 
+def seed_arrays(
+    p: dict[str, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[None]]:
+    """The seed's named values as the general API takes them: x and t (..., 1, 2),
+    W1 = [[w1, w2], [w3, w4]] and W2 = [[w5, w6], [w7, w8]] (..., 2, 2), no biases."""
+
+    def m(rows: list[tuple[str, ...]]) -> np.ndarray:
+        return np.stack([np.stack([p[n] for n in row], axis=-1) for row in rows], axis=-2)
+
+    W = [m([("w1", "w2"), ("w3", "w4")]), m([("w5", "w6"), ("w7", "w8")])]
+    return m([("i1", "i2")]), m([("t1", "t2")]), W, [None, None]
+
+
+def by_name(dE_dW: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """∂E/∂w1 … ∂E/∂w8 from the two gradient matrices, row by row as the names number them."""
+    entries = [g[..., r, c] for g in dE_dW for r in range(2) for c in range(2)]
+    return dict(zip(network.WEIGHTS, entries, strict=True))
+
+
+def e_total(p: dict[str, np.ndarray]) -> np.ndarray:
+    return network.backprop(network.SEED, *seed_arrays(p)).E_total
+
+
 @pytest.mark.torch
 def test_gradients_match_torch_autograd() -> None:
     import torch  # a test dependency: never skipped
 
     p = random_networks(1)
-    mine = network.forward_backward(p)
+    run = network.backprop(network.SEED, *seed_arrays(p))
+    mine = by_name(run.dE_dW)
     t = {
         k: torch.tensor(v, dtype=torch.float64, requires_grad=k in network.WEIGHTS)
         for k, v in p.items()
@@ -37,54 +61,49 @@ def test_gradients_match_torch_autograd() -> None:
     h2 = torch.sigmoid(t["w3"] * t["i1"] + t["w4"] * t["i2"])
     o1 = torch.sigmoid(t["w5"] * h1 + t["w6"] * h2)
     o2 = torch.sigmoid(t["w7"] * h1 + t["w8"] * h2)
-    e_total = 0.5 * (t["t1"] - o1) ** 2 + 0.5 * (t["t2"] - o2) ** 2
-    e_total.sum().backward()  # the networks are independent: the sum's gradient is each one's
-    np.testing.assert_allclose(mine["E_total"], e_total.detach().numpy(), rtol=1e-14)
+    e = 0.5 * (t["t1"] - o1) ** 2 + 0.5 * (t["t2"] - o2) ** 2
+    e.sum().backward()  # the networks are independent: the sum's gradient is each one's
+    np.testing.assert_allclose(run.E_total, e.detach().numpy(), rtol=1e-14)
     for w in network.WEIGHTS:
-        np.testing.assert_allclose(
-            mine[f"dE_d{w}"], t[w].grad.numpy(), rtol=1e-12, atol=1e-17, err_msg=w
-        )
+        np.testing.assert_allclose(mine[w], t[w].grad.numpy(), rtol=1e-12, atol=1e-17, err_msg=w)
 
 
 def test_gradients_match_central_finite_differences() -> None:
     p = random_networks(2)
-    grads = network.forward_backward(p)
+    grads = by_name(network.backprop(network.SEED, *seed_arrays(p)).dE_dW)
     h = 1e-6
     for w in network.WEIGHTS:
-        up = network.forward_backward(p | {w: p[w] + h})["E_total"]
-        down = network.forward_backward(p | {w: p[w] - h})["E_total"]
+        up = e_total(p | {w: p[w] + h})
+        down = e_total(p | {w: p[w] - h})
         numeric = (up - down) / (2 * h)
         # central differences: error ~h²·E''' plus rounding ~eps·E/h, both far below 1e-8 here
-        np.testing.assert_allclose(grads[f"dE_d{w}"], numeric, rtol=1e-6, atol=1e-9, err_msg=w)
+        np.testing.assert_allclose(grads[w], numeric, rtol=1e-6, atol=1e-9, err_msg=w)
 
 
 def test_small_steps_decrease_the_error() -> None:
-    p = random_networks(3, 500)
+    x, t, W, b = seed_arrays(random_networks(3, 500))
     eta = 0.05
-    previous = network.forward_backward(p)["E_total"]
+    previous = network.backprop(network.SEED, x, t, W, b).E_total
     for _ in range(30):
-        row = network.forward_backward(p)
-        p = network.gradient_step(row, row, eta)
-        now = network.forward_backward(p)["E_total"]
+        W = network.descend(W, network.backprop(network.SEED, x, t, W, b).dE_dW, eta)
+        now = network.backprop(network.SEED, x, t, W, b).E_total
         assert np.all(now <= previous + 1e-15)
         previous = now
 
 
 def test_train_shapes_and_first_row() -> None:
-    start = default_values()
-    etas = [0.1, 0.5, 2.0]
-    history = network.train(start, etas, 7)
-    assert set(history) == set(network.QUANTITIES)
-    for name, values in history.items():
-        assert values.shape == (8, 3), name
-    for k in network.PARAMS:
-        np.testing.assert_array_equal(history[k][0], start[k])  # row 0: the initial weights
-    # row 1: one gradient step from row 0, with each column's own η
-    for w in network.WEIGHTS:
-        np.testing.assert_allclose(
-            history[w][1], start[w] - np.array(etas) * history[f"dE_d{w}"][0], rtol=1e-15
-        )
-    assert np.all(np.diff(history["E_total"], axis=0) < 0)  # the default network learns
+    start = {k: np.float64(v) for k, v in default_values().items()}
+    x, t, W, b = seed_arrays(start)
+    etas = np.array([0.1, 0.5, 2.0])
+    history = network.train_network(network.SEED, x, t, W, b, etas, 7)
+    for w_l, start_l in zip(history.W, W, strict=True):
+        assert w_l.shape == (8, 3, 2, 2)
+        np.testing.assert_array_equal(w_l[0], np.broadcast_to(start_l, (3, 2, 2)))  # row 0
+        # row 1: one gradient step from row 0, with each learning rate's own η
+    for w_l, g_l in zip(history.W, history.dE_dW, strict=True):
+        np.testing.assert_allclose(w_l[1], w_l[0] - etas[:, None, None] * g_l[0], rtol=1e-15)
+    assert history.E_total.shape == (8, 3)
+    assert np.all(np.diff(history.E_total, axis=0) < 0)  # the default network learns
 
 
 # ---------------------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ def test_the_real_process_says_the_same(tmp_path: Path) -> None:
 
 def test_the_reference_lists_every_key() -> None:
     """docs/network-files.md has a table row for each key a file may hold."""
-    from backprop_xlsx.description import KEYS, SEED_KEYS
+    from backprop_xlsx.mlp.description import KEYS, SEED_KEYS
 
     doc = (ROOT / "docs" / "network-files.md").read_text(encoding="utf-8")
     rows = [line for line in doc.splitlines() if line.startswith("| `")]

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backprop_xlsx import description
-from backprop_xlsx.writer import build_workbook
+from backprop_xlsx.mlp import description
+from backprop_xlsx.mlp.workbook import build_workbook
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from openpyxl.styles import Font
 from openpyxl.worksheet.table import Table
 
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.libreoffice import recalculate
-from backprop_xlsx.package import transplant_sheets
+from backprop_xlsx.xlsx.libreoffice import recalculate
+from backprop_xlsx.xlsx.transplant import transplant_sheets
 
 # Parts a transplant may change; everything else in the destination must stay byte-identical.
 SHARED_PARTS = {

@@ -16,10 +16,10 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from backprop_xlsx import description, layout
 from backprop_xlsx.cli import cli
-from backprop_xlsx.libreoffice import recalculate
-from backprop_xlsx.xlsxread import Package, cell_number
+from backprop_xlsx.mlp import description, layout
+from backprop_xlsx.xlsx.libreoffice import recalculate
+from backprop_xlsx.xlsx.read import Package, cell_number
 
 STEPS = 30  # per preset; its own learning rates
 PRESETS = description.PRESETS
@@ -43,7 +43,7 @@ def books(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def numpy_values(name: str) -> tuple[layout.SheetLayout, list[float], dict[str, np.ndarray]]:
     net = description.preset(name)
-    sheet = layout.SheetLayout(net, classic=net.classic)
+    sheet = layout.SheetLayout(net)
     etas = list(net.lr or (0.1, 0.2, 0.5, 0.8, 1.0, 2.0))
     setup = {e.key: e.value for e in sheet.setup}
     return sheet, etas, sheet.run(setup, np.array(etas), STEPS)

@@ -28,11 +28,14 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from backprop_xlsx import description, layout, network, verify
-from backprop_xlsx.description import Network
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.writer import build_workbook
-from backprop_xlsx.xlsxread import Package
+from backprop_xlsx.mlp import description, layout, network
+from backprop_xlsx.mlp.description import Network
+from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.verify import lr_formulas, lr_values, source
+from backprop_xlsx.verify import report as verify_report
+from backprop_xlsx.verify import workbook as verify
+from backprop_xlsx.xlsx.read import Package
 
 HIDDEN = ("sigmoid", "tanh", "relu", "linear")
 OUTPUT = {  # loss → the output activations a network file allows with it
@@ -248,16 +251,16 @@ def formula_report(path: Path) -> verify.Report:
     """What `bpxl verify` finds in the formulas alone: every LR sheet's structure (one relative
     formula down each column) and each column's formula on changed inputs. Its values need a
     spreadsheet engine; the LibreOffice property below checks them."""
-    report = verify.Report(str(path))
+    report = verify_report.Report(str(path))
     rng = np.random.default_rng(20240611)
     pkg = Package(path)
     try:
         titles = [t for t in pkg.parts if layout.is_bpxl_sheet(t) and t.startswith("LR ")]
         assert titles, f"no LR sheets in {path}"
-        sheet_layout = verify.read_network(verify._network_cells(pkg))
-        for sheet in verify._read_lr_sheets(pkg, titles, sheet_layout):
-            verify.check_structure(sheet, report)
-            verify.check_formulas(sheet, report, rng, pkg.titles)
+        sheet_layout = lr_values.read_network(source.network_cells(pkg))
+        for sheet in source.read_lr_sheets(pkg, titles, sheet_layout):
+            lr_formulas.check_structure(sheet, report)
+            lr_formulas.check_formulas(sheet, report, rng, pkg.titles)
     finally:
         pkg.close()
     return report
@@ -269,6 +272,7 @@ learning_rates = st.lists(
 )  # fmt: skip
 
 
+@pytest.mark.slow  # 25 random nets built and verified: ~10 s
 @settings(max_examples=25)
 @given(case=cases(max_columns=FORMULA_COLUMNS), etas=learning_rates, steps=st.integers(3, 5))
 @example(case=Case((2, 2, 2), ("sigmoid", "sigmoid"), "mse", False, 1), etas=[0.5], steps=3)

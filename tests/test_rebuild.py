@@ -20,10 +20,10 @@ from openpyxl.chart import LineChart, Reference
 from openpyxl.styles import Font, NamedStyle
 from openpyxl.workbook.defined_name import DefinedName
 
-from backprop_xlsx import layout
-from backprop_xlsx.config import default_values
-from backprop_xlsx.package import transplant_sheets
-from backprop_xlsx.writer import SHEETS_PROPERTY, build_workbook, existing_sheets
+from backprop_xlsx.mlp import layout
+from backprop_xlsx.mlp.config import default_values
+from backprop_xlsx.mlp.workbook import SHEETS_PROPERTY, build_workbook, existing_sheets
+from backprop_xlsx.xlsx.transplant import transplant_sheets
 
 ROOT = Path(__file__).resolve().parent.parent
 USER_SHEETS = ["LR 7", "LR 0.5", "lr 1e3", "LR nan", "Notes"]

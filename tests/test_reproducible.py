@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backprop_xlsx import libm, network
-from mnist.bulkcells import number_text
+from backprop_xlsx.mlp import libm, network
+from backprop_xlsx.xlsx.stream import number_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

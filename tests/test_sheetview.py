@@ -12,9 +12,9 @@ import openpyxl
 import pytest
 from openpyxl.utils import column_index_from_string, get_column_letter
 
-from backprop_xlsx import description, layout, sheetview
-from backprop_xlsx.verify import verify_workbook
-from backprop_xlsx.writer import build_workbook
+from backprop_xlsx.mlp import description, layout, sheetview
+from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.verify.workbook import verify_workbook
 
 CIRCLE = Path(__file__).parents[1] / "docs" / "networks" / "circle_2-16-16-1.toml"
 SCREEN = 1366 - 56  # pixels of cells on a 1366-pixel screen: less the row numbers, scroll bar

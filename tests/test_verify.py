@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from backprop_xlsx import layout
 from backprop_xlsx.cli import cli
-from backprop_xlsx.config import default_values
-from backprop_xlsx.formula import Unsupported, compile_formula, tokenize
-from backprop_xlsx.verify import verify_workbook
-from backprop_xlsx.writer import build_workbook
-from backprop_xlsx.xlsxread import Package
+from backprop_xlsx.mlp import layout
+from backprop_xlsx.mlp.config import default_values
+from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.verify.lr_formulas import compile_formula
+from backprop_xlsx.verify.workbook import verify_workbook
+from backprop_xlsx.xlsx.formula import Unsupported, tokenize
+from backprop_xlsx.xlsx.read import Package
 
 ETAS = (0.5, 2.0)
 STEPS = 60
@@ -38,7 +39,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def recalculated(built: Path, soffice: str) -> Path:
     """The same workbook after a real LibreOffice recalculation: formulas and cached values."""
-    from backprop_xlsx.libreoffice import recalculate
+    from backprop_xlsx.xlsx.libreoffice import recalculate
 
     return recalculate(built, built.with_name("recalculated.xlsx"))
 

@@ -16,12 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backprop_xlsx import description, layout
-from backprop_xlsx.formula import compile_formula, tokenize
-from backprop_xlsx.rounding import BOUNDED, close, exact_inputs
-from backprop_xlsx.verify import Report, check_formulas, read_lr_sheet, verify_workbook
-from backprop_xlsx.writer import build_workbook
-from backprop_xlsx.xlsxread import Package
+from backprop_xlsx.mlp import description, layout
+from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.verify.lr_formulas import check_formulas, compile_formula
+from backprop_xlsx.verify.lr_sheet import read_lr_sheet
+from backprop_xlsx.verify.report import Report
+from backprop_xlsx.verify.rounding import BOUNDED, close, exact_inputs
+from backprop_xlsx.verify.workbook import verify_workbook
+from backprop_xlsx.xlsx.formula import tokenize
+from backprop_xlsx.xlsx.read import Package
 
 ETA = 0.01
 TITLE = layout.lr_sheet_title(ETA)

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from backprop_xlsx import description, layout
 from backprop_xlsx.cli import cli
-from backprop_xlsx.verify import verify_workbook
-from backprop_xlsx.writer import build_workbook
-from backprop_xlsx.xlsxread import Package
+from backprop_xlsx.mlp import description, layout
+from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.verify.workbook import verify_workbook
+from backprop_xlsx.xlsx.read import Package
 
 STEPS = 12
 ETA = 0.5

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from backprop_xlsx import description
-from backprop_xlsx.progress import DELAY
-from backprop_xlsx.writer import build_workbook
+from backprop_xlsx.mlp import description
+from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.verify.progress import DELAY
 
 ROOT = Path(__file__).resolve().parents[1]
 BAR = "verify ("  # the bar, as tqdm draws it: "verify (values against NumPy):  90%|███ | 00:03"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from backprop_xlsx.xlsxread import Package
+from backprop_xlsx.xlsx.read import Package
 
 CONTENT_TYPES = (
     '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/'
@@ -85,9 +85,9 @@ def test_a_wide_row_reads_alike_as_text_and_by_lxml(tmp_path: Path) -> None:
     # wider than one compiled piece (PIECE cells), and not a multiple of it
     import numpy as np
 
-    from backprop_xlsx import description, layout
-    from backprop_xlsx.writer import build_workbook
-    from backprop_xlsx.xlsxread import PIECE
+    from backprop_xlsx.mlp import description, layout
+    from backprop_xlsx.mlp.workbook import build_workbook
+    from backprop_xlsx.xlsx.read import PIECE
 
     rng = np.random.default_rng(0)
     net = description.from_mapping(
@@ -133,3 +133,25 @@ def test_a_wide_row_reads_alike_as_text_and_by_lxml(tmp_path: Path) -> None:
     assert [(r.row, list(r.formulas), list(r.values)) for r in text] == [
         (r.row, list(r.formulas), list(r.values)) for r in parsed
     ]
+
+
+def test_merge_computed_takes_only_the_engines_values() -> None:
+    """A formula cell takes the recalculated copy's value; one the copy lacks has none (the
+    original's cached value may be bpxl's own NumPy value, which proves nothing); a typed-in
+    cell keeps the original's value even where the copy rounded it."""
+    from backprop_xlsx.xlsx.read import Cell, merge_computed
+
+    original = {
+        (1, 1): Cell("B1*2", "4", "n"),  # computed by the copy
+        (1, 2): Cell("B1*3", "6", "n"),  # missing from the copy
+        (1, 3): Cell(None, "0.1234567890123456", "n"),  # typed in
+    }
+    computed = {
+        (1, 1): Cell("B1*2", "5", "n"),
+        (1, 3): Cell(None, "0.123456789012346", "n"),
+    }
+    merged = merge_computed(original, computed)
+    assert merged[(1, 1)] == Cell("B1*2", "5", "n")
+    assert merged[(1, 2)] == Cell("B1*3", None, "n")
+    assert merged[(1, 3)] == original[(1, 3)]
+    assert original[(1, 1)].value == "4"  # the original is left as it was

@@ -13,8 +13,8 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 
-from ..formula import Unsupported, tokenize
-from ..xlsxread import Cell
+from ..xlsx.formula import Unsupported, tokenize
+from ..xlsx.read import Cell
 from .tables import WEIGHTS, Table, a1, number, text
 
 _LABEL = re.compile(r"(?:learningrate.*|lr|l\.r\.?|eta|η|ͷ|n|h|theta|θ)")

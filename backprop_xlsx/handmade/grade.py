@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..formula import Ref, Unsupported, compile_tokens, relative_key, tokenize
-from ..xlsxread import Cell, Package
+from ..xlsx.formula import Ref, Unsupported, compile_tokens, relative_key, tokenize
+from ..xlsx.read import Cell, Package
 from . import spec
 from .eta import Eta, find_eta
 from .tables import BIASES, COMPUTED, INPUTS, WEIGHTS, Table, a1, find_tables, number

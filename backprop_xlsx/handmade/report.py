@@ -18,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from ..errors import BpxlError
-from ..xlsxread import Package
+from ..xlsx.read import Package
 from .grade import grade_workbook
 from .tables import QUANTITIES
 
@@ -90,7 +90,8 @@ def _wrong(grade: dict) -> list[str]:
 def is_bpxl_workbook(path: Path) -> bool:
     """Whether a file is a workbook bpxl wrote (its LR or trained-net sheets and Setup), for
     today's verifier; anything else is graded as a hand-made workbook."""
-    from .. import cnn_layout, layout
+    from ..cnn import layout as cnn_layout
+    from ..mlp import layout
 
     pkg = Package(path)
     try:
@@ -106,7 +107,7 @@ def check_file(path: str) -> dict:
     """One file of a class, as a grade dict; never raises (a worker must not die)."""
     try:
         if is_bpxl_workbook(Path(path)):
-            from ..verify import verify_workbook
+            from ..verify.workbook import verify_workbook
 
             report = verify_workbook(path)
             data = report.to_dict()

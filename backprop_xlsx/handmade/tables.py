@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from openpyxl.utils import get_column_letter
 
-from ..xlsxread import Cell, Package
+from ..xlsx.read import Cell, Package
 
 INPUTS = ("t1", "t2", "i1", "i2")
 WEIGHTS = tuple(f"w{k}" for k in range(1, 9))

@@ -1,261 +1,58 @@
 """Read an xlsx package safely: sheet titles to parts, shared strings, cells in one streaming pass.
 
-Every workbook is untrusted. Each XML part is parsed by `safe_parser` (no entities, no DTD, no
-network) after `check_prolog` has refused any DOCTYPE outright, so no lxml version the dependency
-range admits can read a local file or expand entities; each part is read through `_Part`,
-which counts what it inflates (a part may say it is small) and refuses past `MAX_PART_BYTES`,
-and more than `MAX_ROW_BYTES` of XML between two rows; a sheet stops at the end of
-<sheetData>. Row and column numbers, cell text and shared strings are bounded as in Excel.
+Every workbook is untrusted: parts are parsed and bounded by parts.py, rows refused past
+`MAX_ROW_BYTES` of XML between two rows, and a sheet stops at the end of <sheetData>. Row and
+column numbers, cell text and shared strings are bounded as in Excel.
 
-lxml, not openpyxl: one streaming pass gives each cell's formula and cached value, measured at
-1.6 s CPU per 10,001-row sheet against 4.5 s for the two openpyxl loads (formulas, values) it
-replaces. The rows of an LR sheet as LibreOffice saves it (31 plain cells) are read as text by
-one strict regular expression (`_PlainRows`), anything else by lxml: on a 10,001-row
-LibreOffice-saved LR sheet, best of 3 side by side, 0.74 s against 1.07 s for lxml's parse alone
-and 2.68 s for lxml's parse and reading the cells (2 busy cores).
+lxml, not openpyxl: one streaming pass gives each cell's formula and cached value. The rows of an
+LR sheet as LibreOffice saves it (plain cells) are read as text by one strict regular expression
+(`_PlainRows`), anything else by lxml (10,001 rows: 0.74 s against 2.68 s with lxml).
 """
 
 from __future__ import annotations
 
 import codecs
 import functools
-import posixpath
 import re
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import NamedTuple
 
 from lxml import etree
 from openpyxl.utils import get_column_letter
 
-from .errors import BpxlError
-from .formula import MAX_COLUMN, Template, Token, Unsupported, column_number, template, tokenize
-
-NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-NS_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-NS_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
-_C, _F, _V, _IS, _T, _R, _ROW, _SI, _SHEET, _SHEET_DATA = (
-    f"{{{NS_MAIN}}}{t}" for t in ("c", "f", "v", "is", "t", "r", "row", "si", "sheet", "sheetData")
+from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.xlsx.formula import (
+    MAX_COLUMN,
+    Template,
+    Token,
+    Unsupported,
+    column_number,
+    template,
+    tokenize,
+)
+from backprop_xlsx.xlsx.parts import (
+    MAX_CELL_TEXT,
+    MAX_PART_BYTES,
+    MAX_ROW,
+    MAX_ROW_BYTES,
+    NS_MAIN,
+    PARSER_OPTIONS,
+    BoundedPart,
+    DuplicateSheetNames,
+    part_rels,
+    refuse_dtd,
+    safe_parser,
+    sheet_parts,
 )
 
-# Bounds on what a file can inflate. Excel's own limits where it has them.
-MAX_ROW = 1_048_576
-MAX_CELL_TEXT = 32_767  # characters in a cell (its value, text or formula)
-MAX_PART_BYTES = 1_000_000_000  # inflated size of one part; a 100,000-step LR sheet is ~330 MB
-MAX_ROW_BYTES = 16 << 20  # XML of one row (or between two rows); a bpxl row is ~3 KB
-_PROLOG_PEEK = 1 << 16  # bytes searched for the root element
+_C, _F, _V, _IS, _T, _R, _ROW, _SI, _SHEET_DATA = (
+    f"{{{NS_MAIN}}}{t}" for t in ("c", "f", "v", "is", "t", "r", "row", "si", "sheetData")
+)
 _ROW_NUMBER = re.compile(r"[1-9][0-9]{0,11}")  # up to 12 digits, to say which row
 _CELL_REF = re.compile(r"([A-Za-z]{1,3})[1-9][0-9]{0,6}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Safe XML: one parser configuration, one prolog check, bounded parts (shared with package.py)
-
-
-def safe_parser() -> etree.XMLParser:
-    """An lxml parser that expands no entity, loads no DTD and touches no network.
-
-    Explicit on every option, because the defaults changed between lxml 4.9 and 6 (4.9 and
-    6.0.2 resolve external entities in `iterparse` by default). libxml2's own limits stay on
-    (no huge_tree): a text node over 10 MB is a syntax error, not gigabytes.
-    """
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-
-
-_PARSER_OPTIONS = {"resolve_entities": False, "no_network": True, "load_dtd": False}
-_MISC = re.compile(r"(?:\s+|<\?.*?\?>|<!--.*?-->)*", re.S)  # what may come before the root
-_ENCODING = re.compile(r"""\A<\?xml[^>]*?\bencoding\s*=\s*["']([^"']*)["']""")
-_ENCODINGS = {"utf-8", "utf8", "utf-16", "utf16", "us-ascii", "ascii"}
-
-
-def check_prolog(head: bytes, where: str) -> None:
-    """Refuse a part whose root element is preceded by a DOCTYPE, or by anything but the XML
-    declaration, comments and processing instructions, or that is not UTF-8 or UTF-16.
-
-    `head` is the start of the part (at least `_PROLOG_PEEK` bytes, or all of it). Done before
-    the parser sees the part, so a DTD is never parsed at all.
-    """
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = head[2 : len(head) & ~1].decode("utf-16-le" if head[0] == 0xFF else "utf-16-be")
-    else:
-        text = head.removeprefix(b"\xef\xbb\xbf").decode("latin-1")
-    declared = _ENCODING.match(text)
-    if declared and declared[1].lower() not in _ENCODINGS:
-        raise BpxlError(f"{where}: XML in encoding {declared[1]!r} (a workbook's is UTF-8 or -16)")
-    end = _MISC.match(text).end()
-    if text.startswith("<!", end):
-        raise BpxlError(f"{where}: has a DOCTYPE (DTDs and entities are refused in a workbook)")
-    if end == len(text):
-        if len(head) >= _PROLOG_PEEK:
-            raise BpxlError(f"{where}: no root element in its first {_PROLOG_PEEK:,} bytes")
-        return  # empty or truncated: the parser says so
-    if not re.match(r"<[^\W\d]", text[end:]):
-        raise BpxlError(f"{where}: not XML (unexpected text before the root element)")
-
-
-def _refuse_dtd(root: etree._Element, where: str) -> None:
-    """The parser's own view, after the prolog check: a document must have no DOCTYPE."""
-    if root.getroottree().docinfo.doctype:
-        raise BpxlError(f"{where}: has a DOCTYPE (DTDs and entities are refused in a workbook)")
-
-
-class _Part:
-    """A zip member as a file for lxml: counts the bytes it inflates and refuses past `limit`,
-    or past `window` bytes since the reader last called `mark()` (between two rows)."""
-
-    def __init__(
-        self, zf: zipfile.ZipFile, name: str, where: str, limit: int, window: int | None = None
-    ) -> None:
-        info = zf.getinfo(name)
-        self.where = where
-        self.limit = limit
-        self.window = limit if window is None else window
-        if info.file_size > limit:
-            raise _too_big(where, info.file_size, limit)
-        self.fh: IO[bytes] = zf.open(info)
-        self.count = 0
-        self.since = 0
-        head = self.fh.read(_PROLOG_PEEK)
-        self._count(len(head))
-        check_prolog(head, where)
-        self.head = head
-
-    def _count(self, n: int) -> None:
-        self.count += n
-        if self.count > self.limit:
-            raise _too_big(self.where, self.count, self.limit, "at least ")
-        if self.count - self.since > self.window:
-            raise BpxlError(f"{self.where}: more than {self.window:,} bytes of XML in one row")
-
-    def mark(self) -> None:
-        self.since = self.count
-
-    def read(self, n: int = -1) -> bytes:
-        if self.head:
-            data, self.head = self.head, b""
-            return data
-        data = self.fh.read(n if n is not None and n > 0 else 1 << 16)
-        self._count(len(data))
-        return data
-
-    def close(self) -> None:
-        self.fh.close()
-
-
-def _too_big(where: str, size: int, limit: int, qualifier: str = "") -> BpxlError:
-    return BpxlError(
-        f"{where}: {qualifier}{size:,} bytes uncompressed, more than the {limit:,} a part may hold"
-    )
-
-
-def read_part(zf: zipfile.ZipFile, name: str, where: str, limit: int = MAX_PART_BYTES) -> bytes:
-    """The bytes of a part, read with a counting limit (the zip header's size is not trusted)."""
-    part = _Part(zf, name, where, limit)
-    try:
-        chunks = [part.read()]
-        while chunks[-1]:
-            chunks.append(part.read(1 << 20))
-        return b"".join(chunks)
-    finally:
-        part.close()
-
-
-def parse_xml(data: bytes, where: str) -> etree._Element:
-    """A whole part parsed safely: the prolog checked, then `safe_parser`, then no DOCTYPE."""
-    check_prolog(data[:_PROLOG_PEEK], where)
-    root = etree.fromstring(data, safe_parser())
-    _refuse_dtd(root, where)
-    return root
-
-
-# ---------------------------------------------------------------------------------------------
-# Parts and relationships (shared with writer.py and package.py)
-
-
-def rels_name(part: str) -> str:
-    """The part holding `part`'s relationships; "" (the package itself) gives _rels/.rels."""
-    folder, base = posixpath.split(part)
-    return posixpath.join(folder, "_rels", f"{base}.rels")
-
-
-def resolve_target(source_part: str, target: str) -> str:
-    """The part a relationship target names: absolute, or relative to the source's folder."""
-    if target.startswith("/"):
-        return posixpath.normpath(target.lstrip("/"))
-    return posixpath.normpath(posixpath.join(posixpath.dirname(source_part), target))
-
-
-_SMALL_PART = 64 << 20  # workbook.xml and relationships are parsed whole: kilobytes in practice
-
-
-def _xml(zf: zipfile.ZipFile, name: str) -> etree._Element:
-    where = f"part {name}"
-    return parse_xml(read_part(zf, name, where, _SMALL_PART), where)
-
-
-def part_rels(zf: zipfile.ZipFile, part: str) -> dict[str, tuple[str, str]]:
-    """Relationship id → (type, part name) of `part`; {} when it has no relationships."""
-    name = rels_name(part)
-    if name not in zf.NameToInfo:
-        return {}
-    return {
-        rel.get("Id"): (rel.get("Type", ""), resolve_target(part, rel.get("Target", "")))
-        for rel in _xml(zf, name).iter(f"{{{NS_PKG_REL}}}Relationship")
-    }
-
-
-class DuplicateSheetNames(BpxlError):
-    """Two sheets of one workbook share a name; `reason` says which, without the file's name."""
-
-    def __init__(self, reason: str, where: str = "") -> None:
-        super().__init__(f"{where}: {reason}" if where else reason)
-        self.reason = reason
-
-
-def check_sheet_names(names: Iterable[str]) -> None:
-    """BpxlError if two sheets share a name, ignoring case as Excel does.
-
-    Excel refuses such a file as damaged, and every reader by name sees only one of the two:
-    a rebuild that replaces one would drop both, and a check would check one.
-    """
-    seen: dict[str, str] = {}
-    for name in names:
-        other = seen.get(name.casefold())
-        seen[name.casefold()] = name
-        if other is not None:
-            same = f"sheets {other!r} and {name!r}"
-            if other == name:
-                same = f"two sheets named {name!r}"
-            raise DuplicateSheetNames(
-                f"{same}: sheet names must differ (ignoring case, as in Excel), so the workbook "
-                "is damaged; rename one of them in a spreadsheet program"
-            )
-
-
-def sheet_parts(zf: zipfile.ZipFile) -> tuple[str, dict[str, str]]:
-    """The workbook part, and sheet title → part of each worksheet, in workbook order.
-
-    Read from the package's relationships, xl/workbook.xml and its relationships: part names
-    are not fixed (LibreOffice and Excel name them differently). KeyError if there is no
-    workbook part.
-    """
-    workbook = next(
-        (name for kind, name in part_rels(zf, "").values() if kind.endswith("/officeDocument")),
-        "xl/workbook.xml",
-    )
-    if workbook not in zf.NameToInfo:
-        raise KeyError("no workbook part")
-    rels = part_rels(zf, workbook)
-    parts = {}
-    sheets = list(_xml(zf, workbook).iter(_SHEET))
-    check_sheet_names(sheet.get("name") or "" for sheet in sheets)
-    for sheet in sheets:
-        rid = sheet.get(f"{{{NS_R}}}id")
-        if rid in rels and rels[rid][0].endswith("/worksheet") and rels[rid][1] in zf.NameToInfo:
-            parts[sheet.get("name") or ""] = rels[rid][1]
-    return workbook, parts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,6 +63,23 @@ class Cell(NamedTuple):
     formula: str | None
     value: str | None  # text of the cached value (shared strings resolved); None if none
     type: str  # the cell's t attribute: "n", "s", "str", "b", "e", "inlineStr"
+
+
+def merge_computed(
+    original: dict[tuple[int, int], Cell], computed: dict[tuple[int, int], Cell]
+) -> dict[tuple[int, int], Cell]:
+    """The cells of `original` with each formula cell's value taken from `computed` (a copy an
+    engine recalculated); typed-in cells keep the original's. A formula cell the copy lacks has
+    no value: the original's cached one may be bpxl's own, not the engine's."""
+    merged = dict(original)
+    for key, cell in original.items():
+        if cell.formula is not None:
+            fresh = computed.get(key)
+            merged[key] = cell._replace(
+                value=None if fresh is None else fresh.value,
+                type="n" if fresh is None else fresh.type,
+            )
+    return merged
 
 
 class GridRow(NamedTuple):
@@ -338,18 +152,18 @@ class Package:
 
     def _stream(
         self, name: str, where: str, tags: tuple[str, ...]
-    ) -> Iterator[tuple[str, etree._Element, _Part]]:
+    ) -> Iterator[tuple[str, etree._Element, BoundedPart]]:
         """(tag, element, part) at the end of each element named in `tags`, the elements before
         it removed; stops at the end of <sheetData> (nothing after it is read)."""
-        part = _Part(self.zip, name, where, MAX_PART_BYTES, MAX_ROW_BYTES)
+        part = BoundedPart(self.zip, name, where, MAX_PART_BYTES, MAX_ROW_BYTES)
         try:
             events = etree.iterparse(
-                part, events=("end",), tag=(*tags, _SHEET_DATA), **_PARSER_OPTIONS
+                part, events=("end",), tag=(*tags, _SHEET_DATA), **PARSER_OPTIONS
             )
             first = True
             for _, el in events:
                 if first:  # the prolog was checked; check the parser's view once too
-                    _refuse_dtd(el, where)
+                    refuse_dtd(el, where)
                     first = False
                 if el.tag == _SHEET_DATA:
                     break
@@ -596,14 +410,14 @@ class _PlainRows:
         self.pattern = _plain_row(width)
 
     def __iter__(self) -> Iterator[GridRow]:
-        part = _Part(self.pkg.zip, self.pkg.parts[self.title], self.where, MAX_PART_BYTES,
+        part = BoundedPart(self.pkg.zip, self.pkg.parts[self.title], self.where, MAX_PART_BYTES,
                      MAX_ROW_BYTES)  # fmt: skip
         try:
             yield from self._rows(part)
         finally:
             part.close()
 
-    def _rows(self, part: _Part) -> Iterator[GridRow]:
+    def _rows(self, part: BoundedPart) -> Iterator[GridRow]:
         raw = b""
         while (start := raw.find(b"<sheetData>")) < 0:
             if b"<sheetData/>" in raw:
@@ -679,7 +493,7 @@ class _PlainRows:
             root = etree.fromstring(prefix + b"</worksheet>", safe_parser())
         except etree.XMLSyntaxError:
             raise _NotPlain from None
-        _refuse_dtd(root, self.where)
+        refuse_dtd(root, self.where)
         encoding = (root.getroottree().docinfo.encoding or "UTF-8").upper()
         if root.tag != f"{{{NS_MAIN}}}worksheet" or encoding not in ("UTF-8", "UTF8"):
             raise _NotPlain

@@ -24,8 +24,6 @@ from typing import Any, NamedTuple
 import numpy as np
 from openpyxl.utils import column_index_from_string, get_column_letter
 
-from . import layout
-
 MAX_COLUMN = 16384  # XFD
 MAX_FORMULA = 8192  # characters, as Excel
 MAX_NESTING = 64  # levels of parentheses, functions and signs, as Excel's nesting limit
@@ -44,8 +42,11 @@ def cell_key(a1: str) -> tuple[int, int]:
     return int(m[2]), column_number(m[1])
 
 
-_ETA = cell_key(layout.ETA_CELL)
-_SETUP_VALUE_COL = column_number(layout.SETUP_VALUE_COLUMN)
+def sheet_ref(title: str) -> str:
+    """A sheet's name as formulas write it: bare if it can be (Setup), quoted if not ('LR 2')."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z_.]*", title):
+        return title
+    return "'" + title.replace("'", "''") + "'"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +302,7 @@ NUMPY = Algebra(
 )
 
 
-class _Compiler:
+class Compiler:
     """Excel-precedence recursive descent to a tree of NumPy operations.
 
     Excel binds unary minus tighter than ^ (-2^2 = 4) and evaluates ^ left to right, unlike
@@ -435,75 +436,12 @@ class _Compiler:
         return lambda env: fn(*(arg(env) for arg in args))
 
 
-@functools.lru_cache(maxsize=8)
-def _setup_key_at_row(sheet: layout.SheetLayout) -> dict[int, str]:
-    """Setup row → key, once per layout: a wide net's every formula is compiled against it."""
-    return {r: key for key, r in sheet.setup_row.items()}
-
-
-def compile_formula(
-    tokens: list[Token],
-    row: int,
-    col: int,
-    first: bool,
-    sheet: layout.SheetLayout = layout.SEED_LAYOUT,
-    algebra: Algebra = NUMPY,
-) -> tuple[Expr, set[str]]:
-    """A formula in (row, col) of an LR sheet as NumPy operations, and the same-row keys it reads.
-
-    References map to the Env through the network's layout `sheet`: this row → cur[key], the
-    row above → prev[key], Setup's value cells → setup[key], the sheet's η cell → eta. Anything
-    else (other cells, ranges, other functions, a bound passed) raises Unsupported. The
-    operations are `algebra`'s: plain NumPy, or NumPy with rounding-error bounds.
-    """
-    same_row: set[str] = set()
-    setup_key_at_row = _setup_key_at_row(sheet)
-
-    lift = algebra.lift
-
-    def lookup(scope: str, key: str) -> Expr:
-        if lift is not None:
-            return lambda env: lift(env[scope][key])
-        return lambda env: env[scope][key]
-
-    def resolve(ref: Ref) -> Expr:
-        r = ref.row if ref.row_abs else row + ref.row
-        c = ref.col if ref.col_abs else col + ref.col
-        if not (1 <= c <= MAX_COLUMN and r >= 1):
-            raise Unsupported("a reference off the sheet (#REF!)")
-        where = f"{ref.prefix}{get_column_letter(c)}{r}"
-        if ref.sheet == layout.SETUP_SHEET:
-            name = setup_key_at_row.get(r)
-            if c != _SETUP_VALUE_COL or name is None:
-                raise Unsupported(f"{where} is not a Setup value cell")
-            if not (ref.row_abs or first):
-                raise Unsupported(f"{where} moves down the column (write ${r})")
-            return lookup("setup", name)
-        if ref.sheet is not None:
-            raise Unsupported(f"{where} is on another sheet")
-        if (r, c) == _ETA:
-            if not (ref.row_abs or first):
-                raise Unsupported(f"{where} moves down the column (write the η cell absolute)")
-            return (lambda env: lift(env["eta"])) if lift is not None else lambda env: env["eta"]
-        if c > len(sheet.columns) or (ref.row_abs and not first):
-            raise Unsupported(f"{where} is not a cell of this or the previous iteration")
-        key = sheet.columns[c - 1].key
-        if r == row:
-            same_row.add(key)
-            return lookup("cur", key)
-        if r == row - 1 and not first:
-            return lookup("prev", key)
-        raise Unsupported(f"{where} is not a cell of this or the previous iteration")
-
-    return _Compiler(tokens, resolve, algebra).compile(), same_row
-
-
 # What people write by hand besides: POWER(x, 2) for x^2, SQRT, ABS.
 _HAND_FUNCTIONS = {**_FUNCTIONS, "POWER": (np.power, 2, 2), "SQRT": (np.sqrt, 1, 1),
                    "ABS": (np.abs, 1, 1)}  # fmt: skip
 
 
-class _HandCompiler(_Compiler):
+class _HandCompiler(Compiler):
     functions = _HAND_FUNCTIONS
 
 

@@ -21,7 +21,8 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from openpyxl.utils import get_column_letter
+from backprop_xlsx.xlsx.formula import sheet_ref
+from backprop_xlsx.xlsx.stream import LETTERS
 
 DIGITS_SHEET = "MNIST digits"
 WEIGHTS_SHEET = "MNIST weights"
@@ -43,19 +44,9 @@ MAX_CELLS = 100_000  # feature-map cells of one net sheet
 MAX_MULTIPLY_ADDS = 5_000_000  # bounds the formula text, ~25 MB
 
 
-def ref(title: str) -> str:
-    """A sheet name as formulas write it: bare if it can be, quoted if not."""
-    if re.fullmatch(r"[A-Za-z_][A-Za-z_.]*", title):
-        return title
-    return "'" + title.replace("'", "''") + "'"
-
-
-_LETTERS = ["", *(get_column_letter(c) for c in range(1, 16385))]  # a list: ~20 M lookups
-
-
 def a1(row: int, col: int, absolute: bool = False) -> str:
     """The A1 name of (row, col), e.g. a1(3, 6) = "F3", a1(3, 6, True) = "$F$3"."""
-    letters = _LETTERS[col]
+    letters = LETTERS[col]
     return f"${letters}${row}" if absolute else f"{letters}{row}"
 
 
@@ -465,7 +456,7 @@ class NetLayout:
         pick = a1(*PICK, absolute=True)
         mean, std = a1(*MEAN_CELL, absolute=True), a1(*STD_CELL, absolute=True)
         p = IMAGE_SIZE * i + j + 1
-        return f"=(INDEX({ref(DIGITS_SHEET)}!{pixels},{pick},{p})/255-{mean})/{std}"
+        return f"=(INDEX({sheet_ref(DIGITS_SHEET)}!{pixels},{pick},{p})/255-{mean})/{std}"
 
     def stage_formula(self, s: int, c: int, i: int, j: int) -> str:
         """The formula of cell (i, j) of channel c's map in stage s (1-based)."""
@@ -479,14 +470,14 @@ class NetLayout:
             expr = f"MAX({window})"
             if stage.signed_by is not None:
                 scale_row = self.convs[stage.signed_by].row(c)
-                scale = f"{ref(WEIGHTS_SHEET)}!{a1(scale_row, SCALE, absolute=True)}"
+                scale = f"{sheet_ref(WEIGHTS_SHEET)}!{a1(scale_row, SCALE, absolute=True)}"
                 expr = f"IF({scale}>0,MAX({window}),MIN({window}))"
         return f"=MAX(0,{expr})" if stage.relu else f"={expr}"
 
     def _conv_sum(self, conv: Conv, o: int, below: list[Block], i: int, j: int) -> str:
         """Σ over input channels of the k×k window times the kernel (+ bias)."""
         kernels, bias = self._kernels(conv.name, o)
-        k, letters = conv.k, _LETTERS
+        k, letters = conv.k, LETTERS
         terms = []
         for b, kernel in zip(below, kernels, strict=True):
             r, c = b.top + i, b.left + j
@@ -500,7 +491,7 @@ class NetLayout:
     @functools.cache  # noqa: B019 - a layout lives as long as its sheets are written or checked
     def _kernels(self, name: str, o: int) -> tuple[list[str], str]:
         """The absolute references to output channel o's kernels and bias on the weights sheet."""
-        section, weights = self.convs[name], ref(WEIGHTS_SHEET)
+        section, weights = self.convs[name], sheet_ref(WEIGHTS_SHEET)
         k = section.conv.k
         kernels = [
             f"{weights}!{span(*section.kernel(o, c), k, k, absolute=True)}"
@@ -519,7 +510,7 @@ class NetLayout:
         features = span(GAP_FIRST_ROW, 2, n, 1, absolute=True)
         column = span(*self.fc.weight(k, 0), n, 1, absolute=True)
         bias = a1(*self.fc.bias(k), absolute=True)
-        weights = ref(WEIGHTS_SHEET)
+        weights = sheet_ref(WEIGHTS_SHEET)
         return f"=SUMPRODUCT({features},{weights}!{column})+{weights}!{bias}"
 
     @staticmethod
@@ -540,4 +531,4 @@ class NetLayout:
 
     def true_label_formula(self) -> str:
         labels = digits_range(self.n_images, LABEL_COL, 1)
-        return f"=INDEX({ref(DIGITS_SHEET)}!{labels},{a1(*PICK, absolute=True)})"
+        return f"=INDEX({sheet_ref(DIGITS_SHEET)}!{labels},{a1(*PICK, absolute=True)})"

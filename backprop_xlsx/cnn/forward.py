@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .cnn_layout import Arch, Conv
+from backprop_xlsx.cnn.layout import Arch, Conv
 
 
 @dataclass

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import description
-from .description import MAX_STEPS
-from .errors import BpxlError
-from .layout import SheetLayout, lr_sheet_title
+from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp import description
+from backprop_xlsx.mlp.description import MAX_STEPS
+from backprop_xlsx.mlp.layout import SheetLayout, lr_sheet_title
 
 
 def default_values() -> dict[str, float]:

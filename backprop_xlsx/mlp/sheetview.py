@@ -29,7 +29,8 @@ from openpyxl.utils import column_index_from_string, get_column_letter
 from openpyxl.utils.units import cm_to_EMU, pixels_to_EMU
 from openpyxl.worksheet.worksheet import Worksheet
 
-from . import layout
+from backprop_xlsx.mlp import layout
+from backprop_xlsx.xlsx.look import style_series
 
 FROZEN_WIDTH = 100  # character widths (~7 px each): at most about half a 1366-pixel screen
 NOTE_WIDTH = 30  # the frozen columns are wide enough to hold the note under η from here
@@ -139,21 +140,6 @@ def tick_unit(steps: int) -> int:
     raw = max(steps, 1) / TICKS
     power = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
     return next(f * power for f in (1, 2, 5, 10) if f * power >= raw)
-
-
-# Explicit line colours (matplotlib's tab10): a chart that leaves them to the workbook's theme
-# draws invisible lines once its sheet is moved into a workbook without one (as LibreOffice saves).
-LINE_COLORS = ("1F77B4", "FF7F0E", "2CA02C", "D62728", "9467BD",
-               "8C564B", "E377C2", "7F7F7F", "BCBD22", "17BECF")  # fmt: skip
-
-
-def style_series(chart: ScatterChart) -> None:
-    """Straight 1.5 pt lines without markers, each in its own explicit colour."""
-    for k, series in enumerate(chart.series):
-        series.marker.symbol = "none"
-        series.smooth = False
-        series.graphicalProperties.line.width = 19050  # 1.5 pt
-        series.graphicalProperties.line.solidFill = LINE_COLORS[k % len(LINE_COLORS)]
 
 
 def title(text: str, size: float = 11, bold: bool = True) -> Title:

@@ -13,20 +13,20 @@ softmax with cross-entropy −Σ t·ln a and for sigmoid with binary cross-entro
 cancellations, which the workbook writes the same way.
 
 Every array may carry leading dimensions before those shapes, so one call runs many learning
-rates (or many random networks) at once. The seed's 2-2-2 network keeps its one-name-per-scalar
-interface (`forward_backward`, `train`): the README's derivation, h1 = w1·i1 + w2·i2 … ∂E/∂w1 =
-(δo1·w5 + δo2·w7)·a_h1·(1 − a_h1)·i1, is `backprop` on W1 = [[w1, w2], [w3, w4]] and
-W2 = [[w5, w6], [w7, w8]], and the tests hold it to torch.autograd and finite differences.
+rates (or many random networks) at once. The seed is the 2-2-2 sigmoid network `SEED`: its
+derivation, h1 = w1·i1 + w2·i2 … ∂E/∂w1 = (δo1·w5 + δo2·w7)·a_h1·(1 − a_h1)·i1, is `backprop`
+on W1 = [[w1, w2], [w3, w4]] and W2 = [[w5, w6], [w7, w8]]; its names (PARAMS, QUANTITIES) are
+the columns of its classic layout. The tests hold it to torch.autograd and finite differences.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import libm
+from backprop_xlsx.mlp import libm
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "linear", "softmax")
 LOSSES = ("mse", "cross_entropy", "binary_cross_entropy")
@@ -282,79 +282,3 @@ QUANTITIES = (
     "E1", "E2", "E_total",
     *GRADIENTS,
 )  # fmt: skip
-
-
-def _matrix(p: Mapping[str, np.ndarray | float], names: Sequence[Sequence[str]]) -> np.ndarray:
-    """Named scalars (or arrays) stacked into (..., rows, cols)."""
-    rows = [np.stack(np.broadcast_arrays(*(p[n] for n in row)), axis=-1) for row in names]
-    return np.stack(np.broadcast_arrays(*rows), axis=-2).astype(np.float64)
-
-
-def _neurons(m: np.ndarray) -> list[np.ndarray]:
-    """The one sample's values of a (..., 1, n) array, neuron by neuron."""
-    return [m[..., 0, k] for k in range(m.shape[-1])]
-
-
-def _entries(m: np.ndarray) -> list[np.ndarray]:
-    """A (..., rows, cols) array's entries row by row: the order w1, w2, w3, … numbers them."""
-    return [m[..., r, c] for r in range(m.shape[-2]) for c in range(m.shape[-1])]
-
-
-def _seed_arrays(
-    p: Mapping[str, np.ndarray | float],
-) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], list[None]]:
-    """The seed's named values as x, t, W and b: W1 = [[w1, w2], [w3, w4]], W2 likewise."""
-    i = _matrix(p, [("i1", "i2")])  # one sample: (..., 1, 2)
-    t = _matrix(p, [("t1", "t2")])
-    W1 = _matrix(p, [("w1", "w2"), ("w3", "w4")])
-    W2 = _matrix(p, [("w5", "w6"), ("w7", "w8")])
-    return i, t, [W1, W2], [None, None]
-
-
-def _seed_names(
-    p: Mapping[str, np.ndarray | float], run: Pass | History, shape: tuple[int, ...]
-) -> dict[str, np.ndarray]:
-    """A pass (or a run) of the seed network by the names of its workbook's columns."""
-    values = dict(p)
-    if isinstance(run, History):
-        values |= zip(WEIGHTS, _entries(run.W[0]) + _entries(run.W[1]), strict=True)
-    values |= zip(("h1", "h2"), _neurons(run.z[0]), strict=True)
-    values |= zip(("a_h1", "a_h2"), _neurons(run.a[1]), strict=True)
-    values |= zip(("o1", "o2"), _neurons(run.z[1]), strict=True)
-    values |= zip(("a_o1", "a_o2"), _neurons(run.a[2]), strict=True)
-    values |= zip(("E1", "E2"), _neurons(run.E), strict=True)
-    values["E_total"] = run.E_total
-    values |= zip(GRADIENTS, _entries(run.dE_dW[0]) + _entries(run.dE_dW[1]), strict=True)
-    return {
-        name: np.broadcast_to(np.asarray(values[name], dtype=np.float64), shape).copy()
-        for name in QUANTITIES
-    }
-
-
-def forward_backward(p: Mapping[str, np.ndarray | float]) -> dict[str, np.ndarray]:
-    """One iteration of the seed network: every quantity of its workbook row, by name."""
-    shape = np.broadcast_shapes(*(np.shape(p[k]) for k in PARAMS))
-    return _seed_names(p, backprop(SEED, *_seed_arrays(p)), shape)
-
-
-def gradient_step(
-    p: Mapping[str, np.ndarray | float], grads: Mapping[str, np.ndarray], eta: np.ndarray | float
-) -> dict[str, np.ndarray]:
-    """w ← w − η·∂E_total/∂w for all eight weights at once, from the same iteration."""
-    new = {k: np.asarray(p[k], dtype=np.float64) for k in INPUTS}
-    for w in WEIGHTS:
-        new[w] = p[w] - eta * grads[f"dE_d{w}"]
-    return new
-
-
-def train(
-    start: Mapping[str, float], etas: Sequence[float] | np.ndarray, steps: int
-) -> dict[str, np.ndarray]:
-    """All iterations for every learning rate: each array has shape (steps + 1, len(etas)).
-
-    Row 0 holds the initial weights; row k the weights after k gradient-descent updates.
-    """
-    eta = np.asarray(etas, dtype=np.float64)
-    p = {k: float(start[k]) for k in PARAMS}
-    run = train_network(SEED, *_seed_arrays(p), eta, steps)
-    return _seed_names(p, run, (steps + 1, eta.size))

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from openpyxl.utils import get_column_letter
 
-from .description import Network
-from .errors import BpxlError
-from .network import PARAMS, QUANTITIES, SEED, History, train_network
+from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp.description import Network
+from backprop_xlsx.mlp.network import PARAMS, QUANTITIES, SEED, History, train_network
+from backprop_xlsx.xlsx.formula import sheet_ref
 
 SETUP_SHEET = "Setup"
 # docProps/app.xml's Application in a workbook bpxl wrote: its cached values are NumPy's, so
@@ -33,12 +34,11 @@ SETUP_FIRST_ROW = 4
 SETUP_ROW = {name: SETUP_FIRST_ROW + k for k, name in enumerate(PARAMS)}  # the seed's
 SETUP_VALUE_COLUMN = "B"
 SETUP_HEADER_ROW = SETUP_FIRST_ROW - 1  # name | value | meaning
-# The equations and chain-rule derivations, as text in column A, below the values.
-SETUP_EQUATIONS_ROW = SETUP_FIRST_ROW + len(PARAMS) + 2  # the seed's; setup_equations_row
 
 
 def setup_equations_row(entries: int) -> int:
-    """First row of the equations, two rows below the last of `entries` starting values."""
+    """First row of the equations and chain-rule derivations (text in column A), two rows below
+    the last of `entries` starting values."""
     return SETUP_FIRST_ROW + entries + 2
 
 
@@ -100,13 +100,6 @@ def is_bpxl_sheet(title: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def sheet_ref(title: str) -> str:
-    """A sheet's name as formulas write it: bare if it can be (Setup), quoted if not ('LR 2')."""
-    if re.fullmatch(r"[A-Za-z_][A-Za-z_.]*", title):
-        return title
-    return "'" + title.replace("'", "''") + "'"
 
 
 def setup_ref(name: str) -> str:
@@ -223,10 +216,11 @@ class SheetLayout:
     """
 
     def __init__(
-        self, network: Network, *, classic: bool = False, iteration_column: bool = True
+        self, network: Network, *, classic: bool | None = None, iteration_column: bool = True
     ) -> None:
         self.network = network
-        self.classic = classic  # the seed's own layout: no δ columns, δ inlined in the gradients
+        # the seed's own layout (no δ columns, δ inlined in the gradients): the network says
+        self.classic = network.classic if classic is None else classic
         # Column A numbers the iterations; workbooks of bpxl before 0.3 start with the data.
         self.iteration_column = iteration_column
         net = network.net

@@ -23,37 +23,20 @@ import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from . import cnn_layout as L
-from .cnn import ConvParams, Forward, Weights, forward
-from .fileio import temp_folder
-from .formula import relative_key, tokenize
-from .verify import Finding, Report
-from .xlsxread import Cell, Package, cell_number
+from backprop_xlsx.cnn import layout as L
+from backprop_xlsx.cnn.forward import ConvParams, Forward, Weights, forward
+from backprop_xlsx.verify.report import CnnStats, Finding, Report
+from backprop_xlsx.xlsx.formula import relative_key, tokenize
+from backprop_xlsx.xlsx.libreoffice import find_soffice, open_recalculated
+from backprop_xlsx.xlsx.read import Cell, Package, cell_number, merge_computed
 
 # |found − expected| ≤ RTOL·|expected| + ATOL. A feature-map cell sums up to 9·20 products of
 # size ~1; LibreOffice 7.4 against NumPy differs by ≤ 4e-15 there (tests/test_netsheet.py).
 RTOL = 1e-9
 ATOL = 1e-12
-
-
-@dataclass
-class CnnStats:
-    """What was compared on the CNN sheets (for the report's table; see the lead's notes)."""
-
-    values: int = 0  # computed cells compared with NumPy
-    formulas: int = 0  # computed cells whose formula was checked
-    max_abs: float = 0.0
-    max_rel: float = 0.0  # over |expected| ≥ ATOL/RTOL
-    picked: int | None = None
-    predicted: int | None = None
-    label: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass
@@ -118,8 +101,8 @@ def check_cnn_sheets(
                 report.add(Finding(L.NET_SHEET, "", problem))
             have_values = computed is not None
         if computed is not None:
-            values_w = _merge(weights, _cells(computed, L.WEIGHTS_SHEET, *w_bounds))
-            values_n = _merge(net, _cells(computed, L.NET_SHEET, *n_bounds))
+            values_w = merge_computed(weights, _cells(computed, L.WEIGHTS_SHEET, *w_bounds))
+            values_n = merge_computed(net, _cells(computed, L.NET_SHEET, *n_bounds))
     params = _read_weights(layout, weights, report)
     picked = _constant_int(net, L.PICK, 1, n_images, "picked image", report)
     mean = _constant(net, L.MEAN_CELL, "normalisation mean", report)
@@ -320,16 +303,11 @@ def _read_weights(
 def _recalculated(pkg: Package, stack: contextlib.ExitStack, report: Report) -> Package | None:
     """A LibreOffice-recalculated copy, for a workbook whose CNN sheets were never calculated
     (as mnist.train leaves them); None and a finding without LibreOffice."""
-    from .libreoffice import find_soffice, recalculate
-
     if find_soffice() is None:
         problem = "no computed values (never calculated) and LibreOffice is not installed"
         report.add(Finding(L.NET_SHEET, "", problem))
         return None
-    folder = stack.enter_context(temp_folder("cnn"))
-    copy = Package(recalculate(pkg.path, folder / "recalculated.xlsx"))
-    stack.callback(copy.close)
-    return copy
+    return open_recalculated(pkg.path, stack, "cnn")
 
 
 def _cells(pkg: Package, title: str, rows: int, cols: int) -> dict[tuple[int, int], Cell]:
@@ -342,25 +320,6 @@ def _cells(pkg: Package, title: str, rows: int, cols: int) -> dict[tuple[int, in
             break
         out.update(((row, col), cell) for col, cell in cells if col <= cols)
     return out
-
-
-def _merge(
-    original: dict[tuple[int, int], Cell], computed: dict[tuple[int, int], Cell]
-) -> dict[tuple[int, int], Cell]:
-    """Formula cells take the recalculated copy's value; typed-in cells keep the original's."""
-    merged = dict(original)
-    for key, cell in original.items():
-        if cell.formula is not None:
-            fresh = computed.get(key)
-            merged[key] = cell._replace(
-                value=None if fresh is None else fresh.value,
-                type="n" if fresh is None else fresh.type,
-            )
-    return merged
-
-
-# ---------------------------------------------------------------------------------------------
-# What every computed cell must hold
 
 
 def _weights_cells(layout: L.NetLayout, weights: Weights | None) -> Iterator[_Expected]:

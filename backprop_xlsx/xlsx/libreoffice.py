@@ -35,10 +35,13 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.fileio import atomic_output, make_temp_folder
+from backprop_xlsx.xlsx.fileio import atomic_output, make_temp_folder, temp_folder
+
+if TYPE_CHECKING:
+    from backprop_xlsx.xlsx.read import Package
 
 XLSX_FILTER = "xlsx:Calc MS Excel 2007 XML"
 PDF_FILTER = "pdf:calc_pdf_Export"
@@ -301,6 +304,17 @@ def recalculate(src: Path, dst: Path, *, timeout: float = 600, label: str | None
     with atomic_output(dst) as tmp:  # checks the folder is writable before minutes of work
         tmp.write_bytes(_convert(Path(src), XLSX_FILTER, "xlsx", timeout, "recalculating", label))
     return dst
+
+
+def open_recalculated(src: Path, stack: contextlib.ExitStack, label: str = "verify") -> Package:
+    """A LibreOffice-recalculated copy of `src`, opened for reading; the copy is closed and
+    removed when `stack` closes. The one recalculation the verifier's checks read from."""
+    from backprop_xlsx.xlsx.read import Package
+
+    folder = stack.enter_context(temp_folder(label))
+    copy = Package(recalculate(src, folder / "recalculated.xlsx"))
+    stack.callback(copy.close)
+    return copy
 
 
 def export_pdf(

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BpxlError
-from .network import ACTIVATIONS, LOSSES, PARAMS, Architecture
+from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp.network import ACTIVATIONS, LOSSES, PARAMS, Architecture
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -370,7 +370,7 @@ def from_mapping(data: dict[str, Any], preset: str | None = None) -> Network:
 
 
 def structure(fields: Mapping[str, str]) -> Network:
-    """A network's structure from the text a workbook's Setup shows (see writer.network_fields):
+    """A network's structure from the text a workbook's Setup shows (see equations.network_fields):
     layers, activations, loss, bias, samples, layout; every number in it is 0 (the numbers are
     in the workbook's own cells). BpxlError names the field that cannot be read."""
 
@@ -426,7 +426,7 @@ def _read(text: str, where: str) -> dict[str, Any]:
 
 def _template_text(name: str) -> str:
     """templates/NAME.toml: beside the package in a checkout, inside it once installed."""
-    checkout = Path(__file__).resolve().parent.parent / "templates" / f"{name}.toml"
+    checkout = Path(__file__).resolve().parents[2] / "templates" / f"{name}.toml"
     if checkout.is_file():
         return checkout.read_text(encoding="utf-8")
     return resources.files("backprop_xlsx.templates").joinpath(f"{name}.toml").read_text("utf-8")

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .formula import Algebra
+from backprop_xlsx.xlsx.formula import Algebra
 
 U = 2.0**-53  # unit roundoff of a double
 ULP_FUNCTION = 2 * U  # exp, ln, tanh, ^: NumPy's are within an ulp or two of the exact result

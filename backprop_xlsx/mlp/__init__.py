@@ -1,0 +1,1 @@
+"""The MLP workbook: the network math, network files and presets, the layout, the sheets."""

@@ -1,0 +1,408 @@
+"""`bpxl build`: the workbook from the layout, every computed cell a live formula.
+
+openpyxl builds everything a person sees first (Setup, the headers, iteration 0 of every table,
+styles, charts, page setup), but writing the bulk of the rows through openpyxl costs ~1 µs of
+Python per cell and more with styles: 6 learning rates × 10,000 steps are 1.9 million formulas
+(~22 s unstyled, XlsxWriter ~100 s, its formula preparation runs ~30 regexes per cell). So the
+rows after iteration 0 are streamed straight into the sheets' XML from one str.format pattern per
+row, reusing the style ids openpyxl gave iteration 0's cells: the same cells openpyxl would write,
+~10× faster (benchmarks/bench_workbook.py). NumPy runs first and its values go into the formula
+cells, so the file opens with numbers; a run that would overflow is refused before writing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import numpy as np
+from openpyxl import Workbook
+from openpyxl.packaging.custom import StringProperty
+
+from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp import description, layout
+from backprop_xlsx.mlp.config import check_runs_finish
+from backprop_xlsx.mlp.description import Network
+from backprop_xlsx.mlp.sheets import fill_lr_sheet, fill_setup, fill_summary, log_bounds
+from backprop_xlsx.xlsx.fileio import atomic_output, output_path, temp_folder
+from backprop_xlsx.xlsx.package import workbook_facts
+from backprop_xlsx.xlsx.parts import DuplicateSheetNames
+from backprop_xlsx.xlsx.stream import FilledSheet, PatternRows
+from backprop_xlsx.xlsx.transplant import build_package
+
+SHEETS_PROPERTY = "bpxl.sheets"  # custom document property: JSON list of the sheets bpxl made
+
+ZIP_LEVEL = 1  # deflate level for the streamed sheets: ~3× faster than 6, file ~25% larger
+
+
+def build_workbook(
+    network: Network | Mapping[str, float],
+    etas: Sequence[float],
+    steps: int,
+    out: Path,
+    *,
+    recalc: bool = False,
+    warn: Callable[[str], None] | None = None,
+    blank: frozenset[str] = frozenset(),
+) -> str:
+    """Write the workbook to `out` atomically and return the lines the CLI prints.
+
+    Refused before anything is written: a learning rate whose run overflows, an `out` that is
+    not an xlsx workbook (or not a regular file), and a sheet of `out` that bpxl did not make
+    but whose name bpxl is about to write. An existing `out` is replaced only by a complete new
+    file; the sheets bpxl did not make (an MNIST sheet, a user's notes) are carried over, and
+    the lines say what was kept, replaced and removed. `warn` gets one line per carried formula
+    that refers to a sheet this build removes (default: stderr). With `recalc`, LibreOffice
+    computes and stores every value before the replace.
+    """
+    start = time.perf_counter()
+    run = _Run.of(network, etas, steps)
+    link, out = Path(out), output_path(out)
+    titles = [layout.SETUP_SHEET, *(layout.lr_sheet_title(e) for e in etas), layout.SUMMARY_SHEET]
+    old = existing_sheets(out)
+    new = {t.casefold() for t in titles}
+    if old is not None:
+        for name in old.user:
+            if name.casefold() in new:
+                raise BpxlError(
+                    f"refusing to replace {link}: its sheet {name!r} was not made by bpxl"
+                    f"{old.note_short()}, and bpxl is about to write a sheet of that name; "
+                    "rename that sheet, or give another --out"
+                )
+    kept = old.user if old else []
+    replaced = [t for t in old.bpxl if t.casefold() in new] if old else []
+    removed = [t for t in old.bpxl if t.casefold() not in new] if old else []
+    if recalc:
+        from backprop_xlsx.xlsx.libreoffice import NOT_INSTALLED, find_soffice
+
+        if find_soffice() is None:
+            raise BpxlError(NOT_INSTALLED)
+    carry = {"carry_from": out, "carry": kept, "removed": removed, "blank": blank}
+    try:
+        with atomic_output(out) as tmp:
+            if not recalc:
+                warnings = write_workbook(run, etas, steps, tmp, **carry)
+            else:
+                from backprop_xlsx.xlsx.libreoffice import recalculate
+
+                with temp_folder("build") as work:
+                    book = Path(work) / "book.xlsx"
+                    warnings = write_workbook(run, etas, steps, book, **carry)
+                    recalculate(book, book, label=f"the new workbook for {link}")
+                    shutil.copyfile(book, tmp)
+    except OSError as exc:  # disk full, an I/O error: the old file is untouched
+        raise BpxlError(f"cannot write {link}: {exc.strerror or exc}") from None
+    for line in warnings:
+        (warn or _stderr)(line)
+    seconds = time.perf_counter() - start
+    n = len(etas)
+    formulas = n * (steps + 1) * (len(run.sheet.columns) - len(blank))
+    where = f"{link} (→ {out})" if link != out else f"{link}"
+    line = (
+        f"wrote {where}: {n} learning-rate sheet{'s' if n != 1 else ''} × {steps + 1:,} "
+        f"iterations, {formulas:,} formulas"
+    )
+    if recalc:
+        line += ", values computed by LibreOffice"
+    lines = [f"{line} ({seconds:.1f} s)"]
+    if kept:
+        lines.append(f"kept {', '.join(kept)} (sheet{'s' if len(kept) > 1 else ''} not by bpxl)")
+    if replaced:
+        lines.append(f"replaced {', '.join(replaced)}")
+    if removed:
+        lines.append(f"removed {', '.join(removed)} (learning rates not asked for this time)")
+    if old is not None and old.legacy:
+        lines.append(old.note())
+    return "\n".join(lines)
+
+
+def _stderr(line: str) -> None:
+    print(f"warning: {line}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class ExistingSheets:
+    """The sheets of a workbook about to be rebuilt: bpxl's (rebuilt or removed), the user's."""
+
+    bpxl: list[str]
+    user: list[str]
+    legacy: bool  # no record of bpxl's sheets, but a Setup sheet bpxl wrote: an older bpxl
+    path: str = ""
+
+    def note(self) -> str:
+        return (
+            f"({self.path} has no record of the sheets bpxl made, as bpxl before 0.2 wrote "
+            f"none; its Setup sheet is bpxl's, so {layout.SETUP_SHEET}, {layout.SUMMARY_SHEET} "
+            "and every sheet named 'LR <number>' were taken for bpxl's)"
+        )
+
+    def note_short(self) -> str:
+        return "" if self.bpxl or self.legacy else " (the workbook has no bpxl sheets)"
+
+
+def existing_sheets(path: Path) -> ExistingSheets | None:
+    """Which sheets of an existing workbook at `path` bpxl made; None if there is no file.
+
+    bpxl's sheets are those its custom document property `bpxl.sheets` lists. A workbook
+    without that record counts as one an older bpxl wrote only if its Setup sheet starts as
+    bpxl's does; then Setup, Error vs LR and the `LR <number>` sheets are bpxl's. In any
+    other workbook every sheet is the user's. Refuses (BpxlError) a file that is not an xlsx
+    workbook, so a mistyped --out never replaces some other file.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise BpxlError(f"refusing to replace {path}: cannot read it ({exc.strerror})") from None
+    header = f"A{layout.SETUP_HEADER_ROW}"
+    try:
+        facts = workbook_facts(path, [(layout.SETUP_SHEET, "A1"), (layout.SETUP_SHEET, header)])
+    except DuplicateSheetNames as exc:
+        raise BpxlError(f"refusing to replace {path}: {exc.reason}") from None
+    except Exception:  # zip, XML, part errors: all mean the same to the user
+        raise BpxlError(f"refusing to replace {path}: it is not an xlsx workbook") from None
+    record = _sheets_record(facts.properties.get(SHEETS_PROPERTY))
+    if record is not None:
+        ours = {t.casefold() for t in record}
+        bpxl = [t for t in facts.sheets if t.casefold() in ours]
+        return ExistingSheets(bpxl, [t for t in facts.sheets if t not in bpxl], False, str(path))
+    setup = facts.cells
+    signed = (
+        setup.get((layout.SETUP_SHEET, "A1"), "").startswith("bpxl: ")
+        and setup.get((layout.SETUP_SHEET, header)) == "name"
+    )
+    if not signed:
+        return ExistingSheets([], list(facts.sheets), False, str(path))
+    bpxl = [t for t in facts.sheets if layout.is_bpxl_sheet(t)]
+    return ExistingSheets(bpxl, [t for t in facts.sheets if t not in bpxl], True, str(path))
+
+
+def _sheets_record(text: str | None) -> list[str] | None:
+    """The titles in a `bpxl.sheets` property; None when there is none or it is not a list."""
+    if text is None:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(record, list) or not all(isinstance(t, str) for t in record):
+        return None
+    return record
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The network's sheet layout and NumPy's value of every column for every learning rate."""
+
+    sheet: layout.SheetLayout
+    values: dict[str, np.ndarray]  # key → (steps + 1, len(etas))
+
+    @classmethod
+    def of(
+        cls,
+        network: Network | Mapping[str, float] | _Run,
+        etas: Sequence[float],
+        steps: int,
+        *,
+        check: bool = True,
+    ) -> _Run:
+        """Checked before anything is written: the size, and a run that never overflows.
+
+        `check=False` is for the tests' witness of what the check refuses."""
+        if isinstance(network, _Run):
+            return network
+        if not isinstance(network, Network):
+            network = description.seed(network)  # the seed's named values, i1 … w8
+        sheet = layout.SheetLayout(network)
+        layout.check_size(sheet, len(etas), steps)
+        if not check:
+            with np.errstate(all="ignore"):
+                setup = {e.key: e.value for e in sheet.setup}
+                return cls(sheet, sheet.run(setup, np.asarray(etas, np.float64), steps))
+        return cls(sheet, check_runs_finish(sheet, etas, steps))
+
+    @property
+    def e_total(self) -> np.ndarray:
+        return self.values["E_total"]
+
+    def matrix(self, j: int) -> np.ndarray:
+        """(steps + 1, columns): learning rate j's values in the sheet's column order."""
+        return np.stack([self.values[c.key][:, j] for c in self.sheet.columns], axis=1)
+
+
+def write_workbook(
+    network: Network | Mapping[str, float] | _Run,
+    etas: Sequence[float],
+    steps: int,
+    path: Path,
+    *,
+    carry_from: Path | None = None,
+    carry: Sequence[str] = (),
+    removed: Sequence[str] = (),
+    check: bool = True,
+    blank: frozenset[str] = frozenset(),
+) -> list[str]:
+    """Write the complete workbook to `path` (not atomic: build_workbook wraps it).
+
+    Every formula cell also carries the value NumPy computed for it, for viewers that do not
+    calculate; Excel and LibreOffice still recalculate on open. The sheets `carry` of
+    `carry_from` are carried over (see package.build_package, whose warnings are returned).
+    """
+    run = _Run.of(network, etas, steps, check=check)
+    sheet = run.sheet
+    titles = [layout.lr_sheet_title(eta) for eta in etas]
+    summary_layout = layout.SummaryLayout(len(etas), steps)
+    wb = Workbook()
+    setup = wb.active
+    setup.title = layout.SETUP_SHEET
+    sheets = [wb.create_sheet(title) for title in titles]
+    summary = wb.create_sheet(layout.SUMMARY_SHEET)
+    wb.calculation.fullCalcOnLoad = True  # Excel and LibreOffice compute everything on open
+    record = json.dumps(wb.sheetnames, ensure_ascii=False)
+    wb.custom_doc_props.append(StringProperty(name=SHEETS_PROPERTY, value=record))
+
+    fill_setup(setup, sheet, titles, steps)
+    for j, (ws, eta) in enumerate(zip(sheets, etas, strict=True)):
+        fill_lr_sheet(ws, sheet, eta, steps, log_bounds(run.e_total[:, j]), blank)
+    fill_summary(summary, sheet, titles, summary_layout, log_bounds(run.e_total))
+
+    template = io.BytesIO()
+    wb.save(template)
+    streams = {layout.SETUP_SHEET: FilledSheet(_setup_values(run, etas, steps)).stream}
+    for j, title in enumerate(titles):
+        streams[title] = _lr_bulk(title, steps, run, j, blank).stream
+    streams[layout.SUMMARY_SHEET] = _summary_bulk(titles, summary_layout, run, etas).stream
+    return build_package(
+        reproducible(template.getvalue()),
+        Path(path),
+        streams=streams,
+        stream_level=ZIP_LEVEL,
+        carry_from=carry_from,
+        carry=carry,
+        removed=removed,
+    )
+
+
+def _formula_xml(formula: str, value: int | None = None) -> str:
+    """A formula pattern (leading '=') as the inner XML of its cell, with value field `value`."""
+    cached = "" if value is None else f"<v>{{v[{value}]}}</v>"
+    return f"<f>{escape(formula[1:])}</f>{cached}"
+
+
+def _lr_bulk(
+    title: str, steps: int, run: _Run, j: int, blank: frozenset[str] = frozenset()
+) -> PatternRows:
+    """Iterations 1..N of an LR sheet; iteration 0's values go into openpyxl's row. The
+    columns in `blank` (an exercise) are empty cells in the style of iteration 0's."""
+    columns = run.sheet.columns
+    cells = tuple(
+        (c.letter, "" if c.key in blank else _formula_xml(c.pattern(), i))
+        for i, c in enumerate(columns)
+    )
+    matrix = run.matrix(j)
+    first = {
+        f"{c.letter}{layout.FIRST_ROW}": matrix[0, i]
+        for i, c in enumerate(columns)
+        if c.key not in blank
+    }
+    return PatternRows(
+        title,
+        layout.FIRST_ROW + 1,
+        layout.last_row(steps),
+        1,
+        cells,
+        matrix[1:],
+        first,
+        layout.row_of_iteration(0),
+    )
+
+
+def _first_below(e_total: np.ndarray, threshold: float) -> int | str:
+    """What the first-below cell computes: the first iteration with E_total < threshold."""
+    below = np.flatnonzero(e_total < threshold)
+    return int(below[0]) if below.size else layout.NEVER
+
+
+def _summary_bulk(
+    titles: list[str], s: layout.SummaryLayout, run: _Run, etas: Sequence[float]
+) -> PatternRows:
+    """Iterations 1..N of the E_total table: the iteration, then live references to each sheet.
+
+    `top` holds the values of the per-LR table and of iteration 0, computed as the cells do."""
+    letter = run.sheet.letter["E_total"]
+    cells = [("A", "<v>{k}</v>")]
+    for j, title in enumerate(titles):
+        # layout.e_total_ref(title, k) with the row left open, e.g. ='LR 0.1'!W{s}
+        ref = re.sub(r"\d+$", "{s}", layout.e_total_ref(title, 0, letter))
+        cells.append((s.lr_column(j), _formula_xml(ref, j)))
+    cols = layout.SUMMARY_COLUMNS
+    e_total = run.e_total
+    top: dict[str, float | str] = {}
+    for j, eta in enumerate(etas):
+        row = s.lr_row(j)
+        top[f"{cols['eta']}{row}"] = eta
+        top[f"{cols['final']}{row}"] = e_total[-1, j]
+        top[f"{cols['first_below']}{row}"] = _first_below(e_total[:, j], layout.DEFAULT_THRESHOLD)
+        top[f"{s.lr_column(j)}{s.iteration_row(0)}"] = e_total[0, j]
+    first = s.iteration_row(1)
+    return PatternRows(
+        layout.SUMMARY_SHEET,
+        first,
+        s.iteration_row(s.steps),
+        1,
+        tuple(cells),
+        e_total[1:],
+        top,
+        layout.row_of_iteration(0),
+    )
+
+
+def _setup_values(run: _Run, etas: Sequence[float], steps: int) -> dict[str, float]:
+    """The Setup sheet's live list of learning rates: η and final E_total of each sheet."""
+    eta_col, _, final_col = layout.SETUP_LR_COLUMNS
+    out: dict[str, float] = {}
+    for j, eta in enumerate(etas):
+        row = layout.setup_lr_row(j)
+        out[f"{eta_col}{row}"] = eta
+        out[f"{final_col}{row}"] = run.e_total[-1, j]
+    return out
+
+
+# --- reproducible packages --------------------------------------------------------------------
+
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date: no build time in the file
+
+
+def reproducible(package: bytes) -> bytes:
+    """openpyxl's package without what changes from run to run: zip dates, the created and
+    modified times of docProps/core.xml; and docProps/app.xml naming bpxl as the application, so
+    `bpxl verify` knows the cached values are NumPy's and recalculates in a real engine."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(package)) as zin, zipfile.ZipFile(out, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"<dcterms:(created|modified)\b.*?</dcterms:\1>", b"", data)
+            elif info.filename == "docProps/app.xml":
+                data = re.sub(
+                    rb"<Application>.*?</Application>",
+                    f"<Application>{layout.APPLICATION}</Application>".encode(),
+                    data,
+                )
+            fixed = zipfile.ZipInfo(info.filename, date_time=_FIXED_TIME)
+            fixed.compress_type = zipfile.ZIP_DEFLATED
+            fixed.external_attr = info.external_attr
+            zout.writestr(fixed, data)
+    return out.getvalue()

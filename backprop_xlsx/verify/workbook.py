@@ -1,0 +1,141 @@
+"""`bpxl verify`: prove a workbook's numbers and formulas right, independently of how it was made.
+
+`verify_workbook` reads the network from the workbook itself, runs the LR sheets' formula check
+(lr_formulas) and value check (lr_values), the Error vs LR check (summary) and the trained net's
+sheets' check (cnn.check), all over one source of values (source). The workbook is untrusted:
+whatever it holds ends as a finding (exit 1) or a BpxlError (it cannot be checked: exit 2), never
+as an exception of another kind; 0 means every check passed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from backprop_xlsx.cnn.check import check_cnn_sheets
+from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp import layout
+from backprop_xlsx.verify.lr_formulas import check_formulas, check_structure, with_iteration_column
+from backprop_xlsx.verify.lr_sheet import LrSheet
+from backprop_xlsx.verify.lr_values import check_values, expected_runs, read_network, read_setup
+from backprop_xlsx.verify.progress import QUIET, Progress
+from backprop_xlsx.verify.report import ATOL, RTOL, Finding, Report, SheetStats
+from backprop_xlsx.verify.source import (
+    CORRUPT,
+    ENGINES,
+    choose_engine,
+    network_cells,
+    read_lr_sheets,
+    read_setup_cells,
+    read_summary_cells,
+    recalculated,
+)
+from backprop_xlsx.verify.summary import check_summary
+from backprop_xlsx.xlsx.read import Package
+
+# verify's steps, as shares of its time (2-16-16-1, 20 samples: about these on 2 cores)
+SHARE_READ, SHARE_FORMULAS, SHARE_RECALC, SHARE_VALUES = 0.35, 0.25, 0.3, 0.1
+
+
+def verify_workbook(
+    path: Path | str,
+    engine: str = "auto",
+    *,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+    progress: Progress = QUIET,
+) -> Report:
+    """Check every LR sheet's values and formulas, and the Error vs LR sheet, against NumPy.
+
+    Raises BpxlError when the file cannot be checked at all (missing, not an xlsx, no LR
+    sheets, no values and no LibreOffice); everything wrong inside the workbook is a finding.
+    `progress` is told each step and its share of the whole.
+    """
+    if engine not in ENGINES:
+        raise BpxlError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+    path = Path(path)
+    report = Report(str(path), rtol=rtol, atol=atol)
+    pkg = Package(path)
+    try:
+        titles = [
+            t for t in pkg.parts if layout.is_bpxl_sheet(t) and t.casefold().startswith("lr ")
+        ]
+        if not titles:
+            from backprop_xlsx.cnn import layout as cnn_layout
+
+            if not any(t in pkg.parts for t in cnn_layout.SHEETS):
+                raise BpxlError(
+                    f"{path} has no LR sheets (named like 'LR 0.5') and no trained-net sheets: "
+                    "not a bpxl workbook?"
+                )
+            return _verify_cnn_only(pkg, report, engine)
+        rng = np.random.default_rng(20240611)
+        # the architecture, from the workbook itself
+        sheet_layout = with_iteration_column(read_network(network_cells(pkg)), pkg, titles)
+        sheets: list[LrSheet] = []
+        healthy: dict[str, bool] = {}
+        compiled: dict[str, int] = {}
+        progress.step(f"reading {len(titles)} LR sheet(s)")
+        for title, sheet in zip(titles, read_lr_sheets(pkg, titles, sheet_layout), strict=True):
+            progress.advance(SHARE_READ / len(titles))
+            progress.step(f"{title}: formulas on changed inputs")
+            healthy[title] = check_structure(sheet, report)
+            compiled[title] = check_formulas(
+                sheet, report, rng, pkg.titles, progress, SHARE_FORMULAS / len(titles)
+            )
+            sheet.columns = sheet.formula_ids = None  # not needed any more
+            sheets.append(sheet)
+        setup_cells = read_setup_cells(pkg, sheet_layout)
+        summary_cells = read_summary_cells(pkg, sheets)
+        report.engine = choose_engine(path, engine, sheets, report)
+        progress.step("LibreOffice recalculation" if report.engine == "libreoffice" else "values")
+        if report.engine == "libreoffice":
+            setup_cells, summary_cells = recalculated(
+                path, sheets, setup_cells, summary_cells, pkg, report
+            )
+        else:
+            report.cnn = check_cnn_sheets(pkg, report, recalc=engine != "cached")
+    except RecursionError:
+        raise  # a bug, not a damaged file
+    except CORRUPT as exc:
+        raise BpxlError(
+            f"cannot read {path}: a damaged xlsx ({type(exc).__name__}: {exc})"
+        ) from None
+    finally:
+        pkg.close()
+    progress.advance(SHARE_RECALC)
+    progress.step("values against NumPy")
+
+    setup = None
+    if setup_cells is None:
+        report.add(Finding(layout.SETUP_SHEET, "", "the Setup sheet is missing"))
+    else:
+        setup = read_setup(setup_cells, report, sheet_layout)
+    expected = expected_runs(setup, [s for s in sheets if healthy[s.title]])
+    lr: dict[str, tuple[float | None, np.ndarray | None]] = {}
+    for sheet in sheets:
+        want = expected.get(sheet.title)
+        if want is None:
+            stats = SheetStats(sheet.title, sheet.eta(), max(sheet.rows - 1, 0))
+        else:
+            stats = check_values(sheet, want, report)
+        stats.formulas = compiled[sheet.title]
+        report.sheets.append(stats)
+        progress.advance(SHARE_VALUES / len(sheets))
+        e_total = None if want is None else want[:, sheet_layout.keys.index("E_total")]
+        lr[sheet.title] = (sheet.eta(), e_total)
+    if summary_cells is None:
+        report.add(
+            Finding(layout.SUMMARY_SHEET, "", f"the {layout.SUMMARY_SHEET} sheet is missing")
+        )
+    else:
+        check_summary(summary_cells, lr, report)
+    return report
+
+
+def _verify_cnn_only(pkg: Package, report: Report, engine: str) -> Report:
+    """A workbook with the trained net's sheets and no LR sheets: check those alone."""
+    report.engine = "cached" if engine == "cached" else "libreoffice"
+    report.cnn = check_cnn_sheets(pkg, report, recalc=engine != "cached")
+    return report
