@@ -20,6 +20,7 @@ from backprop_xlsx.mlp import description, layout
 from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.verify.lr_formulas import check_formulas, compile_formula
 from backprop_xlsx.verify.lr_sheet import read_lr_sheet
+from backprop_xlsx.verify.lr_values import within
 from backprop_xlsx.verify.report import Report
 from backprop_xlsx.verify.rounding import BOUNDED, close, exact_inputs
 from backprop_xlsx.verify.workbook import verify_workbook
@@ -244,3 +245,37 @@ def test_deep_nets_build_recalculate_and_verify(built, name: str, soffice: str) 
     report = verify_workbook(path)
     assert report.ok, report.text()
     assert report.engine == "libreoffice"
+
+
+CONVERGED = """
+layers = [3, 4, 3]
+activations = ["tanh", "softmax"]
+loss = "cross_entropy"
+bias = true
+inputs = [[0.1, 0.2, 0.3], [0.5, 0.1, 0.2], [0.9, 0.1, 0.2], [0.1, 0.7, 0.2], [0.1, 0.2, 0.8],
+          [0.3, 0.2, 0.1]]
+targets = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1]]
+"""
+
+
+@pytest.mark.slow
+def test_a_gradient_near_a_minimum_is_no_value_finding(tmp_path: Path, soffice: str) -> None:
+    """LibreOffice's ∂E/∂w8 at iteration 36 (η 0.5) is -4.70477214e-06, NumPy's -4.70477199e-06:
+    1.5e-13 apart, a sum of terms near 1e-2 that cancel. A right workbook, once flagged."""
+    config = tmp_path / "net.toml"
+    config.write_text(CONVERGED, encoding="utf-8")
+    out = tmp_path / "net.xlsx"
+    build_workbook(description.load_network(config), [0.1, 0.5], 50, out, recalc=True)
+    report = verify_workbook(out)  # the values LibreOffice computed and saved
+    assert report.ok, report.text()
+
+
+def test_the_value_tolerance_follows_the_column_not_the_cell() -> None:
+    """A small value in a column of large ones gets the column's slack; alone, only its own."""
+    report = Report("values")
+    want = np.array([[1e-2], [4.70477199e-06]])
+    found = want + np.array([[0.0], [1.5e-13]])
+    scale = np.abs(want).max(axis=0)
+    assert within(found, want, report, scale).all()
+    assert not within(found, want, report)[1, 0]
+    assert not within(want + 1e-9, want, report, scale)[1, 0]  # 1e-7 of it: still a finding
