@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import openpyxl
 import pytest
+from _cli import bpxl
 from openpyxl.chart import LineChart, Reference
 from openpyxl.styles import Font, NamedStyle
 from openpyxl.workbook.defined_name import DefinedName
@@ -27,19 +26,6 @@ from backprop_xlsx.xlsx.transplant import transplant_sheets
 
 ROOT = Path(__file__).resolve().parent.parent
 USER_SHEETS = ["LR 7", "LR 0.5", "lr 1e3", "LR nan", "Notes"]
-
-
-def bpxl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """The real CLI, in its own process."""
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    return subprocess.run(
-        [sys.executable, "-m", "backprop_xlsx", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=cwd,
-    )
 
 
 def _record(path: Path) -> list[str] | None:

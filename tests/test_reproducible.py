@@ -10,29 +10,17 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli import bpxl
 
 from backprop_xlsx.mlp import libm, network
 from backprop_xlsx.xlsx.stream import number_text
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def bpxl(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    return subprocess.run(
-        [sys.executable, "-m", "backprop_xlsx", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
 
 
 def _arguments() -> np.ndarray:

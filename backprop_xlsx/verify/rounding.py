@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from backprop_xlsx.xlsx.formula import Algebra
+from backprop_xlsx.xlsx.formula import COMPARE, Algebra
 
 U = 2.0**-53  # unit roundoff of a double
 ULP_FUNCTION = 2 * U  # exp, ln, tanh, ^: NumPy's are within an ulp or two of the exact result
@@ -146,17 +146,7 @@ def _compare(op: Any) -> Any:
 
 BOUNDED = Algebra(
     binary={"+": _add, "-": _sub, "*": _mul, "/": _div, "^": _pow},
-    compare={
-        op: _compare(fn)
-        for op, fn in {
-            "=": np.equal,
-            "<>": np.not_equal,
-            "<": np.less,
-            "<=": np.less_equal,
-            ">": np.greater,
-            ">=": np.greater_equal,
-        }.items()
-    },
+    compare={op: _compare(fn) for op, fn in COMPARE.items()},
     functions={"EXP": _exp, "LN": _ln, "TANH": _tanh, "MAX": _max, "IF": _if},
     negative=_neg,
     constant=_constant,

@@ -245,7 +245,7 @@ def _apply(fn: Callable[[Any], Any], arg: Expr) -> Expr:
 
 
 # Comparisons give TRUE or FALSE, which arithmetic takes as 1 or 0, as in Excel.
-_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "=": np.equal,
     "<>": np.not_equal,
     "<": np.less,
@@ -294,7 +294,7 @@ def _as_number(compare: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
 
 NUMPY = Algebra(
     _BINARY,
-    {op: _as_number(fn) for op, fn in _COMPARE.items()},
+    {op: _as_number(fn) for op, fn in COMPARE.items()},
     {name: fn for name, (fn, _, _) in _FUNCTIONS.items()},
     np.negative,
     lambda value: value,
