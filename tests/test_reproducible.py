@@ -90,3 +90,14 @@ def test_number_text_ignores_the_type_it_is_given() -> None:
     for x in (0.1, 1 / 3, 5e-324, 1e22, -2.5e-7):
         assert number_text(np.float64(x)) == number_text(x) == repr(x)
     assert number_text(np.uint8(7)) == number_text(7) == "7"
+
+
+def test_the_readme_build_leaves_the_committed_workbook_byte_for_byte(tmp_path: Path) -> None:
+    """The README's build command over outputs/backprop.xlsx gives back the committed bytes,
+    on whichever NumPy runs the tests (CI runs them on the newest and the lowest admitted)."""
+    committed = ROOT / "outputs" / "backprop.xlsx"
+    out = tmp_path / "backprop.xlsx"
+    out.write_bytes(committed.read_bytes())
+    done = bpxl("build", "--lr", "0.1", "0.2", "0.5", "0.8", "1", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == committed.read_bytes(), f"numpy {np.__version__}"

@@ -118,6 +118,17 @@ def _T(m: np.ndarray) -> np.ndarray:
     return np.swapaxes(m, -1, -2)
 
 
+def _matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x @ y, its products added one by one in a fixed order, left to right as a spreadsheet's
+    sum reads: `@` calls BLAS, whose kernel (and order of summation) depends on the CPU and the
+    library version, so the last bits of the cached values moved between machines. Elementwise
+    multiply and add are exact IEEE operations everywhere."""
+    out = x[..., :, 0, None] * y[..., 0, None, :]
+    for i in range(1, x.shape[-1]):
+        out = out + x[..., :, i, None] * y[..., i, None, :]
+    return out
+
+
 def backprop(
     net: Architecture,
     x: np.ndarray,
@@ -132,7 +143,7 @@ def backprop(
     a = [np.asarray(x, dtype=np.float64)]
     z: list[np.ndarray] = []
     for W_l, b_l, f in zip(W, b, net.activations, strict=True):
-        z_l = a[-1] @ _T(W_l)
+        z_l = _matmul(a[-1], _T(W_l))
         if b_l is not None:
             z_l = z_l + b_l[..., None, :]
         z.append(z_l)
@@ -143,8 +154,9 @@ def backprop(
     delta = [output_delta(net.loss, net.activations[-1], z[-1], a[-1], t)]
     for layer in range(net.depth - 2, -1, -1):
         f = net.activations[layer]
-        delta.insert(0, (delta[0] @ W[layer + 1]) * derivative(f, z[layer], a[layer + 1]))
-    dE_dW = [_T(d) @ a_prev for d, a_prev in zip(delta, a[:-1], strict=True)]
+        back = _matmul(delta[0], W[layer + 1])
+        delta.insert(0, back * derivative(f, z[layer], a[layer + 1]))
+    dE_dW = [_matmul(_T(d), a_prev) for d, a_prev in zip(delta, a[:-1], strict=True)]
     dE_db = [d.sum(axis=-2) for d in delta]
     return Pass(z, a, E, E_total, delta, dE_dW, dE_db)
 
