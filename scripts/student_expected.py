@@ -15,7 +15,6 @@ import math
 import os
 import re
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -430,8 +429,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.setrecursionlimit(200000)
-    threading.stack_size(512 * 1024 * 1024)
-    th = threading.Thread(target=main)
-    th.start()
-    th.join()
+    so.run_deep(main)

@@ -17,7 +17,6 @@ import os
 import random
 import sys
 import tempfile
-import threading
 import warnings
 from pathlib import Path
 
@@ -94,8 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.setrecursionlimit(200000)
-    threading.stack_size(512 * 1024 * 1024)
-    th = threading.Thread(target=main)
-    th.start()
-    th.join()
+    so.run_deep(main)

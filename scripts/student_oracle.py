@@ -17,7 +17,10 @@ from __future__ import annotations
 import math
 import random
 import re
+import sys
+import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -552,3 +555,13 @@ def numpy_run(book: Book, t: Table, eta: float, template_bug: bool = False) -> d
         W1 = W1 - eta * gW1
         W2 = W2 - eta * gW2
     return {q: np.array(v) for q, v in out.items()}
+
+
+def run_deep(main: Callable[[], None]) -> None:
+    """Run `main` in a thread with a deep stack: the evaluator recurses once per cell it reads,
+    and a 200-row table chains thousands of cells."""
+    sys.setrecursionlimit(200000)
+    threading.stack_size(512 * 1024 * 1024)
+    th = threading.Thread(target=main)
+    th.start()
+    th.join()
