@@ -1,0 +1,188 @@
+"""The formulas of an LR sheet's columns, as templates in the names of the math.
+
+A mixin of `layout.SheetLayout`, which compiles these templates to cell references: kept apart
+so that the math of one iteration (z, a, E, δ, ∂E/∂w, the update) reads in one place, and the
+layout's positions in another.
+
+One row is one full-batch iteration. Left to right, as the math is read:
+  the iteration number (0 for the initial weights, then the row above's plus one);
+  per sample: its targets and inputs;
+  per weight layer: its weights, its biases, then per sample each neuron's z and a = f(z);
+  per sample each output's share of the error; E_total;
+  per sample each neuron's δ, from the output back;
+  ∂E/∂w and ∂E/∂b, each a sum over the samples.
+Names come from the math: inputs i1…, hidden neurons h1… (k1… in a second hidden layer),
+outputs o1…; z is the neuron's name (h1), its activation a_h1, its error signal δh1. With more
+than one sample, the per-sample names carry the sample as a superscript: a_h1⁽²⁾.
+
+The seed's classic layout writes no δ columns: its gradients inline δ, exactly as the worked
+example it grew from (∂E/∂w1 = (δo1·w5 + δo2·w7)·a_h1·(1 − a_h1)·i1 with δo1 written out).
+"""
+
+from __future__ import annotations
+
+SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+HIDDEN_LETTERS = ("h", "k")
+MAX_COLUMNS = 16_384  # XFD, the last column of Excel, LibreOffice and Gnumeric
+ITERATION = "iteration"  # the key and header of column A: the iteration number
+MAX_FORMULAS = 20_000_000  # the seed at 6 × 100,000 steps is 18.6 M, and needs 11.6 GB to recalc
+
+FORMAT_ITERATION = "0"
+FORMAT_DATA = "0.00"
+FORMAT_VALUE = "0.000000000"
+FORMAT_SMALL = "0.000000E+00"
+
+ACTIVATION_FORMULAS = {
+    "sigmoid": "1/(1+EXP(-{z}))",
+    "tanh": "TANH({z})",
+    "relu": "MAX(0,{z})",
+    "linear": "{z}",
+}
+ERROR_FORMULAS = {
+    "mse": "0.5*({t}-{a})^2",
+    "cross_entropy": "-{t}*LN({a})",
+    "binary_cross_entropy": "-({t}*LN({a})+(1-{t})*LN(1-{a}))",
+}
+
+
+def neuron_letter(layer: int, depth: int) -> str:
+    """i for the inputs (layer 0), o for the outputs (layer `depth`), h and k in between."""
+    if layer == 0:
+        return "i"
+    if layer == depth:
+        return "o"
+    return HIDDEN_LETTERS[layer - 1]
+
+
+def _times_derivative(f: str, z: str, a: str, factor: str) -> str:
+    """factor·f′(z) as the sheet writes it, through a = f(z) where that is the custom."""
+    if f == "sigmoid":
+        return f"({factor})*{a}*(1-{a})"
+    if f == "tanh":
+        return f"({factor})*(1-{a}^2)"
+    if f == "relu":
+        return f"IF({z}>0,{factor},0)"
+    return f"({factor})"  # linear
+
+
+class Formulas:
+    """key → formula templates of every LR-sheet column; needs the layout's names (`names`,
+    `weight_number`, `bias_number`, `sample`, `sample_header`, `network`, `classic`, `depth`,
+    `samples`, `iteration_column`)."""
+
+    def _templates(self) -> dict[str, tuple[str, str, str, str]]:
+        """key → (header, number format, formula of iteration 0, formula of later rows)."""
+        out: dict[str, tuple[str, str, str, str]] = {}
+        net, S = self.network.net, range(self.samples)
+
+        def constant(key: str, header: str, fmt: str, template: str) -> None:
+            out[key] = (header, fmt, template, template)
+
+        if self.iteration_column:  # a formula, so verify checks it as it checks every other
+            out[ITERATION] = (ITERATION, FORMAT_ITERATION, "=0", "={prev " + ITERATION + "}+1")
+
+        for s in S:
+            for kind in ("t", "i"):
+                names = self.names[-1] if kind == "t" else self.names[0]
+                for j in range(len(names)):
+                    key = self.sample(f"{kind}{j + 1}", s)
+                    header = self.sample_header(f"{kind}{j + 1}", s)
+                    constant(key, header, FORMAT_DATA, "={setup " + key + "}")
+        for layer in range(self.depth):
+            for w in (w for row in self.weight_number[layer] for w in row):
+                later = "={prev " + w + "}-{eta}*{prev dE_d" + w + "}"
+                out[w] = (w, FORMAT_VALUE, "={setup " + w + "}", later)
+            for b in self.bias_number[layer]:
+                if self.network.bias == "fixed":
+                    constant(b, b, FORMAT_VALUE, "={setup " + b + "}")
+                else:
+                    later = "={prev " + b + "}-{eta}*{prev dE_d" + b + "}"
+                    out[b] = (b, FORMAT_VALUE, "={setup " + b + "}", later)
+            for s in S:
+                for j, name in enumerate(self.names[layer + 1]):
+                    z, a = self.sample(name, s), self.sample(f"a_{name}", s)
+                    constant(
+                        z, self.sample_header(name, s), FORMAT_VALUE, "=" + self._z(layer, j, s)
+                    )
+                    constant(
+                        a,
+                        self.sample_header(f"a_{name}", s),
+                        FORMAT_VALUE,
+                        "=" + self._a(layer, j, s),
+                    )
+        terms = []
+        for s in S:
+            for j in range(len(self.names[-1])):
+                key = self.sample(f"E{j + 1}", s)
+                t, a = self.sample(f"t{j + 1}", s), self.sample(f"a_o{j + 1}", s)
+                formula = ERROR_FORMULAS[net.loss].format(t="{" + t + "}", a="{" + a + "}")
+                constant(key, self.sample_header(f"E{j + 1}", s), FORMAT_SMALL, "=" + formula)
+                terms.append("{" + key + "}")
+        constant("E_total", "E_total", FORMAT_SMALL, "=" + "+".join(terms))
+        if not self.classic:
+            for layer in range(self.depth - 1, -1, -1):
+                for s in S:
+                    for j, name in enumerate(self.names[layer + 1]):
+                        key = self.sample(f"d_{name}", s)
+                        header = self.sample_header(f"δ{name}", s)
+                        constant(key, header, FORMAT_SMALL, "=" + self.delta(layer, j, s))
+        for layer in range(self.depth):
+            for r, row in enumerate(self.weight_number[layer]):
+                for c, w in enumerate(row):
+                    sender = self.names[layer][c]
+                    sender = sender if layer == 0 else f"a_{sender}"
+                    terms = [
+                        f"{self._delta_ref(layer, r, s)}*{{{self.sample(sender, s)}}}" for s in S
+                    ]
+                    constant(f"dE_d{w}", f"∂E/∂{w}", FORMAT_SMALL, "=" + "+".join(terms))
+        for layer in range(self.depth):
+            if self.network.bias != "trained":
+                break
+            for j, b in enumerate(self.bias_number[layer]):
+                terms = [self._delta_ref(layer, j, s) for s in S]
+                constant(f"dE_d{b}", f"∂E/∂{b}", FORMAT_SMALL, "=" + "+".join(terms))
+        return out
+
+    def _z(self, layer: int, j: int, s: int) -> str:
+        """z = Σ w·a_prev + b for neuron j of weight layer `layer`, sample s."""
+        senders = self.names[layer]
+        terms = [
+            f"{{{w}}}*{{{self.sample(n if layer == 0 else f'a_{n}', s)}}}"
+            for w, n in zip(self.weight_number[layer][j], senders, strict=True)
+        ]
+        if self.bias_number[layer]:
+            terms.append(f"{{{self.bias_number[layer][j]}}}")
+        return "+".join(terms)
+
+    def _a(self, layer: int, j: int, s: int) -> str:
+        f = self.network.net.activations[layer]
+        names = self.names[layer + 1]
+        if f == "softmax":
+            exps = [f"EXP({{{self.sample(n, s)}}})" for n in names]
+            return f"{exps[j]}/({'+'.join(exps)})"
+        return ACTIVATION_FORMULAS[f].format(z="{" + self.sample(names[j], s) + "}")
+
+    def delta(self, layer: int, j: int, s: int) -> str:
+        """δ = ∂E/∂z of neuron j of weight layer `layer`, sample s, without the leading '='."""
+        net = self.network.net
+        name = self.names[layer + 1][j]
+        f = net.activations[layer]
+        z, a = "{" + self.sample(name, s) + "}", "{" + self.sample(f"a_{name}", s) + "}"
+        if layer == self.depth - 1:
+            t = "{" + self.sample(f"t{j + 1}", s) + "}"
+            if net.loss != "mse":  # softmax + cross-entropy, sigmoid + binary cross-entropy
+                return f"{a}-{t}"
+            if f == "sigmoid":  # the seed's own writing: (a_o1-t1)*a_o1*(1-a_o1)
+                return f"({a}-{t})*{a}*(1-{a})"
+            return _times_derivative(f, z, a, f"{a}-{t}")
+        fan_out = "+".join(
+            f"{self._delta_ref(layer + 1, r, s)}*{{{self.weight_number[layer + 1][r][j]}}}"
+            for r in range(len(self.names[layer + 2]))
+        )
+        return _times_derivative(f, z, a, fan_out)
+
+    def _delta_ref(self, layer: int, j: int, s: int) -> str:
+        """δ as another formula uses it: its column, or in the classic layout its expression."""
+        if self.classic:
+            return self.delta(layer, j, s)
+        return "{" + self.sample(f"d_{self.names[layer + 1][j]}", s) + "}"
