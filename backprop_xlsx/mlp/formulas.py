@@ -21,6 +21,8 @@ example it grew from (∂E/∂w1 = (δo1·w5 + δo2·w7)·a_h1·(1 − a_h1)·i1
 
 from __future__ import annotations
 
+from backprop_xlsx.mlp.optim import STATE_HEADERS, Optimizer
+
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 HIDDEN_LETTERS = ("h", "k")
 MAX_COLUMNS = 16_384  # XFD, the last column of Excel, LibreOffice and Gnumeric
@@ -43,6 +45,38 @@ ERROR_FORMULAS = {
     "cross_entropy": "-{t}*LN({a})",
     "binary_cross_entropy": "-({t}*LN({a})+(1-{t})*LN(1-{a}))",
 }
+
+
+def state(optimizer: Optimizer, name: str, p: str) -> str:
+    """The formula (no leading '=') of an optimizer's state `name` of parameter p in a row after
+    the first, as torch.optim's docs write it; g is ∂E/∂p of the row above, t the iteration."""
+    g, v = "{prev dE_d" + p + "}", "{prev v_" + p + "}"
+    if optimizer.name in ("momentum", "nesterov"):  # v ← μ·v + g
+        return "{setup mu}*" + v + "+" + g
+    if optimizer.name == "rmsprop":  # v ← α·v + (1 − α)·g²
+        return "{setup alpha}*" + v + "+(1-{setup alpha})*" + g + "^2"
+    t = "{" + ITERATION + "}"
+    return {  # adam, adamw
+        "m": "{setup beta1}*{prev m_" + p + "}+(1-{setup beta1})*" + g,
+        "v": "{setup beta2}*" + v + "+(1-{setup beta2})*" + g + "^2",
+        "m_hat": "{m_" + p + "}/(1-{setup beta1}^" + t + ")",
+        "v_hat": "{v_" + p + "}/(1-{setup beta2}^" + t + ")",
+    }[name]
+
+
+def update(optimizer: Optimizer, p: str) -> str:
+    """The formula (no leading '=') of parameter p in a row after the first: one step of the
+    optimizer from the row above."""
+    prev, g = "{prev " + p + "}", "{prev dE_d" + p + "}"
+    adam_step = "{eta}*{m_hat_" + p + "}/(SQRT({v_hat_" + p + "})+{setup eps})"
+    return {
+        "sgd": f"{prev}-{{eta}}*{g}",
+        "momentum": f"{prev}-{{eta}}*{{v_{p}}}",
+        "nesterov": f"{prev}-{{eta}}*({g}+{{setup mu}}*{{v_{p}}})",
+        "rmsprop": f"{prev}-{{eta}}*{g}/(SQRT({{v_{p}}})+{{setup eps}})",
+        "adam": f"{prev}-{adam_step}",
+        "adamw": f"{prev}*(1-{{eta}}*{{setup weight_decay}})-{adam_step}",
+    }[optimizer.name]
 
 
 def neuron_letter(layer: int, depth: int) -> str:
@@ -89,15 +123,21 @@ class Formulas:
                     header = self.sample_header(f"{kind}{j + 1}", s)
                     constant(key, header, FORMAT_DATA, "={setup " + key + "}")
         for layer in range(self.depth):
-            for w in (w for row in self.weight_number[layer] for w in row):
-                later = "={prev " + w + "}-{eta}*{prev dE_d" + w + "}"
-                out[w] = (w, FORMAT_VALUE, "={setup " + w + "}", later)
+            trained = [w for row in self.weight_number[layer] for w in row]
+            for w in trained:
+                out[w] = (w, FORMAT_VALUE, "={setup " + w + "}", "=" + update(self.optimizer, w))
             for b in self.bias_number[layer]:
                 if self.network.bias == "fixed":
                     constant(b, b, FORMAT_VALUE, "={setup " + b + "}")
                 else:
-                    later = "={prev " + b + "}-{eta}*{prev dE_d" + b + "}"
+                    trained.append(b)
+                    later = "=" + update(self.optimizer, b)
                     out[b] = (b, FORMAT_VALUE, "={setup " + b + "}", later)
+            for name in self.optimizer.states:  # the optimizer's state, beside the parameters
+                for p in trained:
+                    header = f"{STATE_HEADERS[name]}_{p}"
+                    later = "=" + state(self.optimizer, name, p)
+                    out[f"{name}_{p}"] = (header, FORMAT_SMALL, "=0", later)
             for s in S:
                 for j, name in enumerate(self.names[layer + 1]):
                     z, a = self.sample(name, s), self.sample(f"a_{name}", s)

@@ -33,6 +33,7 @@ from backprop_xlsx.mlp.formulas import (  # noqa: F401  (re-exported: the layout
     neuron_letter,
 )
 from backprop_xlsx.mlp.network import PARAMS, QUANTITIES, SEED, History, train_network
+from backprop_xlsx.mlp.optim import HYPERPARAMETERS, OPTIMIZERS
 from backprop_xlsx.xlsx.formula import sheet_ref
 
 SETUP_SHEET = "Setup"
@@ -170,9 +171,22 @@ class SheetLayout(Formulas):
     """
 
     def __init__(
-        self, network: Network, *, classic: bool | None = None, iteration_column: bool = True
+        self,
+        network: Network,
+        *,
+        classic: bool | None = None,
+        iteration_column: bool = True,
+        optimizer: str = "sgd",
+        hyper: Mapping[str, float] | None = None,
     ) -> None:
         self.network = network
+        # the update rule of this sheet, and the hyperparameters Setup lists (key → value): all
+        # the workbook's optimizers read, so every training sheet shares one Setup
+        self.optimizer = OPTIMIZERS[optimizer]
+        self.hyper = dict(hyper or {})
+        missing = set(self.optimizer.hyper) - set(self.hyper)
+        assert not missing, f"{optimizer} needs {sorted(missing)} on Setup"
+        assert iteration_column or not self.optimizer.states, "t is the iteration column"
         # the seed's own layout (no δ columns, δ inlined in the gradients): the network says
         self.classic = network.classic if classic is None else classic
         # Column A numbers the iterations; workbooks of bpxl before 0.3 start with the data.
@@ -255,7 +269,16 @@ class SheetLayout(Formulas):
         """
         x, t, W, b = self.parameters(setup)
         history = train_network(
-            self.network.net, x, t, W, b, etas, steps, train_bias=self.network.bias == "trained"
+            self.network.net,
+            x,
+            t,
+            W,
+            b,
+            etas,
+            steps,
+            train_bias=self.network.bias == "trained",
+            optimizer=self.optimizer,
+            hyper={k: setup[k] for k in self.optimizer.hyper},
         )
         return self.values(history)
 
@@ -285,6 +308,14 @@ class SheetLayout(Formulas):
             for j, bias in enumerate(self.bias_number[layer]):
                 put(bias, h.b[layer][..., j])
                 put(f"dE_d{bias}", h.dE_db[layer][..., j])
+            for name in self.optimizer.states:
+                for r, row in enumerate(self.weight_number[layer]):
+                    for c, w in enumerate(row):
+                        put(f"{name}_{w}", h.state_W[name][layer][..., r, c])
+                trained = h.state_b.get(name, [None] * self.depth)[layer]
+                for j, bias in enumerate(self.bias_number[layer]):
+                    if trained is not None:
+                        put(f"{name}_{bias}", trained[..., j])
             for s in S:
                 for j, name in enumerate(self.names[layer + 1]):
                     put(self.sample(name, s), h.z[layer][..., s, j])
@@ -348,6 +379,9 @@ class SheetLayout(Formulas):
                 if nw.bias == "fixed":
                     meaning += " (fixed)"
                 entries.append(SetupEntry(key, key, meaning, float(nw.b[layer][j])))
+        for key, value in self.hyper.items():
+            h = HYPERPARAMETERS[key]
+            entries.append(SetupEntry(key, h.symbol, h.meaning, float(value)))
         return entries
 
 

@@ -116,6 +116,14 @@ def _tanh(x: Bounded) -> Bounded:
     return Bounded(v, np.abs(v), x.e + ULP_FUNCTION * np.abs(v))  # |tanh′| ≤ 1
 
 
+def _sqrt(x: Bounded) -> Bounded:
+    """√x is correctly rounded; its input's error moves it by at most the span of √ over
+    [x − e, x + e] (no derivative bound, which is infinite at 0)."""
+    v = np.sqrt(x.v)
+    span = np.sqrt(x.v + x.e) - np.sqrt(np.maximum(x.v - x.e, 0.0))
+    return Bounded(v, np.abs(v), np.where(x.e > 0, span, 0.0) + U * np.abs(v))
+
+
 def _max(*args: Bounded) -> Bounded:
     v, m, e = args[0].v, args[0].m, args[0].e
     for other in args[1:]:
@@ -147,7 +155,7 @@ def _compare(op: Any) -> Any:
 BOUNDED = Algebra(
     binary={"+": _add, "-": _sub, "*": _mul, "/": _div, "^": _pow},
     compare={op: _compare(fn) for op, fn in COMPARE.items()},
-    functions={"EXP": _exp, "LN": _ln, "TANH": _tanh, "MAX": _max, "IF": _if},
+    functions={"EXP": _exp, "LN": _ln, "TANH": _tanh, "MAX": _max, "IF": _if, "SQRT": _sqrt},
     negative=_neg,
     constant=_constant,
     lift=None,  # the Env holds Bounded values already: `exact_inputs`
