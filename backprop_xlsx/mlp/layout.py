@@ -41,6 +41,9 @@ SETUP_SHEET = "Setup"
 # `bpxl verify` recalculates such a file in a real engine instead of taking them as evidence.
 APPLICATION = "bpxl"
 SUMMARY_SHEET = "Error vs LR"
+# The comparison sheet of a workbook with optimizers other than plain gradient descent: the
+# same tables and chart as Error vs LR, over every training sheet, in its place.
+OPTIMIZER_SHEET = "Optimizers"
 
 # Setup sheet: one row per starting value, name in column A, value in column B.
 SETUP_FIRST_ROW = 4
@@ -93,6 +96,42 @@ def lr_sheet_title(eta: float) -> str:
     return title
 
 
+def sheet_title(optimizer: str, eta: float) -> str:
+    """`LR 0.1` for plain gradient descent, `Adam 0.05`, `Momentum 0.1` for the others: the
+    training sheet of one optimizer and learning rate (η written as in lr_sheet_title)."""
+    title = lr_sheet_title(eta)
+    if optimizer == "sgd":
+        return title
+    title = OPTIMIZERS[optimizer].label + title[2:]
+    if len(title) > MAX_SHEET_TITLE:
+        raise BpxlError(
+            f"learning rate {eta!r} has too many digits for a sheet title ({title!r} is longer "
+            f"than Excel's {MAX_SHEET_TITLE} characters): round it"
+        )
+    return title
+
+
+_BY_LABEL = {o.label.casefold(): o.name for o in OPTIMIZERS.values()}
+
+
+def training_sheet(title: str) -> tuple[str, float] | None:
+    """(optimizer, η) of a training sheet's title (`LR 0.1`, `adam 0.05`: case-insensitive, as
+    Excel's sheet names are), or None for any other title."""
+    label, _, number = title.partition(" ")
+    optimizer = _BY_LABEL.get(label.casefold())
+    if optimizer is None:
+        return None
+    try:
+        return optimizer, float(number)
+    except ValueError:
+        return None
+
+
+def summary_title(optimizers: Sequence[str]) -> str:
+    """Error vs LR for plain gradient descent alone, else Optimizers."""
+    return SUMMARY_SHEET if set(optimizers) == {"sgd"} else OPTIMIZER_SHEET
+
+
 def setup_lr_row(j: int) -> int:
     """Row of the j-th learning rate in the Setup sheet's list of learning rates."""
     return SETUP_LR_HEADER_ROW + 1 + j
@@ -104,15 +143,9 @@ def is_bpxl_sheet(title: str) -> bool:
     Case-insensitive, as sheet names are in Excel: a `setup` sheet could not sit beside `Setup`.
     """
     folded = title.casefold()
-    if folded in (SETUP_SHEET.casefold(), SUMMARY_SHEET.casefold()):
+    if folded in (SETUP_SHEET.casefold(), SUMMARY_SHEET.casefold(), OPTIMIZER_SHEET.casefold()):
         return True
-    if not folded.startswith("lr "):
-        return False
-    try:
-        float(title[3:])
-    except ValueError:
-        return False
-    return True
+    return training_sheet(title) is not None
 
 
 def setup_ref(name: str) -> str:
@@ -412,10 +445,13 @@ def exercise_note(column: Column) -> str:
     )
 
 
-def check_size(layout: SheetLayout, n_lr: int, steps: int) -> None:
-    """Refuse, before anything is written, a workbook no spreadsheet can hold or recalculate."""
+def check_size(layout: SheetLayout, n_lr: int, steps: int, total: int | None = None) -> None:
+    """Refuse, before anything is written, a workbook no spreadsheet can hold or recalculate.
+
+    `total`: the columns of one training sheet per optimizer, added up (the layout's alone by
+    default); the widest sheet must fit a sheet, all of them bpxl's bound on formulas."""
     columns = len(layout.columns)
-    formulas = n_lr * (steps + 1) * columns
+    formulas = n_lr * (steps + 1) * (columns if total is None else total)
     if columns > MAX_COLUMNS or formulas > MAX_FORMULAS:
         raise BpxlError(
             f"this network needs {columns:,} columns and {formulas:,} formulas "

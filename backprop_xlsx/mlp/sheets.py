@@ -20,6 +20,7 @@ from openpyxl.worksheet.hyperlink import Hyperlink
 from openpyxl.worksheet.worksheet import Worksheet
 
 from backprop_xlsx.mlp import layout, sheetview
+from backprop_xlsx.mlp.compare import optimizer_equations, optimizer_names, optimizer_note
 from backprop_xlsx.mlp.equations import EQUATIONS, general_equations, network_fields, network_title
 from backprop_xlsx.xlsx.look import INPUT_FILL
 
@@ -109,18 +110,29 @@ def _chart_area(anchor_column: int, anchor_row: int, chart: ScatterChart) -> str
     return f"{get_column_letter(anchor_column)}{anchor_row}:{last}{anchor_row + rows}"
 
 
-def fill_setup(ws: Worksheet, sheet: layout.SheetLayout, titles: list[str], steps: int) -> None:
+def fill_setup(
+    ws: Worksheet,
+    sheet: layout.SheetLayout,
+    titles: list[str],
+    steps: int,
+    letters: Sequence[str] | None = None,
+    optimizers: Sequence[str] = ("sgd",),
+) -> None:
+    """`letters`: each training sheet's E_total column (the layout's by default); the
+    optimizers' names go beside the sheets, their rules below the equations."""
     _text(
         ws,
         "A1",
         f"bpxl: {network_title(sheet)} trained by gradient descent in live formulas",
         TITLE,
     )
-    _text(
-        ws,
-        "A2",
-        "Change any value in column B: every learning-rate sheet and Error vs LR recompute.",
+    plain = set(optimizers) == {"sgd"}
+    everything = (
+        "every learning-rate sheet and Error vs LR recompute."
+        if plain
+        else f"every training sheet and {layout.OPTIMIZER_SHEET} recompute."
     )
+    _text(ws, "A2", f"Change any value in column B: {everything}")
     _header(ws, layout.SETUP_HEADER_ROW, ["name", "value", "meaning"])
     for entry in sheet.setup:
         row = sheet.setup_row[entry.key]
@@ -132,9 +144,14 @@ def fill_setup(ws: Worksheet, sheet: layout.SheetLayout, titles: list[str], step
 
     first = column_index_from_string(layout.SETUP_LR_COLUMNS[0])
     _header(ws, layout.SETUP_LR_HEADER_ROW, ["η", "sheet", "final E_total"], first)
-    letter = sheet.letter["E_total"]
-    for j, title in enumerate(titles):
+    letters = letters or [sheet.letter["E_total"]] * len(titles)
+    for j, (title, letter) in enumerate(zip(titles, letters, strict=True)):
         _lr_entry(ws, layout.setup_lr_row(j), layout.SETUP_LR_COLUMNS, title, steps, letter)
+    if not plain:  # beside the list: which optimizer each sheet runs, as torch.optim calls it
+        column = first + len(layout.SETUP_LR_COLUMNS)
+        _header(ws, layout.SETUP_LR_HEADER_ROW, ["optimizer"], column)
+        for j, name in enumerate(optimizer_names(titles)):
+            _text(ws, f"{get_column_letter(column)}{layout.setup_lr_row(j)}", name)
 
     label, value = layout.SETUP_NETWORK_COLUMNS
     _header(ws, layout.SETUP_HEADER_ROW, ["network", ""], column_index_from_string(label))
@@ -145,13 +162,18 @@ def fill_setup(ws: Worksheet, sheet: layout.SheetLayout, titles: list[str], step
 
     start = layout.setup_equations_row(len(sheet.setup))
     row = start
-    for text, heading in EQUATIONS if sheet.classic else general_equations(sheet):
+    equations = list(EQUATIONS if sheet.classic else general_equations(sheet))
+    if not plain:
+        equations += optimizer_equations(optimizers)
+    for text, heading in equations:
         if heading and row > start:
             row += 1
         _text(ws, f"A{row}", text, BOLD if heading else None)
         row += 1
 
     widths = {"A": 12, "B": 12, "C": 22, "D": 3, "E": 8, "F": 12, "G": 16, "H": 3, "I": 12}
+    if not plain:
+        widths["H"] = 11
     for col, width in (widths | {"J": 30}).items():
         ws.column_dimensions[col].width = width
     _page_setup(ws, [f"A1:J{row}"], 1, None)
@@ -177,6 +199,8 @@ def fill_lr_sheet(
         "Each row is one gradient-descent step: w ← w − η·∂E/∂w with the gradients of the row "
         "above. Iteration 0 holds the initial weights from Setup."
     )
+    if sheet.optimizer.name != "sgd":
+        note = optimizer_note(sheet.optimizer)
     if sheet.samples > 1:
         note += f" Each step is one full batch of all {sheet.samples} samples"
         note += "; x⁽ˢ⁾ is x of sample s."
@@ -220,8 +244,13 @@ def fill_summary(
     titles: list[str],
     s: layout.SummaryLayout,
     bounds: tuple[float, float] | None,
+    letters: Sequence[str] | None = None,
+    heading: str = "Error vs learning rate",
 ) -> None:
-    _text(ws, "A1", "Error vs learning rate", TITLE)
+    """The comparison of the training sheets (Error vs LR, or Optimizers); `letters` is each
+    sheet's E_total column (the layout's by default)."""
+    letters = letters or [sheet.letter["E_total"]] * len(titles)
+    _text(ws, "A1", heading, TITLE)
     threshold_row = int(re.sub(r"\D", "", layout.THRESHOLD_CELL))
     _text(ws, f"A{threshold_row}", "threshold", BOLD)
     cell = ws[layout.THRESHOLD_CELL]
@@ -235,7 +264,10 @@ def fill_summary(
     }
     for col, width in widths.items():
         ws.column_dimensions[col].width = width
-    instruction = "change it: the first iteration with E_total below it is found again for every η"
+    every = "η" if heading == "Error vs learning rate" else "sheet"
+    instruction = (
+        f"change it: the first iteration with E_total below it is found again for every {every}"
+    )
     _text(ws, f"C{threshold_row}", instruction)
     ws[f"C{threshold_row}"].alignment = Alignment(wrap_text=True, vertical="center")
     for label in (f"A{threshold_row}", layout.THRESHOLD_CELL):
@@ -252,8 +284,7 @@ def fill_summary(
     )
     ws.row_dimensions[layout.SUMMARY_HEADER_ROW].height = 30
     e_format = layout.FORMAT_SMALL
-    letter = sheet.letter["E_total"]
-    for j, title in enumerate(titles):
+    for j, (title, letter) in enumerate(zip(titles, letters, strict=True)):
         row = s.lr_row(j)
         _lr_entry(ws, row, (cols["eta"], cols["sheet"], cols["final"]), title, s.steps, letter)
         ws[f"{cols['eta']}{row}"].alignment = Alignment(horizontal="center")
@@ -264,13 +295,14 @@ def fill_summary(
     _header(ws, s.table_header_row, ["iteration", *titles])
     first = s.iteration_row(0)
     ws[f"A{first}"] = 0
-    for j, title in enumerate(titles):
+    for j, (title, letter) in enumerate(zip(titles, letters, strict=True)):
         cell = ws[f"{s.lr_column(j)}{first}"]
         cell.value = layout.e_total_ref(title, 0, letter)
         cell.number_format = e_format
 
+    per = "learning rate" if every == "η" else "sheet"
     chart = sheetview.e_total_chart(
-        "E_total against iteration, one line per learning rate", s.steps, bounds
+        f"E_total against iteration, one line per {per}", s.steps, bounds
     )
     chart.height, chart.width = 10, 18
     last = s.iteration_row(s.steps)

@@ -32,6 +32,7 @@ from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import description, layout
 from backprop_xlsx.mlp.config import check_runs_finish
 from backprop_xlsx.mlp.description import Network
+from backprop_xlsx.mlp.optim import HYPERPARAMETERS, hyper_keys
 from backprop_xlsx.mlp.sheets import fill_lr_sheet, fill_setup, fill_summary, log_bounds
 from backprop_xlsx.xlsx.fileio import atomic_output, output_path, temp_folder
 from backprop_xlsx.xlsx.package import workbook_facts
@@ -53,8 +54,13 @@ def build_workbook(
     recalc: bool = False,
     warn: Callable[[str], None] | None = None,
     blank: frozenset[str] = frozenset(),
+    optimizers: Sequence[str] = ("sgd",),
+    hyper: Mapping[str, float] | None = None,
 ) -> str:
     """Write the workbook to `out` atomically and return the lines the CLI prints.
+
+    One training sheet per optimizer (optim.py; plain gradient descent by default) and learning
+    rate; `hyper` sets hyperparameters by key (the others are torch.optim's defaults).
 
     Refused before anything is written: a learning rate whose run overflows, an `out` that is
     not an xlsx workbook (or not a regular file), and a sheet of `out` that bpxl did not make
@@ -65,9 +71,13 @@ def build_workbook(
     computes and stores every value before the replace.
     """
     start = time.perf_counter()
-    run = _Run.of(network, etas, steps)
+    runs = _runs(network, etas, steps, optimizers, hyper)
     link, out = Path(out), output_path(out)
-    titles = [layout.SETUP_SHEET, *(layout.lr_sheet_title(e) for e in etas), layout.SUMMARY_SHEET]
+    titles = [
+        layout.SETUP_SHEET,
+        *(layout.sheet_title(o, e) for o in optimizers for e in etas),
+        layout.summary_title(optimizers),
+    ]
     old = existing_sheets(out)
     new = {t.casefold() for t in titles}
     if old is not None:
@@ -90,13 +100,13 @@ def build_workbook(
     try:
         with atomic_output(out) as tmp:
             if not recalc:
-                warnings = write_workbook(run, etas, steps, tmp, **carry)
+                warnings = write_workbook(runs, etas, steps, tmp, **carry)
             else:
                 from backprop_xlsx.xlsx.libreoffice import recalculate
 
                 with temp_folder("build") as work:
                     book = Path(work) / "book.xlsx"
-                    warnings = write_workbook(run, etas, steps, book, **carry)
+                    warnings = write_workbook(runs, etas, steps, book, **carry)
                     recalculate(book, book, label=f"the new workbook for {link}")
                     shutil.copyfile(book, tmp)
     except OSError as exc:  # disk full, an I/O error: the old file is untouched
@@ -104,11 +114,12 @@ def build_workbook(
     for line in warnings:
         (warn or _stderr)(line)
     seconds = time.perf_counter() - start
-    n = len(etas)
-    formulas = n * (steps + 1) * (len(run.sheet.columns) - len(blank))
+    n = len(etas) * len(runs)
+    formulas = sum(len(etas) * (steps + 1) * (len(r.sheet.columns) - len(blank)) for r in runs)
     where = f"{link} (→ {out})" if link != out else f"{link}"
+    kind = "learning-rate" if list(optimizers) == ["sgd"] else "training"
     line = (
-        f"wrote {where}: {n} learning-rate sheet{'s' if n != 1 else ''} × {steps + 1:,} "
+        f"wrote {where}: {n} {kind} sheet{'s' if n != 1 else ''} × {steps + 1:,} "
         f"iterations, {formulas:,} formulas"
     )
     if recalc:
@@ -217,15 +228,18 @@ class _Run:
         steps: int,
         *,
         check: bool = True,
+        optimizer: str = "sgd",
+        hyper: Mapping[str, float] | None = None,
     ) -> _Run:
         """Checked before anything is written: the size, and a run that never overflows.
 
+        `optimizer` is this run's update rule, `hyper` every hyperparameter Setup shows.
         `check=False` is for the tests' witness of what the check refuses."""
         if isinstance(network, _Run):
             return network
         if not isinstance(network, Network):
             network = description.seed(network)  # the seed's named values, i1 … w8
-        sheet = layout.SheetLayout(network)
+        sheet = layout.SheetLayout(network, optimizer=optimizer, hyper=hyper)
         layout.check_size(sheet, len(etas), steps)
         if not check:
             with np.errstate(all="ignore"):
@@ -242,8 +256,34 @@ class _Run:
         return np.stack([self.values[c.key][:, j] for c in self.sheet.columns], axis=1)
 
 
+def _runs(
+    network: Network | Mapping[str, float] | _Run | Sequence[_Run],
+    etas: Sequence[float],
+    steps: int,
+    optimizers: Sequence[str],
+    hyper: Mapping[str, float] | None,
+    check: bool = True,
+) -> list[_Run]:
+    """One run per optimizer, all with every hyperparameter the workbook's Setup shows."""
+    if isinstance(network, Sequence) and not isinstance(network, _Run):
+        return list(network)
+    if isinstance(network, _Run):
+        return [network]
+    shown = {k: (hyper or {}).get(k, HYPERPARAMETERS[k].default) for k in hyper_keys(optimizers)}
+    if not isinstance(network, Network):
+        network = description.seed(network)
+    sheet = layout.SheetLayout(network)
+    columns = sum(
+        len(layout.SheetLayout(network, optimizer=o, hyper=shown).columns) for o in optimizers
+    )
+    layout.check_size(sheet, len(etas), steps, columns)
+    return [
+        _Run.of(network, etas, steps, check=check, optimizer=o, hyper=shown) for o in optimizers
+    ]
+
+
 def write_workbook(
-    network: Network | Mapping[str, float] | _Run,
+    network: Network | Mapping[str, float] | _Run | Sequence[_Run],
     etas: Sequence[float],
     steps: int,
     path: Path,
@@ -253,37 +293,54 @@ def write_workbook(
     removed: Sequence[str] = (),
     check: bool = True,
     blank: frozenset[str] = frozenset(),
+    optimizers: Sequence[str] = ("sgd",),
+    hyper: Mapping[str, float] | None = None,
 ) -> list[str]:
     """Write the complete workbook to `path` (not atomic: build_workbook wraps it).
 
     Every formula cell also carries the value NumPy computed for it, for viewers that do not
     calculate; Excel and LibreOffice still recalculate on open. The sheets `carry` of
     `carry_from` are carried over (see package.build_package, whose warnings are returned).
+    One training sheet per optimizer (of the runs given, or of `optimizers`) and η.
     """
-    run = _Run.of(network, etas, steps, check=check)
-    sheet = run.sheet
-    titles = [layout.lr_sheet_title(eta) for eta in etas]
-    summary_layout = layout.SummaryLayout(len(etas), steps)
+    runs = _runs(network, etas, steps, optimizers, hyper, check)
+    optimizers = [r.sheet.optimizer.name for r in runs]
+    sheet = runs[0].sheet
+    training = [(r, j) for r in runs for j in range(len(etas))]
+    titles = [layout.sheet_title(r.sheet.optimizer.name, etas[j]) for r, j in training]
+    letters = [r.sheet.letter["E_total"] for r, _ in training]
+    e_total = np.concatenate([r.e_total for r in runs], axis=1)  # (steps + 1, sheets)
+    every_eta = [etas[j] for _, j in training]
+    summary_title = layout.summary_title(optimizers)
+    summary_layout = layout.SummaryLayout(len(titles), steps)
     wb = Workbook()
     setup = wb.active
     setup.title = layout.SETUP_SHEET
     sheets = [wb.create_sheet(title) for title in titles]
-    summary = wb.create_sheet(layout.SUMMARY_SHEET)
+    summary = wb.create_sheet(summary_title)
     wb.calculation.fullCalcOnLoad = True  # Excel and LibreOffice compute everything on open
     record = json.dumps(wb.sheetnames, ensure_ascii=False)
     wb.custom_doc_props.append(StringProperty(name=SHEETS_PROPERTY, value=record))
 
-    fill_setup(setup, sheet, titles, steps)
-    for j, (ws, eta) in enumerate(zip(sheets, etas, strict=True)):
-        fill_lr_sheet(ws, sheet, eta, steps, log_bounds(run.e_total[:, j]), blank)
-    fill_summary(summary, sheet, titles, summary_layout, log_bounds(run.e_total))
+    fill_setup(setup, sheet, titles, steps, letters, optimizers)
+    for k, (ws, (run, j)) in enumerate(zip(sheets, training, strict=True)):
+        fill_lr_sheet(ws, run.sheet, etas[j], steps, log_bounds(e_total[:, k]), blank)
+    heading = (
+        "Error vs learning rate"
+        if summary_title == layout.SUMMARY_SHEET
+        else ("Error by optimizer and learning rate")
+    )
+    bounds = log_bounds(e_total)
+    fill_summary(summary, sheet, titles, summary_layout, bounds, letters, heading)
 
     template = io.BytesIO()
     wb.save(template)
-    streams = {layout.SETUP_SHEET: FilledSheet(_setup_values(run, etas, steps)).stream}
-    for j, title in enumerate(titles):
+    streams = {layout.SETUP_SHEET: FilledSheet(_setup_values(e_total, every_eta)).stream}
+    for title, (run, j) in zip(titles, training, strict=True):
         streams[title] = _lr_bulk(title, steps, run, j, blank).stream
-    streams[layout.SUMMARY_SHEET] = _summary_bulk(titles, summary_layout, run, etas).stream
+    streams[summary_title] = _summary_bulk(
+        titles, summary_layout, e_total, letters, every_eta, summary_title
+    ).stream
     return build_package(
         reproducible(template.getvalue()),
         Path(path),
@@ -336,19 +393,23 @@ def _first_below(e_total: np.ndarray, threshold: float) -> int | str:
 
 
 def _summary_bulk(
-    titles: list[str], s: layout.SummaryLayout, run: _Run, etas: Sequence[float]
+    titles: list[str],
+    s: layout.SummaryLayout,
+    e_total: np.ndarray,
+    letters: Sequence[str],
+    etas: Sequence[float],
+    summary_title: str = layout.SUMMARY_SHEET,
 ) -> PatternRows:
-    """Iterations 1..N of the E_total table: the iteration, then live references to each sheet.
+    """Iterations 1..N of the E_total table: the iteration, then live references to each sheet
+    (its E_total column `letters[j]`; e_total: (steps + 1, sheets)).
 
     `top` holds the values of the per-LR table and of iteration 0, computed as the cells do."""
-    letter = run.sheet.letter["E_total"]
     cells = [("A", "<v>{k}</v>")]
-    for j, title in enumerate(titles):
+    for j, (title, letter) in enumerate(zip(titles, letters, strict=True)):
         # layout.e_total_ref(title, k) with the row left open, e.g. ='LR 0.1'!W{s}
         ref = re.sub(r"\d+$", "{s}", layout.e_total_ref(title, 0, letter))
         cells.append((s.lr_column(j), _formula_xml(ref, j)))
     cols = layout.SUMMARY_COLUMNS
-    e_total = run.e_total
     top: dict[str, float | str] = {}
     for j, eta in enumerate(etas):
         row = s.lr_row(j)
@@ -358,7 +419,7 @@ def _summary_bulk(
         top[f"{s.lr_column(j)}{s.iteration_row(0)}"] = e_total[0, j]
     first = s.iteration_row(1)
     return PatternRows(
-        layout.SUMMARY_SHEET,
+        summary_title,
         first,
         s.iteration_row(s.steps),
         1,
@@ -369,14 +430,14 @@ def _summary_bulk(
     )
 
 
-def _setup_values(run: _Run, etas: Sequence[float], steps: int) -> dict[str, float]:
-    """The Setup sheet's live list of learning rates: η and final E_total of each sheet."""
+def _setup_values(e_total: np.ndarray, etas: Sequence[float]) -> dict[str, float]:
+    """The Setup sheet's live list of training sheets: η and final E_total of each."""
     eta_col, _, final_col = layout.SETUP_LR_COLUMNS
     out: dict[str, float] = {}
     for j, eta in enumerate(etas):
         row = layout.setup_lr_row(j)
         out[f"{eta_col}{row}"] = eta
-        out[f"{final_col}{row}"] = run.e_total[-1, j]
+        out[f"{final_col}{row}"] = e_total[-1, j]
     return out
 
 

@@ -17,6 +17,7 @@ from openpyxl.utils import get_column_letter
 
 from backprop_xlsx.mlp import layout
 from backprop_xlsx.verify.lr_sheet import ETA_KEY, SETUP_VALUE_COL, LrSheet
+from backprop_xlsx.verify.optimizers import HYPER_RANGES
 from backprop_xlsx.verify.progress import QUIET, Progress
 from backprop_xlsx.verify.report import INPUT_SETS, ITERATIONS, MAX_FINDINGS, Finding, Report
 from backprop_xlsx.verify.rounding import BOUNDED, close, exact, exact_inputs, tolerance
@@ -241,7 +242,7 @@ def _random_inputs(
     rng: np.random.Generator, sheet: layout.SheetLayout
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Changed inputs that separate every pair of quantities: each Setup value drawn on its own
-    (so t1 ≠ t2, i1 ≠ i2, all w distinct), and η.
+    (so t1 ≠ t2, i1 ≠ i2, all w distinct, β1 ≠ β2: optimizers.HYPER_RANGES), and η.
 
     Scaled so that values stay bounded in any network the layout describes: each weight
     within ±2/√fan-in (a neuron's net input stays of the size of one input, however wide the
@@ -258,7 +259,7 @@ def _random_inputs(
     bounds = {"i": (-1.0, 1.0), "t": (0.05, 0.95), "w": (-2.0, 2.0), "b": (-1.0, 1.0)}
     start = {}
     for e in sheet.setup:
-        low, high = bounds[e.key[0]]
+        low, high = HYPER_RANGES.get(e.key) or bounds[e.key[0]]
         scale = 1 / math.sqrt(fan_in[e.key]) if e.key in fan_in else 1.0
         start[e.key] = rng.uniform(low, high, n) * scale
     eta = rng.uniform(0.05, 3.0, n)

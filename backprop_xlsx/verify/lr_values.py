@@ -92,11 +92,11 @@ def expected_runs(setup: dict[str, float] | None, sheets: list[LrSheet]) -> dict
     """NumPy's values for each sheet, one vectorised run per distinct number of steps."""
     if setup is None:
         return {}
-    by_steps: dict[int, list[LrSheet]] = {}
-    for sheet in sheets:
-        by_steps.setdefault(sheet.rows - 1, []).append(sheet)
+    by_steps: dict[tuple[int, str], list[LrSheet]] = {}
+    for sheet in sheets:  # one run per number of steps and optimizer
+        by_steps.setdefault((sheet.rows - 1, sheet.layout.optimizer.name), []).append(sheet)
     out = {}
-    for steps, group in by_steps.items():
+    for (steps, _), group in by_steps.items():
         values = numpy_sheets(setup, [s.eta() for s in group], steps, group[0].layout)
         out.update((s.title, v) for s, v in zip(group, values, strict=True))
     return out

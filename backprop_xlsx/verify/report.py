@@ -159,6 +159,7 @@ class Report:
     atol: float = ATOL
     sheets: list[SheetStats] = field(default_factory=list)
     summary_cells: int = 0
+    summary_title: str = layout.SUMMARY_SHEET  # Error vs LR, or Optimizers
     formula_cells: int = 0  # cells checked for the same relative formula down their column
     findings: list[Finding] = field(default_factory=list)
     findings_total: int = 0
@@ -216,7 +217,7 @@ class Report:
                 f"{s.max_abs:>10.2g}{s.max_rel:>10.2g}"
             )
         if self.summary_cells:
-            lines.append(f"{layout.SUMMARY_SHEET:<14}{'':>18}{self.summary_cells:>11,}")
+            lines.append(f"{self.summary_title:<14}{'':>18}{self.summary_cells:>11,}")
         if self.cnn is not None:
             c = self.cnn
             lines.append(

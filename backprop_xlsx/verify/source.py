@@ -14,7 +14,7 @@ import os
 import re
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -79,9 +79,12 @@ def network_cells(pkg: Package) -> dict[tuple[int, int], Cell] | None:
     return pkg.cells(layout.SETUP_SHEET, width, last)
 
 
-def read_summary_cells(pkg: Package, sheets: list[LrSheet]) -> dict[tuple[int, int], Cell] | None:
-    """The Error vs LR cells the checks read: as many rows and columns as the LR sheets need."""
-    if layout.SUMMARY_SHEET not in pkg.parts:
+def read_summary_cells(
+    pkg: Package, sheets: list[LrSheet], title: str = layout.SUMMARY_SHEET
+) -> dict[tuple[int, int], Cell] | None:
+    """The cells the checks read of Error vs LR (or of Optimizers, its twin for optimizers):
+    as many rows and columns as the LR sheets need."""
+    if title not in pkg.parts:
         return None
     steps = max((s.rows - 1 for s in sheets), default=0)
     where = layout.SummaryLayout(len(sheets), steps)
@@ -93,7 +96,7 @@ def read_summary_cells(pkg: Package, sheets: list[LrSheet]) -> dict[tuple[int, i
         where.iteration_row(steps), where.lr_row(len(sheets)), cell_key(layout.THRESHOLD_CELL)[0]
     )
     cells: dict[tuple[int, int], Cell] = {}
-    rows = pkg.grid(layout.SUMMARY_SHEET, width)  # its table's rows are plain: read as text
+    rows = pkg.grid(title, width)  # its table's rows are plain: read as text
     try:
         for line in rows:
             if line is None:  # the reader starts again
@@ -144,7 +147,7 @@ def choose_engine(path: Path, engine: str, sheets: list[LrSheet], report: Report
 
 
 def read_lr_sheets(
-    pkg: Package, titles: list[str], sheet_layout: layout.SheetLayout
+    pkg: Package, titles: list[str], layouts: layout.SheetLayout | Sequence[layout.SheetLayout]
 ) -> Iterator[LrSheet]:
     """The LR sheets in order, read two (or as many as there are cores) at a time.
 
@@ -153,15 +156,20 @@ def read_lr_sheets(
     sheets are independent, so worker processes read them (fork, where there is one: nothing
     to import again); the checks stay in this process, in order, so findings and the random
     changed inputs are the same as when read one by one."""
+    if isinstance(layouts, layout.SheetLayout):
+        layouts = [layouts] * len(titles)  # one network, one optimizer: the same columns
     cores = os.cpu_count() or 1
     fork = "fork" in multiprocessing.get_all_start_methods()
     if len(titles) < 2 or cores < 2 or not fork:
-        for title in titles:
+        for title, sheet_layout in zip(titles, layouts, strict=True):
             yield read_lr_sheet(pkg, title, sheet_layout=sheet_layout)
         return
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=min(cores, len(titles)), mp_context=context) as pool:
-        jobs = [pool.submit(_read_in_worker, str(pkg.path), t, sheet_layout) for t in titles]
+        jobs = [
+            pool.submit(_read_in_worker, str(pkg.path), t, sheet_layout)
+            for t, sheet_layout in zip(titles, layouts, strict=True)
+        ]
         for job in jobs:
             sheet, error = job.result()
             if error is not None:
@@ -192,6 +200,7 @@ def recalculated(
     summary_cells: dict[tuple[int, int], Cell] | None,
     original: Package,
     report: Report,
+    summary_title: str = layout.SUMMARY_SHEET,
 ) -> tuple[dict | None, dict | None]:
     """Let LibreOffice compute a copy, and take every value from it. Constants typed into the
     original (Setup, η) keep their full precision: LibreOffice rounds what it saves to 15
@@ -211,7 +220,8 @@ def recalculated(
                 }
         if setup_cells is not None and layout.SETUP_SHEET in pkg.parts:
             setup_cells = merge_computed(setup_cells, read_setup_cells(pkg, sheets[0].layout) or {})
-        if summary_cells is not None and layout.SUMMARY_SHEET in pkg.parts:
-            summary_cells = merge_computed(summary_cells, read_summary_cells(pkg, sheets) or {})
+        if summary_cells is not None and summary_title in pkg.parts:
+            fresh = read_summary_cells(pkg, sheets, summary_title) or {}
+            summary_cells = merge_computed(summary_cells, fresh)
         report.cnn = check_cnn_sheets(original, report, computed=pkg)
     return setup_cells, summary_cells

@@ -38,9 +38,11 @@ def check_summary(
     cells: dict[tuple[int, int], Cell],
     lr: dict[str, tuple[float | None, np.ndarray | None]],
     report: Report,
+    summary_title: str = layout.SUMMARY_SHEET,
 ) -> None:
     """Per learning rate: η, final E_total and first iteration below the sheet's threshold;
-    then the table of E_total per iteration. `lr` maps sheet title → (η, NumPy's E_total)."""
+    then the table of E_total per iteration. `lr` maps sheet title → (η, NumPy's E_total).
+    `summary_title`: Error vs LR, or Optimizers (the same tables over every training sheet)."""
     titles = list(lr)
     steps = max((len(e) - 1 for _, e in lr.values() if e is not None), default=0)
     where = layout.SummaryLayout(len(titles), steps)
@@ -49,7 +51,7 @@ def check_summary(
     threshold = cell_number(threshold_cell)
     if threshold is None:
         found = threshold_cell and threshold_cell.value
-        report.add(Finding(layout.SUMMARY_SHEET, layout.THRESHOLD_CELL, "threshold", None, found))
+        report.add(Finding(summary_title, layout.THRESHOLD_CELL, "threshold", None, found))
     checked = 0
     order: list[str] = []
     for j, fallback in enumerate(titles):
@@ -58,20 +60,22 @@ def check_summary(
         title = named.value if named is not None and named.value in lr else fallback
         if named is None or named.value != title:
             cell = f"{layout.SUMMARY_COLUMNS['sheet']}{row}"
-            report.add(
-                Finding(layout.SUMMARY_SHEET, cell, "sheet name", title, named and named.value)
-            )
+            report.add(Finding(summary_title, cell, "sheet name", title, named and named.value))
         order.append(title)
         eta, e_total = lr[title]
         if eta is not None:
-            checked += _compare(cells, [row], columns["eta"], [eta], f"η of {title}", report)
+            checked += _compare(
+                cells, [row], columns["eta"], [eta], f"η of {title}", report, summary_title
+            )
         if e_total is None:
             continue
         what = f"final E_total of {title}"
-        checked += _compare(cells, [row], columns["final"], e_total[-1:], what, report)
+        checked += _compare(
+            cells, [row], columns["final"], e_total[-1:], what, report, summary_title
+        )
         if threshold is not None:
             col = columns["first_below"]
-            _check_first_below(cells, row, col, title, e_total, threshold, report)
+            _check_first_below(cells, row, col, title, e_total, threshold, report, summary_title)
             checked += 1
     rows = [where.iteration_row(k) for k in range(steps + 1)]
     for j, title in enumerate(order):
@@ -79,8 +83,12 @@ def check_summary(
         if e_total is not None:
             col = column_number(where.lr_column(j))
             what = f"E_total of {title}"
-            checked += _compare(cells, rows[: len(e_total)], col, e_total, what, report)
-    checked += _compare(cells, rows, 1, np.arange(steps + 1.0), "iteration number", report)
+            checked += _compare(
+                cells, rows[: len(e_total)], col, e_total, what, report, summary_title
+            )
+    checked += _compare(
+        cells, rows, 1, np.arange(steps + 1.0), "iteration number", report, summary_title
+    )
     report.summary_cells = checked
 
 
@@ -91,6 +99,7 @@ def _compare(
     expected: np.ndarray | list[float],
     what: str,
     report: Report,
+    summary_title: str = layout.SUMMARY_SHEET,
 ) -> int:
     """Compare a column of Error vs LR with NumPy; returns how many cells were compared."""
     found = [cells.get((row, col)) for row in rows]
@@ -101,7 +110,7 @@ def _compare(
         problem = f"wrong {what}" if len(rows) == 1 else f"wrong {what}, iteration {i}"
         value = float(got[i]) if found[i] is not None and not np.isnan(got[i]) else None
         value = value if value is not None else found[i] and found[i].value
-        report.add(Finding(layout.SUMMARY_SHEET, cell, problem, float(want[i]), value))
+        report.add(Finding(summary_title, cell, problem, float(want[i]), value))
     return len(rows)
 
 
@@ -113,6 +122,7 @@ def _check_first_below(
     e_total: np.ndarray,
     threshold: float,
     report: Report,
+    summary_title: str = layout.SUMMARY_SHEET,
 ) -> None:
     surely, maybe = _first_below(e_total, threshold, report)
     never = len(e_total)
@@ -125,7 +135,7 @@ def _check_first_below(
         want = layout.NEVER if surely == never and maybe == never else surely
         report.add(
             Finding(
-                layout.SUMMARY_SHEET,
+                summary_title,
                 f"{get_column_letter(col)}{row}",
                 f"first iteration with E_total < threshold on {title}",
                 want,

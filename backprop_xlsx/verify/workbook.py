@@ -19,6 +19,7 @@ from backprop_xlsx.mlp import layout
 from backprop_xlsx.verify.lr_formulas import check_formulas, check_structure, with_iteration_column
 from backprop_xlsx.verify.lr_sheet import LrSheet
 from backprop_xlsx.verify.lr_values import check_values, expected_runs, read_network, read_setup
+from backprop_xlsx.verify.optimizers import optimizer_layouts
 from backprop_xlsx.verify.progress import QUIET, Progress
 from backprop_xlsx.verify.report import ATOL, RTOL, Finding, Report, SheetStats
 from backprop_xlsx.verify.source import (
@@ -58,9 +59,7 @@ def verify_workbook(
     report = Report(str(path), rtol=rtol, atol=atol)
     pkg = Package(path)
     try:
-        titles = [
-            t for t in pkg.parts if layout.is_bpxl_sheet(t) and t.casefold().startswith("lr ")
-        ]
+        titles = [t for t in pkg.parts if layout.training_sheet(t) is not None]
         if not titles:
             from backprop_xlsx.cnn import layout as cnn_layout
 
@@ -72,12 +71,16 @@ def verify_workbook(
             return _verify_cnn_only(pkg, report, engine)
         rng = np.random.default_rng(20240611)
         # the architecture, from the workbook itself
-        sheet_layout = with_iteration_column(read_network(network_cells(pkg)), pkg, titles)
+        base = with_iteration_column(read_network(network_cells(pkg)), pkg, titles)
+        layouts = optimizer_layouts(base, titles)  # each sheet's columns, by its title
+        sheet_layout = layouts[0]
+        summary_title = layout.summary_title([lt.optimizer.name for lt in layouts])
+        report.summary_title = summary_title
         sheets: list[LrSheet] = []
         healthy: dict[str, bool] = {}
         compiled: dict[str, int] = {}
         progress.step(f"reading {len(titles)} LR sheet(s)")
-        for title, sheet in zip(titles, read_lr_sheets(pkg, titles, sheet_layout), strict=True):
+        for title, sheet in zip(titles, read_lr_sheets(pkg, titles, layouts), strict=True):
             progress.advance(SHARE_READ / len(titles))
             progress.step(f"{title}: formulas on changed inputs")
             healthy[title] = check_structure(sheet, report)
@@ -87,12 +90,12 @@ def verify_workbook(
             sheet.columns = sheet.formula_ids = None  # not needed any more
             sheets.append(sheet)
         setup_cells = read_setup_cells(pkg, sheet_layout)
-        summary_cells = read_summary_cells(pkg, sheets)
+        summary_cells = read_summary_cells(pkg, sheets, summary_title)
         report.engine = choose_engine(path, engine, sheets, report)
         progress.step("LibreOffice recalculation" if report.engine == "libreoffice" else "values")
         if report.engine == "libreoffice":
             setup_cells, summary_cells = recalculated(
-                path, sheets, setup_cells, summary_cells, pkg, report
+                path, sheets, setup_cells, summary_cells, pkg, report, summary_title
             )
         else:
             report.cnn = check_cnn_sheets(pkg, report, recalc=engine != "cached")
@@ -123,14 +126,12 @@ def verify_workbook(
         stats.formulas = compiled[sheet.title]
         report.sheets.append(stats)
         progress.advance(SHARE_VALUES / len(sheets))
-        e_total = None if want is None else want[:, sheet_layout.keys.index("E_total")]
+        e_total = None if want is None else want[:, sheet.layout.keys.index("E_total")]
         lr[sheet.title] = (sheet.eta(), e_total)
     if summary_cells is None:
-        report.add(
-            Finding(layout.SUMMARY_SHEET, "", f"the {layout.SUMMARY_SHEET} sheet is missing")
-        )
+        report.add(Finding(summary_title, "", f"the {summary_title} sheet is missing"))
     else:
-        check_summary(summary_cells, lr, report)
+        check_summary(summary_cells, lr, report, summary_title)
     return report
 
 
