@@ -28,8 +28,14 @@ from typing import NoReturn
 import click
 
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.mlp.config import MAX_STEPS, check_learning_rates, check_steps
+from backprop_xlsx.mlp.config import (
+    MAX_STEPS,
+    check_learning_rates,
+    check_optimizers,
+    check_steps,
+)
 from backprop_xlsx.mlp.description import PRESETS, load_network
+from backprop_xlsx.mlp.optim import OPTIMIZERS
 
 DEFAULT_LRS = (0.1, 0.2, 0.5, 0.8, 1.0, 2.0)
 DEFAULT_STEPS = 100
@@ -70,7 +76,8 @@ def expand_variadic(args: list[str], flag: str) -> list[str]:
 
 class VariadicLrCommand(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, expand_variadic(list(args), "--lr"))
+        args = expand_variadic(list(args), "--lr")
+        return super().parse_args(ctx, expand_variadic(args, "--optimizer"))
 
 
 EXIT_CODES = """\b
@@ -263,6 +270,23 @@ def cli() -> None:
     help="With --exercise: a column to leave empty, by its header (∂E/∂w3) or key (dE_dw3); "
     "repeat for more.",
 )
+@click.option(
+    "--optimizer",
+    "optimizers",
+    type=click.Choice(list(OPTIMIZERS)),
+    multiple=True,
+    metavar="NAME [NAME …]",
+    help="Update rules, each with every --lr a sheet of its own (Adam 0.05): "
+    f"{', '.join(OPTIMIZERS)} (torch.optim's SGD, SGD with momentum, with nesterov=True, "
+    "RMSprop, Adam, AdamW). Several after one flag; default sgd, plain gradient descent.",
+)
+@click.option("--momentum", "mu", type=Finite(), help="μ of momentum and nesterov (0.9).")
+@click.option(
+    "--betas", type=(Finite(), Finite()), default=None, help="β1 β2 of adam and adamw (0.9 0.999)."
+)
+@click.option("--eps", type=Finite(), help="ε of rmsprop, adam and adamw (1e-8).")
+@click.option("--alpha", type=Finite(), help="α, the decay of rmsprop's mean of g² (0.99).")
+@click.option("--weight-decay", type=Finite(), help="λ of adamw's decoupled weight decay (0.01).")
 def build(
     etas: tuple[float, ...],
     steps: int | None,
@@ -272,10 +296,21 @@ def build(
     recalc: bool,
     exercise: bool,
     blank: tuple[str, ...],
+    optimizers: tuple[str, ...],
+    mu: float | None,
+    betas: tuple[float, float] | None,
+    eps: float | None,
+    alpha: float | None,
+    weight_decay: float | None,
 ) -> None:
-    """Write the workbook: a Setup sheet, one sheet per learning rate, and Error vs LR."""
+    """Write the workbook: a Setup sheet, one sheet per learning rate (and optimizer), and Error
+    vs LR (Optimizers when other optimizers than sgd are built)."""
     network = load_network(config, preset)
     lrs = check_learning_rates(list(etas) or list(network.lr or DEFAULT_LRS))
+    given = {"mu": mu, "eps": eps, "alpha": alpha, "weight_decay": weight_decay}
+    if betas is not None:
+        given |= {"beta1": betas[0], "beta2": betas[1]}
+    chosen, hyper = check_optimizers(optimizers, given)
     steps = check_steps(steps if steps is not None else network.steps or DEFAULT_STEPS)
     if out.suffix.lower() != ".xlsx":
         raise BpxlError(f"--out must end in .xlsx, got {out}")
@@ -293,7 +328,9 @@ def build(
         blanks = layout.exercise_columns(sheet, blank)
     created = make_folders(out.parent)
     try:
-        summary = build_workbook(network, lrs, steps, out, recalc=recalc, blank=blanks)
+        summary = build_workbook(
+            network, lrs, steps, out, recalc=recalc, blank=blanks, optimizers=chosen, hyper=hyper
+        )
     except BaseException:
         remove_empty_folders(created)
         raise

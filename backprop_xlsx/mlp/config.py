@@ -12,6 +12,7 @@ from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import description
 from backprop_xlsx.mlp.description import MAX_STEPS
 from backprop_xlsx.mlp.layout import SheetLayout, lr_sheet_title
+from backprop_xlsx.mlp.optim import HYPERPARAMETERS, OPTIMIZERS
 
 
 def default_values() -> dict[str, float]:
@@ -71,6 +72,7 @@ def check_runs_finish(
         broken = {name: ~np.isfinite(series) for name, series in values.items()}
         for name, argument in _exp_arguments(sheet, values).items():
             broken[name] = argument > _EXP_LIMIT
+    rate = "learning rate" if sheet.optimizer.name == "sgd" else f"{sheet.optimizer.label} at η"
     for j, eta in enumerate(etas):
         firsts = {
             name: int(np.argmax(bad[:, j])) for name, bad in broken.items() if bad[:, j].any()
@@ -79,7 +81,7 @@ def check_runs_finish(
             k = min(firsts.values())
             what = next(name for name, first in firsts.items() if first == k)
             raise BpxlError(
-                f"learning rate {eta:g} overflows at iteration {k}: {what} is not a finite "
+                f"{rate} {eta:g} overflows at iteration {k}: {what} is not a finite "
                 "number there (beyond ±1.8e308, or a logarithm of 0), so a spreadsheet shows "
                 "#NUM! from that iteration on; choose a smaller learning rate"
             )
@@ -90,3 +92,44 @@ def check_steps(steps: int) -> int:
     if not 1 <= steps <= MAX_STEPS:
         raise BpxlError(f"--steps must be between 1 and {MAX_STEPS:,}, got {steps}")
     return steps
+
+
+# The values torch.optim accepts, narrowed where a sheet would divide by 0 (β = 1: 1 − βᵗ).
+_HYPER_LIMITS = {
+    "mu": (0.0, math.inf, "--momentum", "≥ 0"),
+    "beta1": (0.0, 1.0, "--betas", "in [0, 1)"),
+    "beta2": (0.0, 1.0, "--betas", "in [0, 1)"),
+    "alpha": (0.0, 1.0, "--alpha", "in [0, 1)"),
+    "eps": (0.0, math.inf, "--eps", "≥ 0"),
+    "weight_decay": (0.0, math.inf, "--weight-decay", "≥ 0"),
+}
+
+
+def check_optimizers(
+    optimizers: Sequence[str], given: dict[str, float | None]
+) -> tuple[list[str], dict[str, float]]:
+    """The optimizers in the order given (sgd alone by default), each once, and the
+    hyperparameters set: each within torch's range, and read by one of the optimizers."""
+    chosen = list(dict.fromkeys(optimizers)) or ["sgd"]
+    if len(chosen) < len(optimizers):
+        twice = next(o for o in optimizers if optimizers.count(o) > 1)
+        raise BpxlError(f"--optimizer {twice} is given twice")
+    unknown = [o for o in chosen if o not in OPTIMIZERS]
+    if unknown:
+        raise BpxlError(f"unknown optimizer {unknown[0]!r}; choose from {', '.join(OPTIMIZERS)}")
+    read = {k for o in chosen for k in OPTIMIZERS[o].hyper}
+    hyper = {}
+    for key, value in given.items():
+        if value is None:
+            continue
+        low, high, flag, words = _HYPER_LIMITS[key]
+        if key not in read:
+            users = [o for o in OPTIMIZERS if key in OPTIMIZERS[o].hyper]
+            raise BpxlError(
+                f"{flag} is for {' and '.join(users)}, and no sheet of it is built: "
+                f"add --optimizer {users[0]}"
+            )
+        if not (low <= value < high if high == 1.0 else low <= value):
+            raise BpxlError(f"{flag}: {HYPERPARAMETERS[key].symbol} must be {words}, got {value!r}")
+        hyper[key] = float(value)
+    return chosen, hyper
