@@ -1,0 +1,310 @@
+"""Optimizer sheets: titles, Setup's hyperparameter cells, the Optimizers sheet, the CLI, and
+`bpxl verify` on them: no false alarm on a correct workbook (LibreOffice's and Gnumeric's
+recalculations of every optimizer, also after β1 is changed on Setup), and each spoiled state or
+update formula named by its cell."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pytest
+
+from backprop_xlsx.mlp import description, layout
+from backprop_xlsx.mlp.optim import HYPERPARAMETERS, OPTIMIZERS, hyper_keys
+from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.verify.lr_formulas import check_formulas
+from backprop_xlsx.verify.lr_sheet import read_lr_sheet
+from backprop_xlsx.verify.optimizers import optimizer_layouts
+from backprop_xlsx.verify.report import Report
+from backprop_xlsx.verify.workbook import verify_workbook
+from backprop_xlsx.xlsx.formula import cell_key
+from backprop_xlsx.xlsx.look import INPUT_FILL
+from backprop_xlsx.xlsx.read import Package, cell_number
+from tests._cli import bpxl
+
+ALL = list(OPTIMIZERS)
+ETA = 0.05
+STEPS = 12
+
+
+def _network() -> description.Network:
+    """2-3-2 tanh/sigmoid with trained biases and three samples: every kind of column."""
+    rng = np.random.default_rng(3)
+    return description.from_mapping(
+        {
+            "layers": [2, 3, 2],
+            "activations": ["tanh", "sigmoid"],
+            "loss": "mse",
+            "bias": True,
+            "inputs": rng.uniform(-1, 1, (3, 2)).tolist(),
+            "targets": rng.uniform(0.1, 0.9, (3, 2)).tolist(),
+            "seed": 3,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("optim") / "optim.xlsx"
+    build_workbook(_network(), [ETA, 0.2], STEPS, path, optimizers=ALL)
+    return path
+
+
+def test_titles_name_optimizer_and_eta() -> None:
+    assert layout.sheet_title("sgd", 0.1) == "LR 0.1"
+    assert layout.sheet_title("adam", 0.05) == "Adam 0.05"
+    assert layout.sheet_title("momentum", 0.1) == "Momentum 0.1"
+    for name in ALL:
+        for eta in (0.05, 2.0, 0.1234567, 1e-5):
+            title = layout.sheet_title(name, eta)
+            assert layout.training_sheet(title) == (name, eta)
+            assert layout.training_sheet(title.upper()) == (name, eta)
+            assert layout.is_bpxl_sheet(title)
+    for other in ("Adam", "Adam x", "Adamax 0.1", "Notes", "LR"):
+        assert layout.training_sheet(other) is None and not layout.is_bpxl_sheet(other)
+    assert layout.is_bpxl_sheet(layout.OPTIMIZER_SHEET)
+
+
+def test_workbook_sheets_setup_and_state_columns(book: Path) -> None:
+    wb = openpyxl.load_workbook(book)
+    titles = [layout.sheet_title(o, e) for o in ALL for e in (ETA, 0.2)]
+    assert wb.sheetnames == [layout.SETUP_SHEET, *titles, layout.OPTIMIZER_SHEET]
+    setup = wb[layout.SETUP_SHEET]
+    sheet = optimizer_layouts(layout.SheetLayout(_network()), titles)[-1]  # AdamW's
+    for key in hyper_keys(ALL):
+        cell = setup[f"{layout.SETUP_VALUE_COLUMN}{sheet.setup_row[key]}"]
+        assert cell.value == HYPERPARAMETERS[key].default
+        assert cell.fill.start_color.rgb == INPUT_FILL.start_color.rgb  # yellow: an input
+        name = setup[f"A{sheet.setup_row[key]}"].value
+        assert name == HYPERPARAMETERS[key].symbol
+    # Setup links every sheet, and says which optimizer it runs
+    for j, title in enumerate(titles):
+        assert setup[f"F{layout.setup_lr_row(j)}"].value == title
+        assert setup[f"H{layout.setup_lr_row(j)}"].value in ("SGD", "RMSprop", "Adam", "AdamW")
+    adam = wb["Adam 0.05"]
+    headers = [c.value for c in adam[layout.HEADER_ROW]]
+    for p in ("w1", "b1", "w12", "b5"):
+        assert {f"m_{p}", f"v_{p}", f"m̂_{p}", f"v̂_{p}"} <= set(headers), p
+    col = {h: c.column_letter for h, c in zip(headers, adam[layout.HEADER_ROW], strict=True)}
+    row = layout.FIRST_ROW + 1
+    beta1 = f"Setup!$B${sheet.setup_row['beta1']}"
+    assert adam[f"{col['m̂_w1']}{row}"].value == f"={col['m_w1']}{row}/(1-{beta1}^A{row})"
+    assert adam[f"{col['m_w1']}{layout.FIRST_ROW}"].value == "=0"
+
+
+def test_sgd_alone_is_todays_workbook(tmp_path: Path) -> None:
+    net = _network()
+    build_workbook(net, [ETA], STEPS, tmp_path / "a.xlsx")
+    build_workbook(net, [ETA], STEPS, tmp_path / "b.xlsx", optimizers=["sgd"])
+    assert (tmp_path / "a.xlsx").read_bytes() == (tmp_path / "b.xlsx").read_bytes()
+    names = openpyxl.load_workbook(tmp_path / "a.xlsx", read_only=True).sheetnames
+    assert names == [layout.SETUP_SHEET, "LR 0.05", layout.SUMMARY_SHEET]
+
+
+def _formula_findings(path: Path, title: str) -> Report:
+    """verify's formula checks alone (no engine needed) on one training sheet."""
+    pkg = Package(path)
+    try:
+        titles = [t for t in pkg.parts if layout.training_sheet(t)]
+        layouts = optimizer_layouts(layout.SheetLayout(_network()), titles)
+        layouts = dict(zip(titles, layouts, strict=True))
+        sheet = read_lr_sheet(pkg, title, sheet_layout=layouts[title])
+        report = Report(str(path))
+        check_formulas(sheet, report, np.random.default_rng(7), pkg.titles)
+    finally:
+        pkg.close()
+    return report
+
+
+def test_every_optimizer_sheet_passes_the_formula_check(book: Path) -> None:
+    for name in ALL:
+        report = _formula_findings(book, layout.sheet_title(name, ETA))
+        assert report.ok, report.text()
+
+
+def _spoil(src: Path, dst: Path, title: str, letter: str, edit: Callable[[str, int], str]) -> str:
+    """A copy of `src` with every formula of column `letter` below the first row of `title`
+    passed through edit(formula, row); returns the first spoiled cell."""
+    pkg = Package(src)
+    part = pkg.parts[title]
+    pkg.close()
+    cell = re.compile(rf'(<c r="{letter}(\d+)"[^>]*><f>)([^<]*)(</f>)')
+    spoiled: list[int] = []
+
+    def swap(m: re.Match[str]) -> str:
+        row = int(m[2])
+        if row == layout.FIRST_ROW:
+            return m[0]
+        new = edit(m[3], row)
+        assert new != m[3], f"{letter}{row}: {m[3]} unchanged"
+        spoiled.append(row)
+        return m[1] + new + m[4]
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename == part:
+                data = cell.sub(swap, data.decode("utf-8")).encode("utf-8")
+            zout.writestr(item, data)
+    assert spoiled
+    return f"{letter}{min(spoiled)}"
+
+
+def _spoils() -> dict[str, tuple[str, str, Callable[[layout.SheetLayout], Callable]]]:
+    """spoil → (optimizer, column key, edit given the sheet's layout)."""
+
+    def setup(sheet: layout.SheetLayout, key: str) -> str:
+        return f"Setup!$B${sheet.setup_row[key]}"
+
+    return {
+        # m̂ = m, without its bias correction 1/(1 − β1ᵗ)
+        "m̂ without bias correction": (
+            "adam", "m_hat_w2", lambda s: lambda f, row: f"{s.letter['m_w2']}{row}",
+        ),
+        # v ← β1·v + (1 − β1)·g²: β1 where β2 belongs
+        "β1 for β2": (
+            "adamw", "v_b3",
+            lambda s: lambda f, row: f.replace(setup(s, "beta2"), setup(s, "beta1")),
+        ),
+        # v̂ corrected by β1ᵗ instead of β2ᵗ
+        "β1 in v̂": (
+            "adam", "v_hat_w7",
+            lambda s: lambda f, row: f.replace(setup(s, "beta2"), setup(s, "beta1")),
+        ),
+        # w ← w − η·v with the velocity of the row above: v reads the wrong row
+        "velocity one row off": (
+            "momentum", "w4",
+            lambda s: lambda f, row: f.replace(f"{s.letter['v_w4']}{row}",
+                                               f"{s.letter['v_w4']}{row - 1}"),
+        ),
+        # v ← μ·v + g with the velocity of another weight (w8's for w9)
+        "another weight's velocity": (
+            "nesterov", "v_w9",
+            lambda s: lambda f, row: f.replace(f"{s.letter['v_w9']}{row - 1}",
+                                               f"{s.letter['v_w8']}{row - 1}"),
+        ),
+        # RMSprop's ε inside the square root
+        "ε inside √": (
+            "rmsprop", "b4",
+            lambda s: lambda f, row: re.sub(r"SQRT\(([A-Z]+\d+)\)\+(Setup!\$B\$\d+)",
+                                            r"SQRT(\1+\2)", f),
+        ),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("spoil", list(_spoils()))
+def test_a_spoiled_optimizer_formula_is_named(book: Path, spoil: str, tmp_path: Path) -> None:
+    optimizer, key, edit = _spoils()[spoil]
+    title = layout.sheet_title(optimizer, ETA)
+    titles = [layout.sheet_title(o, e) for o in ALL for e in (ETA, 0.2)]
+    sheet = optimizer_layouts(layout.SheetLayout(_network()), titles)[titles.index(title)]
+    letter = sheet.letter[key]
+    cell = _spoil(book, tmp_path / "spoiled.xlsx", title, letter, edit(sheet))
+    report = _formula_findings(tmp_path / "spoiled.xlsx", title)
+    assert not report.ok
+    named = [f for f in report.findings if f.cell == cell]
+    assert named and all("changed inputs" in f.problem for f in named), report.text()
+    assert all(re.fullmatch(rf"{letter}\d+", f.cell) for f in report.findings), report.text()
+
+
+def test_cli_optimizers_and_bad_hyperparameters(tmp_path: Path) -> None:
+    out = tmp_path / "o.xlsx"
+    done = bpxl("build", "--optimizer", "adam", "nesterov", "--lr", "0.05", "--steps", "5",
+                "--betas", "0.8", "0.99", "--out", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "2 training sheets" in done.stdout
+    wb = openpyxl.load_workbook(out, read_only=True)
+    assert wb.sheetnames == ["Setup", "Adam 0.05", "Nesterov 0.05", "Optimizers"]
+    for args, words in (
+        (["--optimizer", "sgd", "--momentum", "0.5"], "--momentum is for momentum"),
+        (["--optimizer", "adam", "--betas", "0.9", "1"], "β2 must be in [0, 1)"),
+        (["--optimizer", "rmsprop", "--alpha", "-0.1"], "α must be in [0, 1)"),
+        (["--optimizer", "adam", "adam"], "given twice"),
+        (["--optimizer", "adamax"], "adamax"),
+    ):
+        bad = bpxl("build", *args, "--out", str(tmp_path / "bad.xlsx"))
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+        assert bad.stderr.startswith("error:") and words in bad.stderr, bad.stderr
+        assert not (tmp_path / "bad.xlsx").exists()
+
+
+def _with_setup_cell(src: Path, dst: Path, cell: str, value: float) -> Path:
+    pkg = Package(src)
+    part = pkg.parts[layout.SETUP_SHEET]
+    pkg.close()
+    pattern = re.compile(rf'(<c r="{cell}"[^>]*>\s*<v>)[^<]*(</v>)')
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename == part:
+                text, n = pattern.subn(rf"\g<1>{value!r}\g<2>", data.decode("utf-8"))
+                assert n == 1, cell
+                data = text.encode("utf-8")
+            zout.writestr(item, data)
+    return dst
+
+
+def _final_e_total(path: Path, title: str) -> float:
+    sheet = optimizer_layouts(layout.SheetLayout(_network()), [title])[0]
+    pkg = Package(path)
+    try:
+        where = f"{sheet.letter['E_total']}{layout.last_row(STEPS)}"
+        value = cell_number(pkg.cells(title).get(cell_key(where)))
+    finally:
+        pkg.close()
+    assert value is not None
+    return value
+
+
+def test_libreoffice_recalculation_of_every_optimizer_passes_verify(
+    book: Path, soffice: str
+) -> None:
+    report = verify_workbook(book, engine="libreoffice")
+    assert report.ok, report.text()
+    assert len(report.sheets) == 2 * len(ALL)
+    assert max(s.max_rel for s in report.sheets) < 1e-11
+
+
+def test_a_changed_beta1_recomputes_every_adam_sheet(
+    book: Path, soffice: str, tmp_path: Path
+) -> None:
+    from backprop_xlsx.xlsx.libreoffice import recalculate
+
+    titles = [layout.sheet_title(o, e) for o in ALL for e in (ETA, 0.2)]
+    sheet = optimizer_layouts(layout.SheetLayout(_network()), titles)[-1]
+    cell = f"{layout.SETUP_VALUE_COLUMN}{sheet.setup_row['beta1']}"
+    changed = _with_setup_cell(book, tmp_path / "beta1.xlsx", cell, 0.5)
+    recalculate(changed, tmp_path / "beta1-lo.xlsx")
+    before = _recalculated(book, tmp_path / "lo.xlsx")
+    after = tmp_path / "beta1-lo.xlsx"
+    report = verify_workbook(after, engine="cached")  # NumPy from Setup's β1 = 0.5
+    assert report.ok, report.text()
+    for title in titles:
+        moved = _final_e_total(before, title) != _final_e_total(after, title)
+        assert moved == title.startswith("Adam"), title  # Adam and AdamW, nothing else
+
+
+def _recalculated(src: Path, dst: Path) -> Path:
+    from backprop_xlsx.xlsx.libreoffice import recalculate
+
+    recalculate(src, dst)
+    return dst
+
+
+def test_gnumeric_recalculation_of_every_optimizer_passes_verify(
+    book: Path, ssconvert: str, tmp_path: Path
+) -> None:
+    dst = tmp_path / "gnumeric.xlsx"
+    proc = subprocess.run(
+        [ssconvert, "--recalc", str(book), str(dst)], capture_output=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0 and dst.is_file(), proc.stderr.decode("utf-8", "replace")
+    report = verify_workbook(dst, engine="cached")
+    assert report.ok, report.text()
+    assert len(report.sheets) == 2 * len(ALL)
