@@ -98,7 +98,7 @@ def is_bpxl_workbook(path: Path) -> bool:
         titles = list(pkg.parts)
     finally:
         pkg.close()
-    lr = any(layout.is_bpxl_sheet(t) and t.casefold().startswith("lr ") for t in titles)
+    lr = any(layout.training_sheet(t) is not None for t in titles)  # LR 0.1, Adam 0.05, …
     setup = any(t.casefold() == layout.SETUP_SHEET.casefold() for t in titles)
     return (lr and setup) or any(t in titles for t in cnn_layout.SHEETS)
 
