@@ -308,3 +308,20 @@ def test_gnumeric_recalculation_of_every_optimizer_passes_verify(
     report = verify_workbook(dst, engine="cached")
     assert report.ok, report.text()
     assert len(report.sheets) == 2 * len(ALL)
+
+
+def test_rebuild_replaces_optimizer_sheets_and_keeps_the_users(tmp_path: Path) -> None:
+    """The sheets of an earlier build with optimizers are bpxl's: a rebuild without them
+    removes them (named), and a later one with them removes Error vs LR; a sheet of the user's
+    whose name is not bpxl's is kept."""
+    out = tmp_path / "book.xlsx"
+    first = build_workbook(_network(), [ETA], 3, out, optimizers=["adam", "nesterov"])
+    assert "2 training sheets" in first
+    wb = openpyxl.load_workbook(out)
+    wb.create_sheet("Adam notes")  # not a training sheet's title: the user's
+    wb.save(out)
+    again = build_workbook(_network(), [ETA], 3, out)
+    assert "removed Adam 0.05, Nesterov 0.05, Optimizers" in again, again
+    assert "kept Adam notes" in again, again
+    names = openpyxl.load_workbook(out, read_only=True).sheetnames
+    assert names == [layout.SETUP_SHEET, "LR 0.05", layout.SUMMARY_SHEET, "Adam notes"]

@@ -108,7 +108,7 @@ def assert_same(mine: np.ndarray, witness: np.ndarray, what: str, history: float
 
 
 @pytest.mark.torch
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(cases(max_columns=400), st.sampled_from(sorted(OPTIMIZERS)))
 @example(Case((2, 2, 2), ("sigmoid", "sigmoid"), "mse", True, 1), "adam")
 @example(Case((2, 3, 1), ("tanh", "sigmoid"), "binary_cross_entropy", "fixed", 4), "nesterov")
