@@ -156,7 +156,9 @@ def torch_error(net, x, t, W, b):  # type: ignore[no-untyped-def]
     elif net.loss == "cross_entropy":
         terms = -t * torch.log(a)
     else:
-        terms = torch.nn.functional.binary_cross_entropy(a, t.expand_as(a), reduction="none")
+        terms = torch.nn.functional.binary_cross_entropy_with_logits(
+            z, t.expand_as(z), reduction="none"
+        )
     return terms.sum(dim=(-2, -1))
 
 

@@ -163,8 +163,8 @@ def torch_pass(nw: Network):  # type: ignore[no-untyped-def]
         terms = 0.5 * (t - a) ** 2
     elif nw.net.loss == "cross_entropy":
         terms = -t * torch.log(a)
-    else:
-        terms = -(t * torch.log(a) + (1 - t) * torch.log(1 - a))
+    else:  # PyTorch's own, computed from z as bpxl does: finite where a rounds to 1
+        terms = torch.nn.functional.binary_cross_entropy_with_logits(z, t, reduction="none")
     e_total = terms.sum()
     e_total.backward()
     return e_total, W, b

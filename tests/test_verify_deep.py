@@ -279,3 +279,41 @@ def test_the_value_tolerance_follows_the_column_not_the_cell() -> None:
     assert within(found, want, report, scale).all()
     assert not within(found, want, report)[1, 0]
     assert not within(want + 1e-9, want, report, scale)[1, 0]  # 1e-7 of it: still a finding
+
+
+SATURATED_BCE = """
+layers = [1, 2]
+activations = ["sigmoid"]
+loss = "binary_cross_entropy"
+bias = false
+inputs = [[1.0]]
+targets = [[1.0, 0.3]]
+weights = [35.0, -40.0]
+"""
+
+
+@pytest.mark.slow
+def test_binary_cross_entropy_of_a_saturated_sigmoid_recalculates(
+    tmp_path: Path, soffice: str
+) -> None:
+    """a = σ(35) is 1 − 6e-16: LibreOffice rounds 1 − a to 0, so E written through LN(1 − a)
+    was #VALUE! there (NumPy: 6.7e-16). Written through z, as max(z, 0) − t·z + ln(1 + e^−|z|),
+    it is finite in every engine and equal to NumPy's."""
+    config = tmp_path / "net.toml"
+    config.write_text(SATURATED_BCE, encoding="utf-8")
+    out = tmp_path / "net.xlsx"
+    build_workbook(description.load_network(config), [0.1], 3, out, recalc=True)
+    report = verify_workbook(out)
+    assert report.engine == "cached" and report.ok, report.text()
+
+
+def test_binary_cross_entropy_through_z_is_the_textbook_formula() -> None:
+    """−(t·ln a + (1 − t)·ln(1 − a)) and the form through z agree wherever a < 1 keeps digits."""
+    from backprop_xlsx.mlp import network
+
+    z = np.linspace(-20, 20, 81)[:, None]
+    t = np.linspace(0, 1, 5)[None, :]
+    a = network.sigmoid(z)
+    textbook = -(t * np.log(a) + (1 - t) * np.log(1 - a))
+    through_z = network.error_terms("binary_cross_entropy", z, a, t)
+    np.testing.assert_allclose(through_z, textbook, rtol=1e-7)

@@ -43,7 +43,10 @@ ACTIVATION_FORMULAS = {
 ERROR_FORMULAS = {
     "mse": "0.5*({t}-{a})^2",
     "cross_entropy": "-{t}*LN({a})",
-    "binary_cross_entropy": "-({t}*LN({a})+(1-{t})*LN(1-{a}))",
+    # −(t·ln a + (1 − t)·ln(1 − a)) with a = σ(z), written through z as PyTorch's
+    # BCEWithLogits does: where a rounds to 1, 1 − a is 0 and LN(0) an error (LibreOffice rounds
+    # a difference that near its operands to 0), while this form is finite for every z
+    "binary_cross_entropy": "MAX({z},0)-{t}*{z}+LN(1+EXP(-ABS({z})))",
 }
 
 
@@ -155,7 +158,10 @@ class Formulas:
             for j in range(len(self.names[-1])):
                 key = self.sample(f"E{j + 1}", s)
                 t, a = self.sample(f"t{j + 1}", s), self.sample(f"a_o{j + 1}", s)
-                formula = ERROR_FORMULAS[net.loss].format(t="{" + t + "}", a="{" + a + "}")
+                z = self.sample(self.names[-1][j], s)
+                formula = ERROR_FORMULAS[net.loss].format(
+                    t="{" + t + "}", a="{" + a + "}", z="{" + z + "}"
+                )
                 constant(key, self.sample_header(f"E{j + 1}", s), FORMAT_SMALL, "=" + formula)
                 terms.append("{" + key + "}")
         constant("E_total", "E_total", FORMAT_SMALL, "=" + "+".join(terms))

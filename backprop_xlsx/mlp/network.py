@@ -70,14 +70,18 @@ def derivative(f: str, z: np.ndarray, a: np.ndarray) -> np.ndarray:
     raise ValueError(f"f′ of {f!r} is not elementwise (softmax is only used with cross-entropy)")
 
 
-def error_terms(loss: str, a: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Each sample's and output's share of E_total, shape (..., S, n_out)."""
+def error_terms(loss: str, z: np.ndarray, a: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Each sample's and output's share of E_total, shape (..., S, n_out).
+
+    Binary cross-entropy −(t·ln a + (1 − t)·ln(1 − a)) is computed from z, as
+    max(z, 0) − t·z + ln(1 + e^−|z|): the same value, finite even where a = σ(z) rounds to 1.
+    """
     if loss == "mse":
         return 0.5 * (t - a) ** 2
     if loss == "cross_entropy":
         return -(t * libm.log(a))
     if loss == "binary_cross_entropy":
-        return -(t * libm.log(a) + (1 - t) * libm.log(1 - a))
+        return np.maximum(z, 0.0) - t * z + libm.log(1 + libm.exp(-np.abs(z)))
     raise ValueError(f"unknown loss {loss!r}")
 
 
@@ -149,7 +153,7 @@ def backprop(
             z_l = z_l + b_l[..., None, :]
         z.append(z_l)
         a.append(activate(f, z_l))
-    E = error_terms(net.loss, a[-1], t)
+    E = error_terms(net.loss, z[-1], a[-1], t)
     E_total = E.sum(axis=(-2, -1))
 
     delta = [output_delta(net.loss, net.activations[-1], z[-1], a[-1], t)]

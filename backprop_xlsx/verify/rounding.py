@@ -131,6 +131,10 @@ def _max(*args: Bounded) -> Bounded:
     return Bounded(v, m, e)
 
 
+def _abs(x: Bounded) -> Bounded:
+    return Bounded(np.abs(x.v), x.m, x.e)  # exact
+
+
 def _if(condition: Bounded, yes: Bounded, no: Bounded) -> Bounded:
     """The chosen branch; where the condition could go either way, the gap between the two."""
     take = np.asarray(condition.v) != 0
@@ -155,7 +159,15 @@ def _compare(op: Any) -> Any:
 BOUNDED = Algebra(
     binary={"+": _add, "-": _sub, "*": _mul, "/": _div, "^": _pow},
     compare={op: _compare(fn) for op, fn in COMPARE.items()},
-    functions={"EXP": _exp, "LN": _ln, "TANH": _tanh, "MAX": _max, "IF": _if, "SQRT": _sqrt},
+    functions={
+        "EXP": _exp,
+        "LN": _ln,
+        "TANH": _tanh,
+        "MAX": _max,
+        "IF": _if,
+        "ABS": _abs,
+        "SQRT": _sqrt,
+    },
     negative=_neg,
     constant=_constant,
     lift=None,  # the Env holds Bounded values already: `exact_inputs`

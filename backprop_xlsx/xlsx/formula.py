@@ -199,7 +199,7 @@ def render(tokens: list[Token], row: int, col: int) -> str:
 
 class Unsupported(Exception):
     """A formula outside what the network's formulas use (+ - * / ^ comparisons ( ) numbers and
-    EXP LN TANH MAX IF SQRT), or past a bound (length, nesting, a number no double can hold)."""
+    EXP LN TANH MAX IF ABS SQRT), or past a bound (length, nesting, a number no double can hold)."""
 
 
 Env = Mapping[str, Any]  # "cur", "prev", "setup": quantity → array; "eta": array
@@ -273,6 +273,7 @@ _FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
     "TANH": (np.tanh, 1, 1),
     "MAX": (_max, 1, 255),
     "IF": (_if, 3, 3),
+    "ABS": (np.abs, 1, 1),
     "SQRT": (np.sqrt, 1, 1),  # RMSprop's and Adam's √v
 }
 
@@ -283,7 +284,7 @@ class Algebra(NamedTuple):
 
     binary: Mapping[str, Callable[[Any, Any], Any]]  # + - * / ^
     compare: Mapping[str, Callable[[Any, Any], Any]]  # = <> < <= > >=, as 1 or 0
-    functions: Mapping[str, Callable[..., Any]]  # EXP LN TANH MAX IF SQRT
+    functions: Mapping[str, Callable[..., Any]]  # EXP LN TANH MAX IF ABS SQRT
     negative: Callable[[Any], Any]
     constant: Callable[[np.float64], Any]
     lift: Callable[[Any], Any] | None  # applied to every value read from the Env; None: as is
@@ -437,8 +438,8 @@ class Compiler:
         return lambda env: fn(*(arg(env) for arg in args))
 
 
-# What people write by hand besides: POWER(x, 2) for x^2, SQRT, ABS.
-_HAND_FUNCTIONS = {**_FUNCTIONS, "POWER": (np.power, 2, 2), "ABS": (np.abs, 1, 1)}
+# What people write by hand besides: POWER(x, 2) for x^2.
+_HAND_FUNCTIONS = {**_FUNCTIONS, "POWER": (np.power, 2, 2)}
 
 
 class _HandCompiler(Compiler):
@@ -448,5 +449,5 @@ class _HandCompiler(Compiler):
 def compile_tokens(tokens: list[Token], resolve: Callable[[Ref], Expr]) -> Expr:
     """Any formula as NumPy operations, each reference mapped by `resolve` (which may raise
     Unsupported): the hand-made grader's tables have their own cell meanings, and their
-    authors write POWER, SQRT and ABS too."""
+    authors write POWER and SQRT too."""
     return _HandCompiler(tokens, resolve).compile()
