@@ -325,3 +325,23 @@ def test_rebuild_replaces_optimizer_sheets_and_keeps_the_users(tmp_path: Path) -
     assert "kept Adam notes" in again, again
     names = openpyxl.load_workbook(out, read_only=True).sheetnames
     assert names == [layout.SETUP_SHEET, "LR 0.05", layout.SUMMARY_SHEET, "Adam notes"]
+
+
+def test_rmsprop_at_its_minimum_is_compared_until_rounding_decides(
+    tmp_path: Path, soffice: str
+) -> None:
+    """The seed's RMSprop at η 0.1 reaches E ≈ 1e-32 by iteration 100; from about 160 on,
+    LibreOffice's exact 0 for a − t stops it while NumPy's g/√v of rounding noise oscillates.
+    verify compares every cell before the iteration where one rounding grows past the
+    tolerance, says so, and passes; the Adam sheet beside it is compared whole."""
+    out = tmp_path / "rmsprop.xlsx"
+    build_workbook(
+        description.preset("seed"), [0.1], 300, out, optimizers=["rmsprop", "adam"], recalc=True
+    )
+    report = verify_workbook(out, engine="cached")
+    assert report.ok, report.text()
+    rmsprop, adam = report.sheets
+    assert rmsprop.compared_until is not None and 100 < rmsprop.compared_until < 300
+    assert adam.compared_until is None
+    assert "not compared with NumPy" in report.text()
+    assert rmsprop.cells == rmsprop.compared_until * 40  # every column of the rows before

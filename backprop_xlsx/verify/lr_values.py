@@ -38,9 +38,12 @@ def within(
         return np.abs(found - expected) <= report.rtol * (np.abs(expected) + scale) + report.atol
 
 
-def check_values(sheet: LrSheet, expected: np.ndarray, report: Report) -> SheetStats:
-    """Every computed cell against NumPy's value of the same iteration and quantity."""
-    stats = SheetStats(sheet.title, sheet.eta(), sheet.rows - 1)
+def check_values(
+    sheet: LrSheet, expected: np.ndarray, report: Report, until: int | None = None
+) -> SheetStats:
+    """Every computed cell against NumPy's value of the same iteration and quantity; with
+    `until`, the iterations before it (conditioning.py: after it, rounding decides)."""
+    stats = SheetStats(sheet.title, sheet.eta(), sheet.rows - 1, compared_until=until)
     for (k, j), text in sorted(sheet.odd_values.items()):
         report.add(
             Finding(sheet.title, sheet.a1(k, j), "value is not a number", expected[k, j], text)
@@ -48,6 +51,8 @@ def check_values(sheet: LrSheet, expected: np.ndarray, report: Report) -> SheetS
     for k, j in zip(*np.nonzero(sheet.present & ~sheet.has_value), strict=True):
         report.add(Finding(sheet.title, sheet.a1(k, j), "no computed value", expected[k, j]))
     numeric = sheet.has_value & ~np.isnan(sheet.values)
+    if until is not None:
+        numeric[until:] = False
     found = np.where(numeric, sheet.values, 0.0)
     want = np.where(numeric, expected, 0.0)
     with np.errstate(all="ignore"):

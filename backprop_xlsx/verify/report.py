@@ -124,6 +124,8 @@ class SheetStats:
     # below that, values near 0 (o1, o2 and gradients converge to ~1e-16) are judged by max_abs
     max_rel: float = 0.0
     formulas: int = 0  # formulas compiled and run on changed inputs
+    # the first iteration not compared (conditioning.py: rounding grows past the tolerance)
+    compared_until: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _jsonable(getattr(self, k)) for k in self.__dataclass_fields__}
@@ -218,6 +220,11 @@ class Report:
             )
         if self.summary_cells:
             lines.append(f"{self.summary_title:<14}{'':>18}{self.summary_cells:>11,}")
+        for s in self.sheets:
+            if s.compared_until is not None:
+                from backprop_xlsx.verify.conditioning import note
+
+                lines.append(note(printable(s.title, 40), s.compared_until, s.steps))
         if self.cnn is not None:
             c = self.cnn
             lines.append(

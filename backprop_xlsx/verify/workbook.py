@@ -16,6 +16,7 @@ import numpy as np
 from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import layout
+from backprop_xlsx.verify.conditioning import reproducible_until
 from backprop_xlsx.verify.lr_formulas import check_formulas, check_structure, with_iteration_column
 from backprop_xlsx.verify.lr_sheet import LrSheet
 from backprop_xlsx.verify.lr_values import check_values, expected_runs, read_network, read_setup
@@ -116,17 +117,21 @@ def verify_workbook(
     else:
         setup = read_setup(setup_cells, report, sheet_layout)
     expected = expected_runs(setup, [s for s in sheets if healthy[s.title]])
+    until = {} if setup is None else reproducible_until(setup, sheets, expected, report)
     lr: dict[str, tuple[float | None, np.ndarray | None]] = {}
     for sheet in sheets:
         want = expected.get(sheet.title)
         if want is None:
             stats = SheetStats(sheet.title, sheet.eta(), max(sheet.rows - 1, 0))
         else:
-            stats = check_values(sheet, want, report)
+            stats = check_values(sheet, want, report, until.get(sheet.title))
         stats.formulas = compiled[sheet.title]
         report.sheets.append(stats)
         progress.advance(SHARE_VALUES / len(sheets))
         e_total = None if want is None else want[:, sheet.layout.keys.index("E_total")]
+        if e_total is not None and sheet.title in until:  # not compared from there on
+            e_total = e_total.copy()
+            e_total[until[sheet.title] :] = np.nan
         lr[sheet.title] = (sheet.eta(), e_total)
     if summary_cells is None:
         report.add(Finding(summary_title, "", f"the {summary_title} sheet is missing"))
