@@ -94,7 +94,9 @@ def test_workbook_sheets_setup_and_state_columns(book: Path) -> None:
     col = {h: c.column_letter for h, c in zip(headers, adam[layout.HEADER_ROW], strict=True)}
     row = layout.FIRST_ROW + 1
     beta1 = f"Setup!$B${sheet.setup_row['beta1']}"
-    assert adam[f"{col['m̂_w1']}{row}"].value == f"={col['m_w1']}{row}/(1-{beta1}^A{row})"
+    assert adam[f"{col['m̂_w1']}{row}"].value == f"={col['m_w1']}{row}/(1-{col['β1ᵗ']}{row})"
+    assert adam[f"{col['β1ᵗ']}{row}"].value == f"={col['β1ᵗ']}{row - 1}*{beta1}"
+    assert adam[f"{col['β1ᵗ']}{layout.FIRST_ROW}"].value == "=1"
     assert adam[f"{col['m_w1']}{layout.FIRST_ROW}"].value == "=0"
 
 
@@ -173,8 +175,14 @@ def _spoils() -> dict[str, tuple[str, str, Callable[[layout.SheetLayout], Callab
             lambda s: lambda f, row: f.replace(setup(s, "beta2"), setup(s, "beta1")),
         ),
         # v̂ corrected by β1ᵗ instead of β2ᵗ
-        "β1 in v̂": (
+        "β1ᵗ in v̂": (
             "adam", "v_hat_w7",
+            lambda s: lambda f, row: f.replace(f"{s.letter['beta2_t']}{row}",
+                                               f"{s.letter['beta1_t']}{row}"),
+        ),
+        # β2ᵗ = β2ᵗ⁻¹·β1
+        "β1 in β2ᵗ": (
+            "adamw", "beta2_t",
             lambda s: lambda f, row: f.replace(setup(s, "beta2"), setup(s, "beta1")),
         ),
         # w ← w − η·v with the velocity of the row above: v reads the wrong row

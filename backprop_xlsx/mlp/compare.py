@@ -25,8 +25,9 @@ def optimizer_note(optimizer: Optimizer) -> str:
     return (
         f"Each row is one {optimizer.label} step, torch.optim.{optimizer.torch}: "
         f"{optimizer.rule}, with g = ∂E/∂w of the row above and t the iteration; the same for "
-        "every weight and trained bias. The state (columns v_, m_, m̂_, v̂_) starts at 0. "
-        "Iteration 0 holds the initial weights from Setup; the hyperparameters are on Setup."
+        "every weight and trained bias. The state (columns v_, m_, m̂_, v̂_) starts at 0"
+        + (", β1ᵗ and β2ᵗ (β1ᵗ = β1ᵗ⁻¹·β1) at 1. " if optimizer.powers else ". ")
+        + "Iteration 0 holds the initial weights from Setup; the hyperparameters are on Setup."
     )
 
 

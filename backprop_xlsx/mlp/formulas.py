@@ -21,7 +21,7 @@ example it grew from (∂E/∂w1 = (δo1·w5 + δo2·w7)·a_h1·(1 − a_h1)·i1
 
 from __future__ import annotations
 
-from backprop_xlsx.mlp.optim import STATE_HEADERS, Optimizer
+from backprop_xlsx.mlp.optim import HYPERPARAMETERS, STATE_HEADERS, Optimizer
 
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 HIDDEN_LETTERS = ("h", "k")
@@ -52,18 +52,17 @@ ERROR_FORMULAS = {
 
 def state(optimizer: Optimizer, name: str, p: str) -> str:
     """The formula (no leading '=') of an optimizer's state `name` of parameter p in a row after
-    the first, as torch.optim's docs write it; g is ∂E/∂p of the row above, t the iteration."""
+    the first, as torch.optim's docs write it; g is ∂E/∂p of the row above."""
     g, v = "{prev dE_d" + p + "}", "{prev v_" + p + "}"
     if optimizer.name in ("momentum", "nesterov"):  # v ← μ·v + g
         return "{setup mu}*" + v + "+" + g
     if optimizer.name == "rmsprop":  # v ← α·v + (1 − α)·g²
         return "{setup alpha}*" + v + "+(1-{setup alpha})*" + g + "^2"
-    t = "{" + ITERATION + "}"
-    return {  # adam, adamw
+    return {  # adam, adamw; β1ᵗ and β2ᵗ are columns of their own (optim.Optimizer.powers)
         "m": "{setup beta1}*{prev m_" + p + "}+(1-{setup beta1})*" + g,
         "v": "{setup beta2}*" + v + "+(1-{setup beta2})*" + g + "^2",
-        "m_hat": "{m_" + p + "}/(1-{setup beta1}^" + t + ")",
-        "v_hat": "{v_" + p + "}/(1-{setup beta2}^" + t + ")",
+        "m_hat": "{m_" + p + "}/(1-{beta1_t})",
+        "v_hat": "{v_" + p + "}/(1-{beta2_t})",
     }[name]
 
 
@@ -136,6 +135,10 @@ class Formulas:
                     trained.append(b)
                     later = "=" + update(self.optimizer, b)
                     out[b] = (b, FORMAT_VALUE, "={setup " + b + "}", later)
+            for h in self.optimizer.powers if layer == 0 else ():  # β1ᵗ, β2ᵗ: the powers
+                header = HYPERPARAMETERS[h].symbol + "ᵗ"
+                later = "={prev " + h + "_t}*{setup " + h + "}"
+                out[f"{h}_t"] = (header, FORMAT_SMALL, "=1", later)
             for name in self.optimizer.states:  # the optimizer's state, beside the parameters
                 for p in trained:
                     header = f"{STATE_HEADERS[name]}_{p}"

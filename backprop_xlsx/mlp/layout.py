@@ -219,7 +219,6 @@ class SheetLayout(Formulas):
         self.hyper = dict(hyper or {})
         missing = set(self.optimizer.hyper) - set(self.hyper)
         assert not missing, f"{optimizer} needs {sorted(missing)} on Setup"
-        assert iteration_column or not self.optimizer.states, "t is the iteration column"
         # the seed's own layout (no δ columns, δ inlined in the gradients): the network says
         self.classic = network.classic if classic is None else classic
         # Column A numbers the iterations; workbooks of bpxl before 0.3 start with the data.
@@ -341,6 +340,8 @@ class SheetLayout(Formulas):
             for j, bias in enumerate(self.bias_number[layer]):
                 put(bias, h.b[layer][..., j])
                 put(f"dE_d{bias}", h.dE_db[layer][..., j])
+            for h_key in self.optimizer.powers if layer == 0 else ():  # βᵗ, one per sheet
+                put(f"{h_key}_t", h.state_W[f"{h_key}_t"][0][..., 0, 0])
             for name in self.optimizer.states:
                 for r, row in enumerate(self.weight_number[layer]):
                     for c, w in enumerate(row):

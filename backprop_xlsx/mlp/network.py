@@ -267,7 +267,7 @@ def train_network(
 def _empty_states(
     h: History, n: int, optimizer: Optimizer, W: list[np.ndarray], b: list[np.ndarray | None]
 ) -> None:
-    for name in optimizer.states:
+    for name in optimizer.recorded:
         h.state_W[name] = [np.empty((n, *w.shape)) for w in W]
         h.state_b[name] = [None if v is None else np.empty((n, *v.shape)) for v in b]
 

@@ -60,10 +60,20 @@ class Optimizer:
     torch: str  # the torch.optim call with the same defaults
     rule: str  # the update, as one line of text for the sheet's note
     step: Callable[[np.ndarray, np.ndarray, State, np.ndarray, int, Hyper], np.ndarray]
+    # hyperparameters whose power βᵗ the bias correction needs: kept as a running product
+    # βᵗ = βᵗ⁻¹·β (a column of its own), as a spreadsheet's POWER is #NUM! once βᵗ underflows
+    # (LibreOffice: 0.9^6724 < 2.2e-308), while a product just reaches 0
+    powers: tuple[str, ...] = ()
+
+    @property
+    def recorded(self) -> tuple[str, ...]:
+        """The state's names, then the powers': "beta1_t" for β1ᵗ."""
+        return self.states + tuple(f"{h}_t" for h in self.powers)
 
     def init(self, p: np.ndarray) -> State:
-        """Every state 0: the values of iteration 0 (no step taken yet)."""
-        return {s: np.zeros_like(p) for s in self.states}
+        """Every state 0, every power β⁰ = 1: the values of iteration 0 (no step taken yet)."""
+        out = {s: np.zeros_like(p) for s in self.states}
+        return out | {f"{h}_t": np.ones_like(p) for h in self.powers}
 
 
 def _sgd(p: np.ndarray, g: np.ndarray, st: State, eta: np.ndarray, t: int, h: Hyper) -> np.ndarray:
@@ -94,8 +104,10 @@ def _rmsprop(
 def _adam_moments(g: np.ndarray, st: State, t: int, h: Hyper) -> None:
     st["m"] = h["beta1"] * st["m"] + (1 - h["beta1"]) * g
     st["v"] = h["beta2"] * st["v"] + (1 - h["beta2"]) * g**2
-    st["m_hat"] = st["m"] / (1 - h["beta1"] ** t)
-    st["v_hat"] = st["v"] / (1 - h["beta2"] ** t)
+    st["beta1_t"] = st["beta1_t"] * h["beta1"]
+    st["beta2_t"] = st["beta2_t"] * h["beta2"]
+    st["m_hat"] = st["m"] / (1 - st["beta1_t"])
+    st["v_hat"] = st["v"] / (1 - st["beta2_t"])
 
 
 def _adam(p: np.ndarray, g: np.ndarray, st: State, eta: np.ndarray, t: int, h: Hyper) -> np.ndarray:
@@ -130,12 +142,13 @@ OPTIMIZERS = {
         Optimizer(
             "adam", "Adam", ("m", "v", "m_hat", "v_hat"), ("beta1", "beta2", "eps"),
             "Adam(lr=η, betas=(β1, β2), eps=ε)", _ADAM_RULE + "w ← w − η·m̂/(√v̂ + ε)", _adam,
+            ("beta1", "beta2"),
         ),
         Optimizer(
             "adamw", "AdamW", ("m", "v", "m_hat", "v_hat"),
             ("beta1", "beta2", "eps", "weight_decay"),
             "AdamW(lr=η, betas=(β1, β2), eps=ε, weight_decay=λ)",
-            _ADAM_RULE + "w ← w·(1 − η·λ) − η·m̂/(√v̂ + ε)", _adamw,
+            _ADAM_RULE + "w ← w·(1 − η·λ) − η·m̂/(√v̂ + ε)", _adamw, ("beta1", "beta2"),
         ),
     )
 }  # fmt: skip
