@@ -162,7 +162,7 @@ def hyper_keys(optimizers: Sequence[str]) -> tuple[str, ...]:
     return tuple(k for k in HYPERPARAMETERS if k in wanted)
 
 
-def per_leading(value: np.ndarray | float, p: np.ndarray, lead: int) -> np.ndarray:
+def per_leading(value: np.ndarray | float, p: np.ndarray) -> np.ndarray:
     """A value over the leading axes (η's), shaped to broadcast against a parameter array."""
     v = np.asarray(value, dtype=np.float64)
     return v.reshape(v.shape + (1,) * (p.ndim - v.ndim)) if v.ndim else v
@@ -181,6 +181,6 @@ def step_all(
     run over the leading dimensions."""
     out = []
     for p, g, st in zip(params, grads, states, strict=True):
-        h = {k: per_leading(hyper[k], p, eta.ndim) for k in optimizer.hyper}
-        out.append(optimizer.step(p, g, st, per_leading(eta, p, eta.ndim), t, h))
+        h = {k: per_leading(hyper[k], p) for k in optimizer.hyper}
+        out.append(optimizer.step(p, g, st, per_leading(eta, p), t, h))
     return out
