@@ -11,7 +11,8 @@ torch: reading the model, predicting, picking the digits.
         --workbook outputs/backprop.xlsx [--data-dir DIR] [--model NAME] [--images 100]
 
 The sheets are built alone with openpyxl and transplanted into the workbook (atomically), as
-mnist/export.py does for `MNIST`: every other sheet stays byte for byte as it was.
+mnist/sheet.py does for `MNIST` (mnist.train sends both in one transplant): every other sheet
+stays byte for byte as it was.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 The command line of pytorch/examples' mnist/main.py: flags over the model's recipe
 (mnist/training.py), train() and test() once per epoch, and after every epoch the metrics, the
 checkpoints and (with --workbook) the sheet MNIST, so an interrupted run loses at most the running
-epoch and --resume continues it with the same numbers. The run ends with where every second went.
+epoch and --resume continues it with the same numbers. At the end the last epoch's sheet and the
+trained net's sheets go into the workbook in one atomic write. The run ends with where every
+second went.
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ def verify_package(
             sheets.append(sheet)
         setup_cells = read_setup_cells(pkg, sheet_layout)
         summary_cells = read_summary_cells(pkg, sheets)
-        report.engine = choose_engine(path, engine, sheets, report)
+        report.engine = choose_engine(pkg, engine, sheets, report)
         progress.step("LibreOffice recalculation" if report.engine == "libreoffice" else "values")
         if report.engine == "libreoffice":
             setup_cells, summary_cells = recalculated(
