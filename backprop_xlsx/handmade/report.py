@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import BpxlError
 from ..xlsx.read import Package
-from .grade import grade_workbook
+from .grade import grade_package
 from .tables import QUANTITIES
 
 TASKS_PER_WORKER = 25  # a worker is replaced after this many files: no growth over a class
@@ -90,36 +90,45 @@ def _wrong(grade: dict) -> list[str]:
 def is_bpxl_workbook(path: Path) -> bool:
     """Whether a file is a workbook bpxl wrote (its LR or trained-net sheets and Setup), for
     today's verifier; anything else is graded as a hand-made workbook."""
+    pkg = Package(path)
+    try:
+        return _is_bpxl(pkg)
+    finally:
+        pkg.close()
+
+
+def _is_bpxl(pkg: Package) -> bool:
     from ..cnn import layout as cnn_layout
     from ..mlp import layout
 
-    pkg = Package(path)
-    try:
-        titles = list(pkg.parts)
-    finally:
-        pkg.close()
+    titles = list(pkg.parts)
     lr = any(layout.is_bpxl_sheet(t) and t.casefold().startswith("lr ") for t in titles)
     setup = any(t.casefold() == layout.SETUP_SHEET.casefold() for t in titles)
     return (lr and setup) or any(t in titles for t in cnn_layout.SHEETS)
 
 
 def check_file(path: str) -> dict:
-    """One file of a class, as a grade dict; never raises (a worker must not die)."""
+    """One file of a class, as a grade dict; never raises (a worker must not die). The file is
+    opened once: its sheet titles say which checker it needs, and that checker reads it."""
     try:
-        if is_bpxl_workbook(Path(path)):
-            from ..verify.workbook import verify_workbook
+        pkg = Package(Path(path))
+        try:
+            if not _is_bpxl(pkg):
+                return grade_package(pkg, path).to_dict()
+            from ..verify.workbook import verify_package
 
-            report = verify_workbook(path)
-            data = report.to_dict()
-            return {
-                "path": path,
-                "verdict": "correct" if report.ok else "wrong",
-                "reason": "",
-                "tables": [],
-                "findings": [],
-                "bpxl": data,
-            }
-        return grade_workbook(path).to_dict()
+            report = verify_package(pkg)
+        finally:
+            pkg.close()
+        data = report.to_dict()
+        return {
+            "path": path,
+            "verdict": "correct" if report.ok else "wrong",
+            "reason": "",
+            "tables": [],
+            "findings": [],
+            "bpxl": data,
+        }
     except BpxlError as exc:
         return _unreadable(path, str(exc))
     except RecursionError:

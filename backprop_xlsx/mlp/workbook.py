@@ -18,7 +18,6 @@ import re
 import shutil
 import sys
 import time
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +32,8 @@ from backprop_xlsx.mlp import description, layout
 from backprop_xlsx.mlp.config import check_runs_finish
 from backprop_xlsx.mlp.description import Network
 from backprop_xlsx.mlp.sheets import fill_lr_sheet, fill_setup, fill_summary, log_bounds
+from backprop_xlsx.xlsx.facts import workbook_facts
 from backprop_xlsx.xlsx.fileio import atomic_output, output_path, temp_folder
-from backprop_xlsx.xlsx.package import workbook_facts
 from backprop_xlsx.xlsx.parts import DuplicateSheetNames
 from backprop_xlsx.xlsx.stream import FilledSheet, PatternRows
 from backprop_xlsx.xlsx.transplant import build_package
@@ -285,10 +284,11 @@ def write_workbook(
         streams[title] = _lr_bulk(title, steps, run, j, blank).stream
     streams[layout.SUMMARY_SHEET] = _summary_bulk(titles, summary_layout, run, etas).stream
     return build_package(
-        reproducible(template.getvalue()),
+        template.getvalue(),
         Path(path),
         streams=streams,
         stream_level=ZIP_LEVEL,
+        application=layout.APPLICATION,  # verify: the cached values are NumPy's
         carry_from=carry_from,
         carry=carry,
         removed=removed,
@@ -378,31 +378,3 @@ def _setup_values(run: _Run, etas: Sequence[float], steps: int) -> dict[str, flo
         out[f"{eta_col}{row}"] = eta
         out[f"{final_col}{row}"] = run.e_total[-1, j]
     return out
-
-
-# --- reproducible packages --------------------------------------------------------------------
-
-_FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date: no build time in the file
-
-
-def reproducible(package: bytes) -> bytes:
-    """openpyxl's package without what changes from run to run: zip dates, the created and
-    modified times of docProps/core.xml; and docProps/app.xml naming bpxl as the application, so
-    `bpxl verify` knows the cached values are NumPy's and recalculates in a real engine."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(package)) as zin, zipfile.ZipFile(out, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "docProps/core.xml":
-                data = re.sub(rb"<dcterms:(created|modified)\b.*?</dcterms:\1>", b"", data)
-            elif info.filename == "docProps/app.xml":
-                data = re.sub(
-                    rb"<Application>.*?</Application>",
-                    f"<Application>{layout.APPLICATION}</Application>".encode(),
-                    data,
-                )
-            fixed = zipfile.ZipInfo(info.filename, date_time=_FIXED_TIME)
-            fixed.compress_type = zipfile.ZIP_DEFLATED
-            fixed.external_attr = info.external_attr
-            zout.writestr(fixed, data)
-    return out.getvalue()

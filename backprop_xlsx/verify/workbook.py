@@ -54,9 +54,27 @@ def verify_workbook(
     """
     if engine not in ENGINES:
         raise BpxlError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
-    path = Path(path)
+    pkg = Package(Path(path))
+    try:
+        return verify_package(pkg, engine, rtol=rtol, atol=atol, progress=progress)
+    finally:
+        pkg.close()
+
+
+def verify_package(
+    pkg: Package,
+    engine: str = "auto",
+    *,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+    progress: Progress = QUIET,
+) -> Report:
+    """`verify_workbook` on a package already open (the caller closes it), so that a caller
+    who looked at its sheet titles first does not read the file twice."""
+    if engine not in ENGINES:
+        raise BpxlError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+    path = pkg.path
     report = Report(str(path), rtol=rtol, atol=atol)
-    pkg = Package(path)
     try:
         titles = [
             t for t in pkg.parts if layout.is_bpxl_sheet(t) and t.casefold().startswith("lr ")
@@ -88,7 +106,7 @@ def verify_workbook(
             sheets.append(sheet)
         setup_cells = read_setup_cells(pkg, sheet_layout)
         summary_cells = read_summary_cells(pkg, sheets)
-        report.engine = choose_engine(path, engine, sheets, report)
+        report.engine = choose_engine(pkg, engine, sheets, report)
         progress.step("LibreOffice recalculation" if report.engine == "libreoffice" else "values")
         if report.engine == "libreoffice":
             setup_cells, summary_cells = recalculated(
@@ -102,8 +120,6 @@ def verify_workbook(
         raise BpxlError(
             f"cannot read {path}: a damaged xlsx ({type(exc).__name__}: {exc})"
         ) from None
-    finally:
-        pkg.close()
     progress.advance(SHARE_RECALC)
     progress.step("values against NumPy")
 
