@@ -159,6 +159,7 @@ class Report:
     atol: float = ATOL
     sheets: list[SheetStats] = field(default_factory=list)
     summary_cells: int = 0
+    gradcheck_cells: int = 0  # cells of the Gradient check sheet compared with NumPy
     formula_cells: int = 0  # cells checked for the same relative formula down their column
     findings: list[Finding] = field(default_factory=list)
     findings_total: int = 0
@@ -170,7 +171,7 @@ class Report:
 
     @property
     def cells_checked(self) -> int:
-        return sum(s.cells for s in self.sheets) + self.summary_cells
+        return sum(s.cells for s in self.sheets) + self.summary_cells + self.gradcheck_cells
 
     @property
     def formulas_checked(self) -> int:

@@ -1,0 +1,171 @@
+"""The check of the Gradient check sheet: its formulas against bpxl's, its values against NumPy.
+
+Every formula cell must hold the formula mlp.gradcheck lays out for it (compared token by token,
+references relative to the cell, spaces, quoting and the case of names ignored), so a pass that
+nudges the wrong weight, by −h where +h belongs, by a typed 1e-5 instead of the h cell, or a θ
+read from the wrong iteration, is named by its cell even where its value happens to be right.
+
+The values come from the engine (LibreOffice's copy, or the values a spreadsheet saved) and are
+held to NumPy's run of the LR sheet's network at the sheet's own iteration and h: every z, a
+and E_total of both passes, θ and ∂E/∂θ within the LR sheets' tolerance; the central difference
+within the rounding noise the sheet states (the spreadsheet and NumPy round E(θ ± h) apart by
+about ε·E_total, which the division by 2h magnifies); the relative error from the sheet's own
+central difference, gradient and floor.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+from backprop_xlsx.mlp import gradcheck as G
+from backprop_xlsx.mlp import layout
+from backprop_xlsx.verify.report import Finding, Report
+from backprop_xlsx.xlsx.formula import Unsupported, cell_key, relative_key, tokenize
+from backprop_xlsx.xlsx.read import Cell, Package, cell_number
+
+Cells = dict[tuple[int, int], Cell]
+# A value saved with 15 significant digits (LibreOffice does) is within 5e-15 of the double it
+# stood for: twice that, relative to the central difference and the gradient, bounds how far the
+# relative error recomputed from the saved values may be from the one the engine computed.
+SAVED_DIGITS = 1e-14
+
+
+def read_gradcheck_cells(pkg: Package) -> Cells | None:
+    """The Gradient check sheet's cells, or None when the workbook has none."""
+    title = pkg.titles.get(G.GRADCHECK_SHEET.casefold())
+    return None if title is None else pkg.cells(title)
+
+
+def check_gradcheck(
+    cells: Cells,
+    sheet: layout.SheetLayout,
+    steps: Mapping[str, int],
+    expected: Mapping[str, np.ndarray],
+    setup: Mapping[str, float] | None,
+    titles: dict[str, str],
+    report: Report,
+) -> int:
+    """Check the sheet; return how many cells were compared with NumPy.
+
+    `steps` maps each LR sheet's title to its last iteration, `expected` to NumPy's run of it
+    (rows: iterations, columns: `sheet.keys`), `titles` the workbook's titles by casefold."""
+    named = cells.get(cell_key(G.LR_SHEET_CELL))
+    title = named.value if named is not None else None
+    if title not in steps:
+        report.add(_finding(G.LR_SHEET_CELL, "not the title of an LR sheet", found=title))
+        return 0
+    g = G.GradCheckLayout(sheet, title, steps[title])
+    for p in g.params:
+        a1 = f"{G.COLUMNS['name']}{g.row[p]}"
+        found = cells.get(cell_key(a1))
+        if found is None or found.value != p:
+            report.add(_finding(a1, "parameter name", p, found and found.value))
+    formulas = g.cells()
+    _check_formulas(cells, g, formulas, titles, report)
+    inputs = _inputs(cells, steps[title], report)
+    if inputs is None or title not in expected or setup is None:
+        return 0
+    h, k, threshold = inputs
+    row = dict(zip(sheet.keys, expected[title][k], strict=True))
+    want = g.values(setup, *g.at_iteration(row), h, threshold)
+    return _check_values(cells, g, want, report)
+
+
+def _finding(a1: str, problem: str, expected: object = None, found: object = None) -> Finding:
+    return Finding(G.GRADCHECK_SHEET, a1, problem, expected, found)
+
+
+def _check_formulas(
+    cells: Cells,
+    g: G.GradCheckLayout,
+    formulas: Mapping[str, str],
+    titles: dict[str, str],
+    report: Report,
+) -> None:
+    own = G.GRADCHECK_SHEET
+    for a1, want in formulas.items():
+        row, col = cell_key(a1)
+        cell = cells.get((row, col))
+        if cell is None or cell.formula is None:
+            found = cell and cell.value
+            report.add(
+                Finding(own, a1, f"{g.describe(a1)}: no formula", None, found, None, want[1:])
+            )
+            continue
+        expected_key = relative_key(tokenize(want[1:], row, col, own, titles))
+        try:
+            found_key = relative_key(tokenize(cell.formula, row, col, own, titles))
+        except Unsupported as exc:
+            problem = f"{g.describe(a1)}: formula cannot be read ({exc})"
+            report.add(Finding(own, a1, problem, None, None, cell.formula, want[1:]))
+            continue
+        if found_key != expected_key:
+            problem = f"{g.describe(a1)}: formula differs from the gradient check's"
+            report.add(Finding(own, a1, problem, None, None, cell.formula, want[1:]))
+
+
+def _inputs(cells: Cells, steps: int, report: Report) -> tuple[float, int, float] | None:
+    """h, the iteration and the threshold as typed; None (and a finding) when one is unusable."""
+    h = cell_number(cells.get(cell_key(G.H_CELL)))
+    k = cell_number(cells.get(cell_key(G.ITERATION_CELL)))
+    threshold = cell_number(cells.get(cell_key(G.THRESHOLD_CELL)))
+    ok = True
+    if h is None or not math.isfinite(h) or not 0 < h < 1:
+        report.add(_finding(G.H_CELL, "h must be a number between 0 and 1", found=h))
+        ok = False
+    if k is None or k != int(k) or not 0 <= k <= steps:
+        problem = f"the iteration must be a whole number from 0 to {steps}"
+        report.add(_finding(G.ITERATION_CELL, problem, found=k))
+        ok = False
+    if threshold is None or not math.isfinite(threshold) or threshold <= 0:
+        report.add(
+            _finding(G.THRESHOLD_CELL, "the threshold must be a positive number", found=threshold)
+        )
+        ok = False
+    return (float(h), int(k), float(threshold)) if ok else None
+
+
+def _check_values(
+    cells: Cells, g: G.GradCheckLayout, want: Mapping[str, float], report: Report
+) -> int:
+    """Every formula cell's value against NumPy's (see the module docstring for the bounds)."""
+    scale: dict[str, float] = {}  # the largest |value| of each column, as the LR sheets use
+    for a1, value in want.items():
+        column = _column(a1)
+        scale[column] = max(scale.get(column, 0.0), abs(value))
+    noise = want[G.NOISE_CELL]
+    cd_col, bp_col, rel_col = G.COLUMNS["cd"], G.COLUMNS["backprop"], G.COLUMNS["rel"]
+    checked = 0
+    for a1, expected in want.items():
+        cell = cells.get(cell_key(a1))
+        found = cell_number(cell)
+        letters = re.match(r"[A-Z]+", a1)[0]
+        row = a1[len(letters) :]
+        if letters == rel_col and int(row) >= G.FIRST_ROW:
+            cd = cell_number(cells.get(cell_key(f"{cd_col}{row}")))
+            bp = cell_number(cells.get(cell_key(f"{bp_col}{row}")))
+            floor = cell_number(cells.get(cell_key(G.FLOOR_CELL)))
+            if cd is None or bp is None or floor is None:
+                continue  # named by their own checks
+            below = max(abs(cd), abs(bp), floor)
+            expected = abs(cd - bp) / below if below > 0 else math.nan
+            tol = SAVED_DIGITS * (abs(cd) + abs(bp)) / below + report.rtol * expected
+        elif letters == cd_col and int(row) >= G.FIRST_ROW:
+            tol = noise + report.rtol * abs(expected)
+        else:
+            tol = report.rtol * (abs(expected) + scale[_column(a1)]) + report.atol
+        checked += 1
+        if found is None or not abs(found - expected) <= tol:
+            shown = found if found is not None else cell and cell.value
+            report.add(_finding(a1, f"wrong {g.describe(a1)}", expected, shown))
+    return checked
+
+
+def _column(a1: str) -> str:
+    """The column of a parameter row's cell; a cell above the rows is a column of its own."""
+    letters = re.match(r"[A-Z]+", a1)[0]
+    return letters if int(a1[len(letters) :]) >= G.FIRST_ROW else a1
