@@ -134,7 +134,7 @@ def gradcheck_stream(
     top = {a1: v for a1, v in values.items() if int(a1.lstrip(_LETTERS)) <= G.FIRST_ROW}
 
     def stream(sheet_xml: bytes) -> Iterable[bytes]:
-        merged = bulk.merge(sheet_xml).decode("utf-8")
-        yield fill_values(merged, top).encode("utf-8")
+        filled = fill_values(sheet_xml.decode("utf-8"), top).encode("utf-8")
+        yield bulk.merge(filled)  # after: the merge writes openpyxl's empty <v></v> as <v/>
 
     return stream
