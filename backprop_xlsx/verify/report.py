@@ -190,6 +190,7 @@ class Report:
             "tolerance": {"rtol": self.rtol, "atol": self.atol},
             "sheets": [s.to_dict() for s in self.sheets],
             "summary_cells_checked": self.summary_cells,
+            "gradient_check_cells_checked": self.gradcheck_cells,
             "cells_checked": self.cells_checked,
             "formula_cells_checked": self.formula_cells,
             "formulas_checked_on_changed_inputs": self.formulas_checked,
@@ -218,6 +219,8 @@ class Report:
             )
         if self.summary_cells:
             lines.append(f"{layout.SUMMARY_SHEET:<14}{'':>18}{self.summary_cells:>11,}")
+        if self.gradcheck_cells:
+            lines.append(f"{'Gradient check':<14}{'':>18}{self.gradcheck_cells:>11,}")
         if self.cnn is not None:
             c = self.cnn
             lines.append(
