@@ -198,6 +198,20 @@ def test_a_spoiled_formula_is_named_by_its_cell(what: str, tmp_path: Path) -> No
     assert _formula_findings(spoiled, network) == [cell]
 
 
+def test_a_formula_spelled_otherwise_but_equal_is_accepted(tmp_path: Path) -> None:
+    network = description.preset("seed")
+    good = _build(network, tmp_path / "good.xlsx")
+    rewritten = {
+        "C14": ("(N14-W14)/(2*$B$3)", "(-W14+N14)/2/$B$3"),
+        "F13": ("($B$13+$B$3)*Setup!$B$4", "Setup!$B$4*($B$3+$B$13)"),
+        "E15": ("ABS(C15-D15)", "ABS(D15-C15)"),
+    }
+    assert _formula_findings(_edit(good, tmp_path / "same.xlsx", rewritten), network) == []
+    # but INDEX must read as bpxl reads it: the same cell by another route is not proven
+    other = {"B13": ("$B$4+1)", "1+$B$4)")}
+    assert _formula_findings(_edit(good, tmp_path / "index.xlsx", other), network) == ["B13"]
+
+
 def test_a_spoiled_bulk_row_is_named_too(tmp_path: Path) -> None:
     """The rows after the first are streamed: spoil the softmax net's b7, its + pass's E_total."""
     network = description.preset("softmax")

@@ -1,9 +1,10 @@
 """The check of the Gradient check sheet: its formulas against bpxl's, its values against NumPy.
 
 Every formula cell must hold the formula mlp.gradcheck lays out for it (compared token by token,
-references relative to the cell, spaces, quoting and the case of names ignored), so a pass that
-nudges the wrong weight, by −h where +h belongs, by a typed 1e-5 instead of the h cell, or a θ
-read from the wrong iteration, is named by its cell even where its value happens to be right.
+references relative to the cell, spaces, quoting and the case of names ignored), or one that
+computes the same on random values of every cell it reads; so a pass that nudges the wrong
+weight, by −h where +h belongs, by a typed 1e-5 instead of the h cell, or a θ read from the
+wrong iteration, is named by its cell even where its value happens to be right.
 
 The values come from the engine (LibreOffice's copy, or the values a spreadsheet saved) and are
 held to NumPy's run of the LR sheet's network at the sheet's own iteration and h: every z, a
@@ -17,17 +18,28 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from backprop_xlsx.mlp import gradcheck as G
 from backprop_xlsx.mlp import layout
 from backprop_xlsx.verify.report import Finding, Report
-from backprop_xlsx.xlsx.formula import Unsupported, cell_key, relative_key, tokenize
+from backprop_xlsx.xlsx.formula import (
+    Ref,
+    Token,
+    Unsupported,
+    cell_key,
+    compile_tokens,
+    relative_key,
+    tokenize,
+)
 from backprop_xlsx.xlsx.read import Cell, Package, cell_number
 
 Cells = dict[tuple[int, int], Cell]
+EQUIVALENCE_SETS = 16  # random input sets on which a formula spelled otherwise must agree
+EQUIVALENCE_RTOL = 1e-9  # rounding of a rearranged formula; a wrong one is off by far more
+EQUIVALENCE_SEED = 20240611
 # A value saved with 15 significant digits (LibreOffice does) is within 5e-15 of the double it
 # stood for: twice that, relative to the central difference and the gradient, bounds how far the
 # relative error recomputed from the saved values may be from the one the engine computed.
@@ -96,16 +108,47 @@ def _check_formulas(
                 Finding(own, a1, f"{g.describe(a1)}: no formula", None, found, None, want[1:])
             )
             continue
-        expected_key = relative_key(tokenize(want[1:], row, col, own, titles))
+        expected = tokenize(want[1:], row, col, own, titles)
         try:
-            found_key = relative_key(tokenize(cell.formula, row, col, own, titles))
+            found = tokenize(cell.formula, row, col, own, titles)
         except Unsupported as exc:
             problem = f"{g.describe(a1)}: formula cannot be read ({exc})"
             report.add(Finding(own, a1, problem, None, None, cell.formula, want[1:]))
             continue
-        if found_key != expected_key:
+        if relative_key(found) != relative_key(expected) and not _same_on_random_inputs(
+            found, expected, row, col
+        ):
             problem = f"{g.describe(a1)}: formula differs from the gradient check's"
             report.add(Finding(own, a1, problem, None, None, cell.formula, want[1:]))
+
+
+def _same_on_random_inputs(found: list[Token], expected: list[Token], row: int, col: int) -> bool:
+    """Whether a formula spelled otherwise than bpxl's computes the same: both compiled to NumPy
+    and run on EQUIVALENCE_SETS random draws of every cell they read, (0.1, 1) each, so that a
+    sign, an h, a weight or a cell that differs shows. INDEX and ranges do not compile: a θ or
+    ∂E/∂θ must be read as bpxl reads it."""
+    rng = np.random.default_rng(EQUIVALENCE_SEED)
+    draws: dict[tuple[str | None, int, int], np.ndarray] = {}
+
+    def resolve(ref: Ref) -> Callable[[object], np.ndarray]:
+        where = (
+            ref.sheet,
+            ref.col if ref.col_abs else col + ref.col,
+            ref.row if ref.row_abs else row + ref.row,
+        )
+        if where not in draws:
+            draws[where] = rng.uniform(0.1, 1.0, EQUIVALENCE_SETS)
+        value = draws[where]
+        return lambda env: value
+
+    try:
+        a = np.asarray(compile_tokens(found, resolve)({}), dtype=np.float64)
+        b = np.asarray(compile_tokens(expected, resolve)({}), dtype=np.float64)
+    except (Unsupported, ValueError, TypeError):
+        return False
+    with np.errstate(all="ignore"):
+        close = np.abs(a - b) <= EQUIVALENCE_RTOL * np.maximum(np.abs(a), np.abs(b))
+    return bool(np.all(np.isfinite(b)) and np.all(close))
 
 
 def _inputs(cells: Cells, steps: int, report: Report) -> tuple[float, int, float] | None:
