@@ -85,7 +85,7 @@ def _formula_findings(path: Path, network: Network) -> list[str]:
     """The formula check alone (no engine needed): the cells it names."""
     pkg = Package(path)
     try:
-        cells = read_gradcheck_cells(pkg)
+        cells = read_gradcheck_cells(pkg, layout.SheetLayout(network))
         titles = dict(pkg.titles)
     finally:
         pkg.close()
@@ -101,7 +101,7 @@ def _rows(path: Path) -> tuple[dict[str, tuple[float, float, float]], float]:
     """The engine's (central difference, ∂E/∂θ, relative error) per parameter, and the floor."""
     pkg = Package(path)
     try:
-        cells = read_gradcheck_cells(pkg)
+        cells = pkg.cells(G.GRADCHECK_SHEET)
     finally:
         pkg.close()
     assert cells is not None

@@ -90,7 +90,7 @@ def verify_workbook(
             sheets.append(sheet)
         setup_cells = read_setup_cells(pkg, sheet_layout)
         summary_cells = read_summary_cells(pkg, sheets)
-        gradcheck = read_gradcheck_cells(pkg)
+        gradcheck = read_gradcheck_cells(pkg, sheet_layout)
         others = {} if gradcheck is None else {G.GRADCHECK_SHEET: gradcheck}
         titles_by_fold = dict(pkg.titles)
         report.engine = choose_engine(path, engine, sheets, report)
