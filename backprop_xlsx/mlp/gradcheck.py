@@ -21,6 +21,7 @@ This module is the one map of the sheet: the writer (gradcheck_sheet) and `bpxl 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -108,6 +109,7 @@ class GradCheckLayout:
         self.last_column = FIRST_PASS_COLUMN + 2 * width - 1
         self.last_row = FIRST_ROW + len(self.params) - 1
         self.loss_terms = sheet.samples * len(sheet.names[-1])
+        self._patterns: dict[tuple[str, str, str | None], str] = {}
 
     # --- size --------------------------------------------------------------------------
 
@@ -169,33 +171,52 @@ class GradCheckLayout:
     def pass_formula(self, p: str, side: str, key: str) -> str:
         """z, a or E_total of the forward pass with p nudged by +h or −h: the LR sheet's own
         formula with every parameter read from column θ, and p's as (θ ± h)."""
-        sheet, r = self.sheet, self.row[p]
-        if key == "E_total":
-            template = "+".join(
-                ERROR_FORMULAS[sheet.network.net.loss].format(
-                    t="{" + sheet.sample(f"t{j + 1}", s) + "}",
-                    a="{" + sheet.sample(f"a_o{j + 1}", s) + "}",
-                )
-                for s in range(sheet.samples)
-                for j in range(len(sheet.names[-1]))
+        names = self._reads[key]
+        return self._pattern(side, key, p if p in names else None).format(r=self.row[p])
+
+    def _template(self, key: str) -> str:
+        """The LR sheet's template of a pass column ({w1}, {a_h1_s2}, …), without '='."""
+        sheet = self.sheet
+        if key != "E_total":
+            return sheet.templates[key][1][1:]  # z and a are alike in every row
+        return "+".join(
+            ERROR_FORMULAS[sheet.network.net.loss].format(
+                t="{" + sheet.sample(f"t{j + 1}", s) + "}",
+                a="{" + sheet.sample(f"a_o{j + 1}", s) + "}",
             )
-        else:
-            template = sheet.templates[key][1][1:]  # z and a are alike in every row
-        theta = COLUMNS["theta"]
+            for s in range(sheet.samples)
+            for j in range(len(sheet.names[-1]))
+        )
+
+    @functools.cached_property
+    def _reads(self) -> dict[str, frozenset[str]]:
+        """Pass column key → the names its template reads."""
+        return {
+            c.key: frozenset(_PLACEHOLDER.findall(self._template(c.key))) for c in self.pass_columns
+        }
+
+    def _pattern(self, side: str, key: str, nudged: str | None) -> str:
+        """The formula of a pass column with `nudged` as (θ ± h), {r} for the row: made once
+        per column and parameter it reads, so the rows are str.format, not a regex each."""
+        made = self._patterns.get((side, key, nudged))
+        if made is None:
+            made = self._patterns[side, key, nudged] = self._make_pattern(side, key, nudged)
+        return made
+
+    def _make_pattern(self, side: str, key: str, nudged: str | None) -> str:
+        sheet, theta = self.sheet, COLUMNS["theta"]
 
         def cell(match: re.Match[str]) -> str:
             name = match[1]
             if name in self.row:  # a trained parameter
                 value = f"${theta}${self.row[name]}"
-                if name == p:
-                    return f"({value}{side}{_abs(H_CELL)})"
-                return value
+                return f"({value}{side}{_abs(H_CELL)})" if name == nudged else value
             if name in sheet.setup_row:  # an input, a target, a fixed bias
                 row = sheet.setup_row[name]
                 return f"{sheet_ref(layout.SETUP_SHEET)}!${layout.SETUP_VALUE_COLUMN}${row}"
-            return f"{self.letter[side, name]}{r}"
+            return f"{self.letter[side, name]}{{r}}"
 
-        return "=" + _PLACEHOLDER.sub(cell, template)
+        return "=" + _PLACEHOLDER.sub(cell, self._template(key))
 
     def cells(self) -> dict[str, str]:
         """Every formula of the sheet by A1 cell: the inputs' block and every parameter row."""
