@@ -17,7 +17,6 @@ central difference, gradient and floor.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -30,6 +29,7 @@ from backprop_xlsx.xlsx.formula import (
     Token,
     Unsupported,
     cell_key,
+    column_number,
     compile_tokens,
     relative_key,
     tokenize,
@@ -182,31 +182,32 @@ def _check_values(
     cells: Cells, g: G.GradCheckLayout, want: Mapping[str, float], report: Report
 ) -> int:
     """Every formula cell's value against NumPy's (see the module docstring for the bounds)."""
+    where = {a1: _split(a1) for a1 in want}
     scale: dict[str, float] = {}  # the largest |value| of each column, as the LR sheets use
     for a1, value in want.items():
-        column = _column(a1)
+        column = _column(a1, *where[a1])
         scale[column] = max(scale.get(column, 0.0), abs(value))
     noise = want[G.NOISE_CELL]
-    cd_col, bp_col, rel_col = G.COLUMNS["cd"], G.COLUMNS["backprop"], G.COLUMNS["rel"]
+    cd_col, bp_col, rel_col = (column_number(G.COLUMNS[k]) for k in ("cd", "backprop", "rel"))
+    floor = cell_number(cells.get(cell_key(G.FLOOR_CELL)))
     checked = 0
     for a1, expected in want.items():
-        cell = cells.get(cell_key(a1))
+        letters, row = where[a1]
+        col = column_number(letters)
+        cell = cells.get((row, col))
         found = cell_number(cell)
-        letters = re.match(r"[A-Z]+", a1)[0]
-        row = a1[len(letters) :]
-        if letters == rel_col and int(row) >= G.FIRST_ROW:
-            cd = cell_number(cells.get(cell_key(f"{cd_col}{row}")))
-            bp = cell_number(cells.get(cell_key(f"{bp_col}{row}")))
-            floor = cell_number(cells.get(cell_key(G.FLOOR_CELL)))
+        if col == rel_col and row >= G.FIRST_ROW:
+            cd = cell_number(cells.get((row, cd_col)))
+            bp = cell_number(cells.get((row, bp_col)))
             if cd is None or bp is None or floor is None:
                 continue  # named by their own checks
             below = max(abs(cd), abs(bp), floor)
             expected = abs(cd - bp) / below if below > 0 else math.nan
             tol = SAVED_DIGITS * (abs(cd) + abs(bp)) / below + report.rtol * expected
-        elif letters == cd_col and int(row) >= G.FIRST_ROW:
+        elif col == cd_col and row >= G.FIRST_ROW:
             tol = noise + report.rtol * abs(expected)
         else:
-            tol = report.rtol * (abs(expected) + scale[_column(a1)]) + report.atol
+            tol = report.rtol * (abs(expected) + scale[_column(a1, letters, row)]) + report.atol
         checked += 1
         if found is None or not abs(found - expected) <= tol:
             shown = found if found is not None else cell and cell.value
@@ -214,7 +215,12 @@ def _check_values(
     return checked
 
 
-def _column(a1: str) -> str:
+def _split(a1: str) -> tuple[str, int]:
+    """("AB", 13) of "AB13": no regular expression, as it runs for every cell."""
+    letters = a1.rstrip("0123456789")
+    return letters, int(a1[len(letters) :])
+
+
+def _column(a1: str, letters: str, row: int) -> str:
     """The column of a parameter row's cell; a cell above the rows is a column of its own."""
-    letters = re.match(r"[A-Z]+", a1)[0]
-    return letters if int(a1[len(letters) :]) >= G.FIRST_ROW else a1
+    return letters if row >= G.FIRST_ROW else a1
