@@ -25,11 +25,12 @@ from backprop_xlsx.xlsx.stream import Bulk, fill_values
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 PASS_FILL = PatternFill("solid", start_color="C6EFCE")  # green: within the threshold
 FAIL_FILL = PatternFill("solid", start_color="FFC7CE")  # red: past it
+GRADIENT_FORMAT = "0.0000000000E+00"  # 11 digits: where the two gradients part shows
 FORMATS = {
     "name": "General",
     "theta": layout.FORMAT_VALUE,
-    "cd": layout.FORMAT_SMALL,
-    "backprop": layout.FORMAT_SMALL,
+    "cd": GRADIENT_FORMAT,
+    "backprop": GRADIENT_FORMAT,
     "rel": "0.0E+00",
 }
 
@@ -118,7 +119,7 @@ def fill_gradcheck(ws: Worksheet, g: G.GradCheckLayout, values: Mapping[str, flo
     ws.conditional_formatting.add(
         rel, CellIsRule(operator="greaterThan", formula=[threshold], fill=FAIL_FILL)
     )
-    widths = {"A": 11, "B": 16, "C": 18, "D": 18, "E": 11}
+    widths = {"A": 11, "B": 16, "C": 21, "D": 21, "E": 11}
     for col, w in widths.items():
         ws.column_dimensions[col].width = w
     for c in range(G.FIRST_PASS_COLUMN, g.last_column + 1):
