@@ -263,6 +263,12 @@ def cli() -> None:
     help="With --exercise: a column to leave empty, by its header (∂E/∂w3) or key (dE_dw3); "
     "repeat for more.",
 )
+@click.option(
+    "--gradient-check",
+    is_flag=True,
+    help="Add a Gradient check sheet: for every weight and bias, backprop's ∂E/∂θ beside a "
+    "central difference (E(θ + h) − E(θ − h))/2h, both by formulas, at an iteration you pick.",
+)
 def build(
     etas: tuple[float, ...],
     steps: int | None,
@@ -272,6 +278,7 @@ def build(
     recalc: bool,
     exercise: bool,
     blank: tuple[str, ...],
+    gradient_check: bool,
 ) -> None:
     """Write the workbook: a Setup sheet, one sheet per learning rate, and Error vs LR."""
     network = load_network(config, preset)
@@ -293,7 +300,9 @@ def build(
         blanks = layout.exercise_columns(sheet, blank)
     created = make_folders(out.parent)
     try:
-        summary = build_workbook(network, lrs, steps, out, recalc=recalc, blank=blanks)
+        summary = build_workbook(
+            network, lrs, steps, out, recalc=recalc, blank=blanks, gradient_check=gradient_check
+        )
     except BaseException:
         remove_empty_folders(created)
         raise

@@ -31,6 +31,13 @@ from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import description, layout
 from backprop_xlsx.mlp.config import check_runs_finish
 from backprop_xlsx.mlp.description import Network
+from backprop_xlsx.mlp.gradcheck import (
+    DEFAULT_H,
+    DEFAULT_THRESHOLD,
+    GRADCHECK_SHEET,
+    GradCheckLayout,
+)
+from backprop_xlsx.mlp.gradcheck_sheet import fill_gradcheck, gradcheck_stream
 from backprop_xlsx.mlp.sheets import fill_lr_sheet, fill_setup, fill_summary, log_bounds
 from backprop_xlsx.xlsx.facts import workbook_facts
 from backprop_xlsx.xlsx.fileio import atomic_output, output_path, temp_folder
@@ -52,6 +59,7 @@ def build_workbook(
     recalc: bool = False,
     warn: Callable[[str], None] | None = None,
     blank: frozenset[str] = frozenset(),
+    gradient_check: bool = False,
 ) -> str:
     """Write the workbook to `out` atomically and return the lines the CLI prints.
 
@@ -61,12 +69,16 @@ def build_workbook(
     file; the sheets bpxl did not make (an MNIST sheet, a user's notes) are carried over, and
     the lines say what was kept, replaced and removed. `warn` gets one line per carried formula
     that refers to a sheet this build removes (default: stderr). With `recalc`, LibreOffice
-    computes and stores every value before the replace.
+    computes and stores every value before the replace. With `gradient_check`, a Gradient
+    check sheet checks the first LR sheet's gradients against central differences.
     """
     start = time.perf_counter()
     run = _Run.of(network, etas, steps)
     link, out = Path(out), output_path(out)
     titles = [layout.SETUP_SHEET, *(layout.lr_sheet_title(e) for e in etas), layout.SUMMARY_SHEET]
+    if gradient_check:
+        titles.append(GRADCHECK_SHEET)
+        gradcheck_layout(run, etas, steps).check_size()
     old = existing_sheets(out)
     new = {t.casefold() for t in titles}
     if old is not None:
@@ -85,7 +97,13 @@ def build_workbook(
 
         if find_soffice() is None:
             raise BpxlError(NOT_INSTALLED)
-    carry = {"carry_from": out, "carry": kept, "removed": removed, "blank": blank}
+    carry = {
+        "carry_from": out,
+        "carry": kept,
+        "removed": removed,
+        "blank": blank,
+        "gradient_check": gradient_check,
+    }
     try:
         with atomic_output(out) as tmp:
             if not recalc:
@@ -110,6 +128,8 @@ def build_workbook(
         f"wrote {where}: {n} learning-rate sheet{'s' if n != 1 else ''} × {steps + 1:,} "
         f"iterations, {formulas:,} formulas"
     )
+    if gradient_check:
+        line += f", a gradient check of {gradcheck_layout(run, etas, steps).formulas:,} formulas"
     if recalc:
         line += ", values computed by LibreOffice"
     lines = [f"{line} ({seconds:.1f} s)"]
@@ -117,8 +137,11 @@ def build_workbook(
         lines.append(f"kept {', '.join(kept)} (sheet{'s' if len(kept) > 1 else ''} not by bpxl)")
     if replaced:
         lines.append(f"replaced {', '.join(replaced)}")
-    if removed:
-        lines.append(f"removed {', '.join(removed)} (learning rates not asked for this time)")
+    others = [t for t in removed if t.casefold() != GRADCHECK_SHEET.casefold()]
+    if others:
+        lines.append(f"removed {', '.join(others)} (learning rates not asked for this time)")
+    if len(others) < len(removed):
+        lines.append(f"removed {GRADCHECK_SHEET} (no --gradient-check this time)")
     if old is not None and old.legacy:
         lines.append(old.note())
     return "\n".join(lines)
@@ -252,6 +275,7 @@ def write_workbook(
     removed: Sequence[str] = (),
     check: bool = True,
     blank: frozenset[str] = frozenset(),
+    gradient_check: bool = False,
 ) -> list[str]:
     """Write the complete workbook to `path` (not atomic: build_workbook wraps it).
 
@@ -268,6 +292,7 @@ def write_workbook(
     setup.title = layout.SETUP_SHEET
     sheets = [wb.create_sheet(title) for title in titles]
     summary = wb.create_sheet(layout.SUMMARY_SHEET)
+    checker = wb.create_sheet(GRADCHECK_SHEET) if gradient_check else None
     wb.calculation.fullCalcOnLoad = True  # Excel and LibreOffice compute everything on open
     record = json.dumps(wb.sheetnames, ensure_ascii=False)
     wb.custom_doc_props.append(StringProperty(name=SHEETS_PROPERTY, value=record))
@@ -276,6 +301,12 @@ def write_workbook(
     for j, (ws, eta) in enumerate(zip(sheets, etas, strict=True)):
         fill_lr_sheet(ws, sheet, eta, steps, log_bounds(run.e_total[:, j]), blank)
     fill_summary(summary, sheet, titles, summary_layout, log_bounds(run.e_total))
+    if checker is not None:
+        g = gradcheck_layout(run, etas, steps)
+        row = {key: run.values[key][0, 0] for key in sheet.keys}
+        setup_values = {e.key: e.value for e in sheet.setup}
+        check_values = g.values(setup_values, *g.at_iteration(row), DEFAULT_H, DEFAULT_THRESHOLD)
+        bulk = fill_gradcheck(checker, g, check_values)
 
     template = io.BytesIO()
     wb.save(template)
@@ -283,6 +314,8 @@ def write_workbook(
     for j, title in enumerate(titles):
         streams[title] = _lr_bulk(title, steps, run, j, blank).stream
     streams[layout.SUMMARY_SHEET] = _summary_bulk(titles, summary_layout, run, etas).stream
+    if checker is not None:
+        streams[GRADCHECK_SHEET] = gradcheck_stream(bulk, g, check_values)
     return build_package(
         template.getvalue(),
         Path(path),
@@ -293,6 +326,11 @@ def write_workbook(
         carry=carry,
         removed=removed,
     )
+
+
+def gradcheck_layout(run: _Run, etas: Sequence[float], steps: int) -> GradCheckLayout:
+    """The gradient-check sheet of this build: it checks the first learning rate's sheet."""
+    return GradCheckLayout(run.sheet, layout.lr_sheet_title(etas[0]), steps)
 
 
 def _formula_xml(formula: str, value: int | None = None) -> str:

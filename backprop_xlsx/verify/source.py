@@ -179,11 +179,13 @@ def recalculated(
     summary_cells: dict[tuple[int, int], Cell] | None,
     original: Package,
     report: Report,
+    others: dict[str, dict[tuple[int, int], Cell]] | None = None,
 ) -> tuple[dict | None, dict | None]:
     """Let LibreOffice compute a copy, and take every value from it. Constants typed into the
     original (Setup, η) keep their full precision: LibreOffice rounds what it saves to 15
     digits, but computed with the original's doubles. The trained net's sheets, when there,
-    are checked against the same copy."""
+    are checked against the same copy. The cells of the sheets in `others` (title → cells)
+    are replaced, in place, by the copy's computed values too."""
     with contextlib.ExitStack() as stack:
         pkg = open_recalculated(path, stack)
         for sheet in sheets:
@@ -200,5 +202,8 @@ def recalculated(
             setup_cells = merge_computed(setup_cells, read_setup_cells(pkg, sheets[0].layout) or {})
         if summary_cells is not None and layout.SUMMARY_SHEET in pkg.parts:
             summary_cells = merge_computed(summary_cells, read_summary_cells(pkg, sheets) or {})
+        for title, cells in (others or {}).items():
+            if title in pkg.parts:
+                others[title] = merge_computed(cells, pkg.cells(title))
         report.cnn = check_cnn_sheets(original, report, computed=pkg)
     return setup_cells, summary_cells

@@ -15,7 +15,9 @@ import numpy as np
 
 from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp import gradcheck as G
 from backprop_xlsx.mlp import layout
+from backprop_xlsx.verify.gradcheck import check_gradcheck, read_gradcheck_cells
 from backprop_xlsx.verify.lr_formulas import check_formulas, check_structure, with_iteration_column
 from backprop_xlsx.verify.lr_sheet import LrSheet
 from backprop_xlsx.verify.lr_values import check_values, expected_runs, read_network, read_setup
@@ -106,11 +108,14 @@ def verify_package(
             sheets.append(sheet)
         setup_cells = read_setup_cells(pkg, sheet_layout)
         summary_cells = read_summary_cells(pkg, sheets)
+        gradcheck = read_gradcheck_cells(pkg, sheet_layout)
+        others = {} if gradcheck is None else {G.GRADCHECK_SHEET: gradcheck}
+        titles_by_fold = dict(pkg.titles)
         report.engine = choose_engine(pkg, engine, sheets, report)
         progress.step("LibreOffice recalculation" if report.engine == "libreoffice" else "values")
         if report.engine == "libreoffice":
             setup_cells, summary_cells = recalculated(
-                path, sheets, setup_cells, summary_cells, pkg, report
+                path, sheets, setup_cells, summary_cells, pkg, report, others
             )
         else:
             report.cnn = check_cnn_sheets(pkg, report, recalc=engine != "cached")
@@ -147,6 +152,11 @@ def verify_package(
         )
     else:
         check_summary(summary_cells, lr, report)
+    if others:
+        steps = {s.title: max(s.rows - 1, 0) for s in sheets}
+        report.gradcheck_cells = check_gradcheck(
+            others[G.GRADCHECK_SHEET], sheet_layout, steps, expected, setup, titles_by_fold, report
+        )
     return report
 
 

@@ -117,9 +117,12 @@ class Bulk(FilledSheet):
     def number(self, row: int, col: int, value: float | int, style: str | None = None) -> None:
         self._add(row, col, f"<v>{number_text(value)}</v>", style)
 
-    def formula(self, row: int, col: int, text: str, style: str | None = None) -> None:
-        """`text` with its leading '='."""
-        self._add(row, col, f"<f>{escape(text[1:])}</f>", style)
+    def formula(
+        self, row: int, col: int, text: str, style: str | None = None, value: float | None = None
+    ) -> None:
+        """`text` with its leading '='; `value`, when given, is its cached value."""
+        cached = "" if value is None or not math.isfinite(value) else f"<v>{number_text(value)}</v>"
+        self._add(row, col, f"<f>{escape(text[1:])}</f>{cached}", style)
 
     def _add(self, row: int, col: int, inner: str, style: str | None) -> None:
         s = "" if style is None else "\0" + style + "\0"
