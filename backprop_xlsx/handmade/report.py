@@ -87,17 +87,9 @@ def _wrong(grade: dict) -> list[str]:
     return [q for q in QUANTITIES if q in found]
 
 
-def is_bpxl_workbook(path: Path) -> bool:
-    """Whether a file is a workbook bpxl wrote (its LR or trained-net sheets and Setup), for
+def is_bpxl_package(pkg: Package) -> bool:
+    """Whether an open workbook is one bpxl wrote (its LR or trained-net sheets and Setup), for
     today's verifier; anything else is graded as a hand-made workbook."""
-    pkg = Package(path)
-    try:
-        return _is_bpxl(pkg)
-    finally:
-        pkg.close()
-
-
-def _is_bpxl(pkg: Package) -> bool:
     from ..cnn import layout as cnn_layout
     from ..mlp import layout
 
@@ -107,14 +99,26 @@ def _is_bpxl(pkg: Package) -> bool:
     return (lr and setup) or any(t in titles for t in cnn_layout.SHEETS)
 
 
+def grade_open(pkg: Package, path: str) -> dict:
+    """A hand-made workbook already open, as a grade dict; never raises."""
+    try:
+        return grade_package(pkg, path).to_dict()
+    except BpxlError as exc:
+        return _unreadable(path, str(exc))
+    except RecursionError:
+        return _unreadable(path, "internal error: formulas nested too deeply")
+    except Exception as exc:  # a bug in bpxl: still a grade, never a traceback
+        return _unreadable(path, f"internal error: {type(exc).__name__}: {exc}")
+
+
 def check_file(path: str) -> dict:
     """One file of a class, as a grade dict; never raises (a worker must not die). The file is
     opened once: its sheet titles say which checker it needs, and that checker reads it."""
     try:
         pkg = Package(Path(path))
         try:
-            if not _is_bpxl(pkg):
-                return grade_package(pkg, path).to_dict()
+            if not is_bpxl_package(pkg):
+                return grade_open(pkg, path)
             from ..verify.workbook import verify_package
 
             report = verify_package(pkg)
