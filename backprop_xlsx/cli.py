@@ -287,6 +287,12 @@ def cli() -> None:
 @click.option("--eps", type=Finite(), help="ε of rmsprop, adam and adamw (1e-8).")
 @click.option("--alpha", type=Finite(), help="α, the decay of rmsprop's mean of g² (0.99).")
 @click.option("--weight-decay", type=Finite(), help="λ of adamw's decoupled weight decay (0.01).")
+@click.option(
+    "--gradient-check",
+    is_flag=True,
+    help="Add a Gradient check sheet: for every weight and bias, backprop's ∂E/∂θ beside a "
+    "central difference (E(θ + h) − E(θ − h))/2h, both by formulas, at an iteration you pick.",
+)
 def build(
     etas: tuple[float, ...],
     steps: int | None,
@@ -302,6 +308,7 @@ def build(
     eps: float | None,
     alpha: float | None,
     weight_decay: float | None,
+    gradient_check: bool,
 ) -> None:
     """Write the workbook: a Setup sheet, one sheet per learning rate (and optimizer), and Error
     vs LR (Optimizers when other optimizers than sgd are built)."""
@@ -329,7 +336,15 @@ def build(
     created = make_folders(out.parent)
     try:
         summary = build_workbook(
-            network, lrs, steps, out, recalc=recalc, blank=blanks, optimizers=chosen, hyper=hyper
+            network,
+            lrs,
+            steps,
+            out,
+            recalc=recalc,
+            blank=blanks,
+            optimizers=chosen,
+            hyper=hyper,
+            gradient_check=gradient_check,
         )
     except BaseException:
         remove_empty_folders(created)
@@ -380,28 +395,31 @@ def verify(
     if len(paths) > 1 or paths[0].is_dir() or csv_out is not None:
         _verify_class(paths, as_json, csv_out, workers)
     path = paths[0]
+    from backprop_xlsx.verify.progress import Progress, on_terminal
+    from backprop_xlsx.verify.workbook import verify_package
+    from backprop_xlsx.xlsx.read import Package
+
     try:
-        bpxl_made = hand.is_bpxl_workbook(path)
+        pkg = Package(path)  # opened once: its sheet titles say which checker reads it
     except BpxlError as exc:
         _cannot_verify(path, str(exc), as_json)
-    if not bpxl_made:
-        grade = hand.check_file(str(path))
-        if grade["verdict"] == "cannot_check" and not grade["tables"]:
-            _cannot_verify(path, f"{path}: {grade['reason']}", as_json)
-        click.echo(json.dumps(grade, indent=2, ensure_ascii=False) if as_json else hand.text(grade))
-        raise click.exceptions.Exit(hand.EXIT[grade["verdict"]])
-
-    from backprop_xlsx.verify.progress import Progress, on_terminal
-    from backprop_xlsx.verify.workbook import verify_workbook
-
     try:
-        shown = not as_json and on_terminal(sys.stdout, sys.stderr)
-        with Progress(shown, "verify") as progress:
-            report = verify_workbook(path, engine=engine, progress=progress)
+        grade = None if hand.is_bpxl_package(pkg) else hand.grade_open(pkg, str(path))
+        if grade is None:
+            shown = not as_json and on_terminal(sys.stdout, sys.stderr)
+            with Progress(shown, "verify") as progress:
+                report = verify_package(pkg, engine=engine, progress=progress)
     except BpxlError as exc:
         _cannot_verify(path, str(exc), as_json)
     except Exception as exc:  # a bug in bpxl: still one line, still exit 2
         _cannot_verify(path, f"internal error: {type(exc).__name__}: {exc}", as_json)
+    finally:
+        pkg.close()
+    if grade is not None:
+        if grade["verdict"] == "cannot_check" and not grade["tables"]:
+            _cannot_verify(path, f"{path}: {grade['reason']}", as_json)
+        click.echo(json.dumps(grade, indent=2, ensure_ascii=False) if as_json else hand.text(grade))
+        raise click.exceptions.Exit(hand.EXIT[grade["verdict"]])
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

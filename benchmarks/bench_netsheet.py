@@ -91,7 +91,7 @@ def repick(src: Path, dst: Path, image: int) -> Path:
     """A copy of `src` with another image number in the yellow cell."""
     cell = L.a1(*L.PICK)
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        part = sheet_parts(zin)[1][L.NET_SHEET]
+        part = sheet_parts(zin)[2][L.NET_SHEET]
         for info in zin.infolist():
             data = zin.read(info)
             if info.filename == part:

@@ -122,13 +122,15 @@ def read_idx(path: Path, magic: int, sha256: str | None = None) -> np.ndarray:
 
 @dataclass
 class Mnist:
-    """The four arrays as tensors: images float32 (N, 1, 28, 28) normalised, labels int64 (N,)."""
+    """The four arrays as tensors: images float32 (N, 1, 28, 28) normalised, labels int64 (N,);
+    and the test images as read, uint8 (10000, 784), for the workbook's digits sheet."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
     source: Path
+    test_pixels: np.ndarray
 
 
 def read_split(folder: Path, split: str, sums: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
@@ -205,5 +207,7 @@ def load(data_dir: str | Path | None, device: torch.device | str = "cpu") -> Mni
     folder = resolve_dir(data_dir)
     sums = read_sums(folder)
     train = _to_tensors(*read_split(folder, "train", sums), torch.device(device))
-    test = _to_tensors(*read_split(folder, "test", sums), torch.device(device))
-    return Mnist(*train, *test, source=folder)
+    test_images, test_labels = read_split(folder, "test", sums)
+    test = _to_tensors(test_images, test_labels, torch.device(device))
+    pixels = test_images.reshape(len(test_images), -1)
+    return Mnist(*train, *test, source=folder, test_pixels=pixels)

@@ -5,10 +5,9 @@ element by element, on any CPU but Intel's (its MKL path checks `cpuinfo_vendor_
 net's three masks per batch of 128 digits hold 2.3 M elements. In a row of independent
 Bernoulli(p) drops, the gaps between drops are independent Geometric(p), so drawing those gaps
 (≈ p·n numbers, 46 k at p = 0.02) gives masks with exactly the same distribution from 50 times
-fewer draws. Forward and backward through the three masks, `python benchmarks/bench_dropout.py`
-on this 2-core AMD EPYC VM, median of 3: nn.Dropout 13.5 ms with 1 thread and 18.9 ms with 2;
-GapDropout 5.0 ms with either. A whole 1-epoch `--model seed` run went from 21.8 s to 16.8 s.
-On other devices nn.Dropout's fused kernel is already fast and is used as it is.
+fewer draws (the three masks, forward and backward, on a 2-core AMD CPU: 5.0 ms against
+nn.Dropout's 13.5 ms; `benchmarks/bench_dropout.py`). On other devices nn.Dropout's fused
+kernel is already fast and is used as it is.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Redraw a finished run's sheet and pictures without retraining:
+"""Redraw a finished run's sheet and pictures without retraining, from what the run recorded
+(its metrics JSON, its checkpoint), so a changed chart or picture needs no new run:
 
     python -m mnist.export --metrics outputs/mnist_metrics.json --workbook outputs/backprop.xlsx
     python -m mnist.export --curves outputs/mnist_curves.png \\

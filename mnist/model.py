@@ -1,4 +1,4 @@
-"""The networks: `ours` (the default), `wide` (the earlier 11,672-parameter default) and `seed`.
+"""The networks: `ours` (the default), `wide` (11,672 parameters) and `seed`.
 
 All end in log-softmax, as pytorch/examples' MNIST net does, so training uses `nll_loss`.
 """

@@ -11,7 +11,8 @@ torch: reading the model, predicting, picking the digits.
         --workbook outputs/backprop.xlsx [--data-dir DIR] [--model NAME] [--images 100]
 
 The sheets are built alone with openpyxl and transplanted into the workbook (atomically), as
-mnist/export.py does for `MNIST`: every other sheet stays byte for byte as it was.
+mnist/sheet.py does for `MNIST` (mnist.train sends both in one transplant): every other sheet
+stays byte for byte as it was.
 """
 
 from __future__ import annotations
@@ -95,21 +96,29 @@ def write_net_sheets(
     images: int = IMAGES,
     source: str = "the trained model",
     predicted: np.ndarray | None = None,
+    metrics: dict | None = None,
 ) -> Digits:
     """Put the three sheets into `workbook` (created if missing), replacing old ones of the same
     names and keeping every other sheet. `pixels` (n, 784) uint8 and `labels` are the test set;
-    `predicted`, if given, the model's predictions on it (see pick_digits)."""
+    `predicted`, if given, the model's predictions on it (see pick_digits). With `metrics` (a
+    run's record) the sheet MNIST goes in too: the workbook is written once, atomically."""
     from backprop_xlsx.xlsx.transplant import transplant_sheets
-    from mnist.sheet import check_workbook
+    from mnist import sheet
 
-    check_workbook(workbook)
+    sheet.check_workbook(workbook)
     net = read_model(model)
     digits = pick_digits(model, pixels, labels, images, predicted)
     check_forward(model, net, torch.from_numpy(digits.pixels[:4].astype(np.int64)))
     with tempfile.TemporaryDirectory(prefix=".mnist-net-", dir=workbook.parent) as folder:
         tmp = Path(folder) / "net.xlsx"
         build_sheets(net, digits, tmp, source)
-        transplant_sheets(tmp, workbook, list(L.SHEETS))
+        names = list(L.SHEETS)
+        if metrics is not None:  # into the small temporary workbook first, not the user's
+            book = Path(folder) / "mnist.xlsx"
+            sheet.build_sheet(metrics, book)
+            transplant_sheets(book, tmp, [sheet.SHEET])
+            names.insert(0, sheet.SHEET)
+        transplant_sheets(tmp, workbook, names)
     return digits
 
 

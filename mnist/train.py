@@ -3,7 +3,9 @@
 The command line of pytorch/examples' mnist/main.py: flags over the model's recipe
 (mnist/training.py), train() and test() once per epoch, and after every epoch the metrics, the
 checkpoints and (with --workbook) the sheet MNIST, so an interrupted run loses at most the running
-epoch and --resume continues it with the same numbers. The run ends with where every second went.
+epoch and --resume continues it with the same numbers. At the end the last epoch's sheet and the
+trained net's sheets go into the workbook in one atomic write. The run ends with where every
+second went.
 """
 
 from __future__ import annotations
@@ -183,7 +185,9 @@ class Run:
         except OSError as exc:
             raise BpxlError(f"cannot create --out {self.out}: {exc.strerror or exc}") from exc
         records.write_metrics(self.metrics, self.out)
-        if self.workbook is not None:  # ~0.2 s: an interrupted run's sheet shows its epochs
+        # ~0.2 s: an interrupted run's sheet shows its epochs; the last epoch's sheet goes in
+        # with the trained net's sheets (finish), so the workbook is written once at the end
+        if self.workbook is not None and row["epoch"] < self.cfg.recipe.epochs:
             sheet.write_workbook(self.metrics, self.workbook)
         state = {
             "epoch": row["epoch"],
@@ -283,22 +287,20 @@ def finish(run: Run, data: Mnist, pred: torch.Tensor | None, last: int) -> None:
     if pred is None:  # resumed a finished run: nothing trained, pictures from the checkpoint
         print(f"--resume: all {plural(epochs, 'epoch')} are already done in {run.last_path}")
         _, _, pred = test(run.learner.model, data.test_x, data.test_y)
-        if run.workbook is not None:
-            sheet.write_workbook(m, run.workbook)
-    pictures.write_pictures(m, data.test_x, data.test_y, pred, run.out)
-    if run.workbook is not None:  # the trained net itself, as live formulas
+    if run.workbook is not None:  # sheet MNIST and the trained net, as live formulas, at once
         from mnist import netsheet
 
-        pixels, labels = netsheet.read_test_set(data.source)
         source = f"{run.last_path} (model {run.cfg.model}, epoch {m['epochs'][-1]['epoch']})"
         netsheet.write_net_sheets(
             run.learner.model,
-            pixels,
-            labels,
+            data.test_pixels,
+            data.test_y.cpu().numpy(),
             run.workbook,
             source=source,
             predicted=pred.cpu().numpy(),
+            metrics=m,
         )
+    pictures.write_pictures(m, data.test_x, data.test_y, pred, run.out)
 
 
 def main(argv: list[str] | None = None) -> int:

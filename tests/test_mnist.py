@@ -523,9 +523,24 @@ def test_workbook_export_creates_a_missing_workbook_and_cli(tmp_path: Path) -> N
     assert load_workbook(book).sheetnames == ["MNIST"]
 
 
-def test_workbook_is_written_after_every_epoch(mnist_dir: Path, tmp_path: Path, capsys) -> None:
-    """An interrupted run's MNIST sheet already holds its finished epochs; --resume extends it."""
+def test_workbook_is_written_after_every_epoch(
+    mnist_dir: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """An interrupted run's MNIST sheet already holds its finished epochs; --resume extends it,
+    and its last epoch goes in with the trained net's sheets: the workbook is written once."""
     from openpyxl import load_workbook
+
+    from backprop_xlsx.xlsx import transplant
+
+    writes: list[list[str]] = []  # the sheets of each write of the user's workbook
+    real = transplant.transplant_sheets
+
+    def counted(src: Path, dst: Path, names, out=None) -> None:  # type: ignore[no-untyped-def]
+        if Path(out or dst) == book:
+            writes.append(list(names))
+        real(src, dst, names, out)
+
+    monkeypatch.setattr(transplant, "transplant_sheets", counted)
 
     book = tmp_path / "book.xlsx"
     make_other_workbook(book)
@@ -547,10 +562,12 @@ def test_workbook_is_written_after_every_epoch(mnist_dir: Path, tmp_path: Path, 
 
     code, stdout, _ = run([*common, "--stop-after", "1"], capsys)
     assert code == 0 and "stopped after epoch 1 of 2" in stdout
+    assert writes == [["MNIST"]]
     assert [e for e, _ in sheet_rows()] == [1] and sheet_rows() == recorded()
     assert "MNIST net" not in load_workbook(book, read_only=True).sheetnames  # not before the end
     code, stdout, _ = run([*common, "--resume"], capsys)
     assert code == 0 and "wrote the trained net's sheets" in stdout
+    assert writes == [["MNIST"], ["MNIST", "MNIST digits", "MNIST weights", "MNIST net"]]
     assert [e for e, _ in sheet_rows()] == [1, 2] and sheet_rows() == recorded()
     names = load_workbook(book, read_only=True).sheetnames
     assert names[-3:] == ["MNIST digits", "MNIST weights", "MNIST net"]  # the trained net too

@@ -114,14 +114,14 @@ def books(
 
 def sheet_xml(path: Path, title: str) -> tuple[str, str]:
     with zipfile.ZipFile(path) as z:
-        part = sheet_parts(z)[1][title]
+        part = sheet_parts(z)[2][title]
         return part, z.read(part).decode("utf-8")
 
 
 def rewrite(src: Path, dst: Path, edits: dict[str, list[tuple[str, str]]]) -> Path:
     """A copy of `src` with regex edits (pattern, replacement) applied to sheets' XML."""
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        parts = sheet_parts(zin)[1]
+        parts = sheet_parts(zin)[2]
         by_part = {parts[title]: subs for title, subs in edits.items()}
         for info in zin.infolist():
             data = zin.read(info)
@@ -234,7 +234,7 @@ def _images(book: Path) -> int:
 
 def test_cli_keeps_the_users_sheet_and_every_wrong_digit(books, models, test_set):
     with zipfile.ZipFile(books["seed"]) as z:
-        titles = list(sheet_parts(z)[1])
+        titles = list(sheet_parts(z)[2])
     assert titles == ["Notes", *L.SHEETS]
     pixels, labels = test_set
     pkg = Package(books["seed"])

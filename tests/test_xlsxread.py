@@ -155,3 +155,41 @@ def test_merge_computed_takes_only_the_engines_values() -> None:
     assert merged[(1, 2)] == Cell("B1*3", None, "n")
     assert merged[(1, 3)] == original[(1, 3)]
     assert original[(1, 1)].value == "4"  # the original is left as it was
+
+
+def test_workbook_facts_are_read_through_the_one_reader(tmp_path: Path) -> None:
+    """Sheets (a chartsheet too), custom properties and the cells asked for, as Excel saved them;
+    a Strict OOXML workbook is refused, not read as one without sheets (a rebuild would then
+    replace it without keeping any of them)."""
+    import json
+
+    import pytest
+    from openpyxl import Workbook
+    from openpyxl.packaging.custom import StringProperty
+
+    from backprop_xlsx.errors import BpxlError
+    from backprop_xlsx.xlsx.facts import workbook_facts
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Setup"
+    ws["A1"], ws["B3"], ws["C9"] = "bpxl: a note", 2.5, "below the last row asked for"
+    wb.create_chartsheet("Chart")
+    wb.create_sheet("Other")
+    wb.custom_doc_props.append(StringProperty(name="bpxl.sheets", value=json.dumps(["Setup"])))
+    path = tmp_path / "book.xlsx"
+    wb.save(path)
+    facts = workbook_facts(path, [("Setup", "A1"), ("Setup", "B3"), ("Setup", "Z1"), ("No", "A1")])
+    assert facts.sheets == ["Setup", "Chart", "Other"]
+    assert facts.properties == {"bpxl.sheets": '["Setup"]'}
+    assert facts.cells == {("Setup", "A1"): "bpxl: a note", ("Setup", "B3"): "2.5"}
+
+    strict = tmp_path / "strict.xlsx"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(strict, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "xl/workbook.xml":
+                data = data.replace(MAIN.encode(), b"http://purl.oclc.org/ooxml/spreadsheetml/main")
+            zout.writestr(info, data)
+    with pytest.raises(BpxlError, match="Strict OOXML is not supported"):
+        workbook_facts(strict)

@@ -2,7 +2,7 @@
 
 Two checks, as for the LR sheets, because each alone can be fooled:
 
-* Formulas. The architecture table on the weights sheet determines, through cnn_layout, the one
+* Formulas. The architecture table on the weights sheet determines, through layout.py, the one
   formula every computed cell must hold: the same relative formula in every cell of a feature
   map (its k×k window, every input channel, the kernel and bias of its own channel), the exact
   window of each pooled cell, the folding formulas of the weights sheet, the head and softmax.
@@ -13,7 +13,7 @@ Two checks, as for the LR sheets, because each alone can be fooled:
   RTOL relative (+ ATOL absolute, for values that are ~0 after cancellation).
 
 Everything wrong inside the workbook is a `Finding` on the verifier's `Report`; sizes are
-bounded (cnn_layout.MAX_*) before anything is allocated from the file's numbers.
+bounded (layout.MAX_*) before anything is allocated from the file's numbers.
 """
 
 from __future__ import annotations

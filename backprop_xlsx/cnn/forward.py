@@ -4,7 +4,7 @@ Computed from the numbers a workbook holds (its own weights sheet, its own picke
 from a checkpoint: bpxl's core has no torch, and the verifier proves the formulas compute *this*
 net. BatchNorm is folded as the weights sheet folds it (s = γ/√(var + ε), b′ = β + s·(bias −
 mean)); a max-pool signed by a conv's BatchNorm takes the min where the scale is negative (see
-cnn_layout). Sizes are tiny (≈ 1.4 M multiply-adds), so plain einsum over sliding windows.
+layout.py). Sizes are tiny (≈ 1.4 M multiply-adds), so plain einsum over sliding windows.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ One description of the net (`Arch`: the convs, max-pools and the head, in order)
 three sheets completely: `MNIST digits` (test images, one per row), `MNIST weights` (the raw
 weights and BatchNorm values as in the checkpoint, and the folded weights as formulas) and
 `MNIST net` (the picked digit through every feature map to the ten probabilities). The writer
-(mnist/netsheet.py, which knows torch) and the verifier (verify_cnn.py, which must not trust the
-file) both build the same `NetLayout` from an `Arch`, so neither keeps its own idea of where a
-cell is. Pure Python: no torch, no openpyxl.
+(sheets.py) and the verifier (check.py, which must not trust the file) both build the same
+`NetLayout` from an `Arch`, so neither keeps its own idea of where a cell is. Pure Python: no
+torch, no openpyxl.
 
 BatchNorm is folded into the conv before it, in eval mode a per-channel affine map
 y = s·x + b′ with s = γ/√(var + ε), b′ = β + s·(bias − mean). When a max-pool sits between the

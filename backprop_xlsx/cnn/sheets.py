@@ -22,7 +22,8 @@ from backprop_xlsx.cnn import layout as L
 from backprop_xlsx.cnn.forward import Weights
 from backprop_xlsx.cnn.layout import Arch
 from backprop_xlsx.xlsx.look import INPUT_FILL
-from backprop_xlsx.xlsx.stream import Bulk, save_with_bulk
+from backprop_xlsx.xlsx.stream import Bulk
+from backprop_xlsx.xlsx.transplant import build_package
 
 if TYPE_CHECKING:
     from openpyxl.worksheet.worksheet import Worksheet
@@ -314,4 +315,5 @@ def build_sheets(arch: Arch, weights: Weights, digits: Digits, path: Path, sourc
     wb.active = 2
     frame = io.BytesIO()
     wb.save(frame)
-    save_with_bulk(frame.getvalue(), path, bulks)
+    streams = {bulk.title: bulk.stream for bulk in bulks}
+    build_package(frame.getvalue(), path, streams=streams, stream_level=1)

@@ -439,16 +439,21 @@ class Grade:
 def grade_workbook(path: Path | str) -> Grade:
     """Find and grade every iteration table of a workbook. Raises BpxlError for a file that
     cannot be read; a file without a checkable table gets a reason (verdict cannot_check)."""
-    grade = Grade(str(path))
     pkg = Package(Path(path))
     try:
-        for title in pkg.parts:
-            tables, grid = find_tables(pkg, title)
-            for table in tables:
-                grade.tables.append(grade_table(table, grid, pkg.titles))
-            del grid
+        return grade_package(pkg, path)
     finally:
         pkg.close()
+
+
+def grade_package(pkg: Package, path: Path | str) -> Grade:
+    """`grade_workbook` on the package of `path`, already open (the caller closes it)."""
+    grade = Grade(str(path))
+    for title in pkg.parts:
+        tables, grid = find_tables(pkg, title)
+        for table in tables:
+            grade.tables.append(grade_table(table, grid, pkg.titles))
+        del grid
     if not grade.tables:
         grade.reason = "no header row with w1…w8 (and the other labels of the 2-2-2 table)"
     elif all(t.unchecked for t in grade.tables):
@@ -456,4 +461,4 @@ def grade_workbook(path: Path | str) -> Grade:
     return grade
 
 
-__all__ = ["Finding", "Grade", "TableResult", "grade_workbook"]
+__all__ = ["Finding", "Grade", "TableResult", "grade_package", "grade_workbook"]

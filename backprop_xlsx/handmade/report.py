@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import BpxlError
 from ..xlsx.read import Package
-from .grade import grade_workbook
+from .grade import grade_package
 from .tables import QUANTITIES
 
 TASKS_PER_WORKER = 25  # a worker is replaced after this many files: no growth over a class
@@ -87,39 +87,52 @@ def _wrong(grade: dict) -> list[str]:
     return [q for q in QUANTITIES if q in found]
 
 
-def is_bpxl_workbook(path: Path) -> bool:
-    """Whether a file is a workbook bpxl wrote (its LR or trained-net sheets and Setup), for
+def is_bpxl_package(pkg: Package) -> bool:
+    """Whether an open workbook is one bpxl wrote (its LR or trained-net sheets and Setup), for
     today's verifier; anything else is graded as a hand-made workbook."""
     from ..cnn import layout as cnn_layout
     from ..mlp import layout
 
-    pkg = Package(path)
-    try:
-        titles = list(pkg.parts)
-    finally:
-        pkg.close()
+    titles = list(pkg.parts)
     lr = any(layout.training_sheet(t) is not None for t in titles)  # LR 0.1, Adam 0.05, …
     setup = any(t.casefold() == layout.SETUP_SHEET.casefold() for t in titles)
     return (lr and setup) or any(t in titles for t in cnn_layout.SHEETS)
 
 
-def check_file(path: str) -> dict:
-    """One file of a class, as a grade dict; never raises (a worker must not die)."""
+def grade_open(pkg: Package, path: str) -> dict:
+    """A hand-made workbook already open, as a grade dict; never raises."""
     try:
-        if is_bpxl_workbook(Path(path)):
-            from ..verify.workbook import verify_workbook
+        return grade_package(pkg, path).to_dict()
+    except BpxlError as exc:
+        return _unreadable(path, str(exc))
+    except RecursionError:
+        return _unreadable(path, "internal error: formulas nested too deeply")
+    except Exception as exc:  # a bug in bpxl: still a grade, never a traceback
+        return _unreadable(path, f"internal error: {type(exc).__name__}: {exc}")
 
-            report = verify_workbook(path)
-            data = report.to_dict()
-            return {
-                "path": path,
-                "verdict": "correct" if report.ok else "wrong",
-                "reason": "",
-                "tables": [],
-                "findings": [],
-                "bpxl": data,
-            }
-        return grade_workbook(path).to_dict()
+
+def check_file(path: str) -> dict:
+    """One file of a class, as a grade dict; never raises (a worker must not die). The file is
+    opened once: its sheet titles say which checker it needs, and that checker reads it."""
+    try:
+        pkg = Package(Path(path))
+        try:
+            if not is_bpxl_package(pkg):
+                return grade_open(pkg, path)
+            from ..verify.workbook import verify_package
+
+            report = verify_package(pkg)
+        finally:
+            pkg.close()
+        data = report.to_dict()
+        return {
+            "path": path,
+            "verdict": "correct" if report.ok else "wrong",
+            "reason": "",
+            "tables": [],
+            "findings": [],
+            "bpxl": data,
+        }
     except BpxlError as exc:
         return _unreadable(path, str(exc))
     except RecursionError:

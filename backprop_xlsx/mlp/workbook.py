@@ -18,7 +18,6 @@ import re
 import shutil
 import sys
 import time
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +31,17 @@ from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import description, layout
 from backprop_xlsx.mlp.config import check_runs_finish
 from backprop_xlsx.mlp.description import Network
+from backprop_xlsx.mlp.gradcheck import (
+    DEFAULT_H,
+    DEFAULT_THRESHOLD,
+    GRADCHECK_SHEET,
+    GradCheckLayout,
+)
+from backprop_xlsx.mlp.gradcheck_sheet import fill_gradcheck, gradcheck_stream
 from backprop_xlsx.mlp.optim import HYPERPARAMETERS, hyper_keys
 from backprop_xlsx.mlp.sheets import fill_lr_sheet, fill_setup, fill_summary, log_bounds
+from backprop_xlsx.xlsx.facts import workbook_facts
 from backprop_xlsx.xlsx.fileio import atomic_output, output_path, temp_folder
-from backprop_xlsx.xlsx.package import workbook_facts
 from backprop_xlsx.xlsx.parts import DuplicateSheetNames
 from backprop_xlsx.xlsx.stream import FilledSheet, PatternRows
 from backprop_xlsx.xlsx.transplant import build_package
@@ -56,6 +62,7 @@ def build_workbook(
     blank: frozenset[str] = frozenset(),
     optimizers: Sequence[str] = ("sgd",),
     hyper: Mapping[str, float] | None = None,
+    gradient_check: bool = False,
 ) -> str:
     """Write the workbook to `out` atomically and return the lines the CLI prints.
 
@@ -68,7 +75,8 @@ def build_workbook(
     file; the sheets bpxl did not make (an MNIST sheet, a user's notes) are carried over, and
     the lines say what was kept, replaced and removed. `warn` gets one line per carried formula
     that refers to a sheet this build removes (default: stderr). With `recalc`, LibreOffice
-    computes and stores every value before the replace.
+    computes and stores every value before the replace. With `gradient_check`, a Gradient
+    check sheet checks the first LR sheet's gradients against central differences.
     """
     start = time.perf_counter()
     runs = _runs(network, etas, steps, optimizers, hyper)
@@ -78,6 +86,9 @@ def build_workbook(
         *(layout.sheet_title(o, e) for o in optimizers for e in etas),
         layout.summary_title(optimizers),
     ]
+    if gradient_check:
+        titles.append(GRADCHECK_SHEET)
+        gradcheck_layout(runs[0], etas, steps).check_size()
     old = existing_sheets(out)
     new = {t.casefold() for t in titles}
     if old is not None:
@@ -96,7 +107,13 @@ def build_workbook(
 
         if find_soffice() is None:
             raise BpxlError(NOT_INSTALLED)
-    carry = {"carry_from": out, "carry": kept, "removed": removed, "blank": blank}
+    carry = {
+        "carry_from": out,
+        "carry": kept,
+        "removed": removed,
+        "blank": blank,
+        "gradient_check": gradient_check,
+    }
     try:
         with atomic_output(out) as tmp:
             if not recalc:
@@ -122,6 +139,10 @@ def build_workbook(
         f"wrote {where}: {n} {kind} sheet{'s' if n != 1 else ''} × {steps + 1:,} "
         f"iterations, {formulas:,} formulas"
     )
+    if gradient_check:
+        line += (
+            f", a gradient check of {gradcheck_layout(runs[0], etas, steps).formulas:,} formulas"
+        )
     if recalc:
         line += ", values computed by LibreOffice"
     lines = [f"{line} ({seconds:.1f} s)"]
@@ -129,8 +150,11 @@ def build_workbook(
         lines.append(f"kept {', '.join(kept)} (sheet{'s' if len(kept) > 1 else ''} not by bpxl)")
     if replaced:
         lines.append(f"replaced {', '.join(replaced)}")
-    if removed:
-        lines.append(f"removed {', '.join(removed)} (learning rates not asked for this time)")
+    others = [t for t in removed if t.casefold() != GRADCHECK_SHEET.casefold()]
+    if others:
+        lines.append(f"removed {', '.join(others)} (learning rates not asked for this time)")
+    if len(others) < len(removed):
+        lines.append(f"removed {GRADCHECK_SHEET} (no --gradient-check this time)")
     if old is not None and old.legacy:
         lines.append(old.note())
     return "\n".join(lines)
@@ -295,6 +319,7 @@ def write_workbook(
     blank: frozenset[str] = frozenset(),
     optimizers: Sequence[str] = ("sgd",),
     hyper: Mapping[str, float] | None = None,
+    gradient_check: bool = False,
 ) -> list[str]:
     """Write the complete workbook to `path` (not atomic: build_workbook wraps it).
 
@@ -318,6 +343,7 @@ def write_workbook(
     setup.title = layout.SETUP_SHEET
     sheets = [wb.create_sheet(title) for title in titles]
     summary = wb.create_sheet(summary_title)
+    checker = wb.create_sheet(GRADCHECK_SHEET) if gradient_check else None
     wb.calculation.fullCalcOnLoad = True  # Excel and LibreOffice compute everything on open
     record = json.dumps(wb.sheetnames, ensure_ascii=False)
     wb.custom_doc_props.append(StringProperty(name=SHEETS_PROPERTY, value=record))
@@ -332,6 +358,13 @@ def write_workbook(
     )
     bounds = log_bounds(e_total)
     fill_summary(summary, sheet, titles, summary_layout, bounds, letters, heading)
+    if checker is not None:
+        first = runs[0]
+        g = gradcheck_layout(first, etas, steps)
+        row = {key: first.values[key][0, 0] for key in first.sheet.keys}
+        setup_values = {e.key: e.value for e in sheet.setup}
+        check_values = g.values(setup_values, *g.at_iteration(row), DEFAULT_H, DEFAULT_THRESHOLD)
+        bulk = fill_gradcheck(checker, g, check_values)
 
     template = io.BytesIO()
     wb.save(template)
@@ -341,15 +374,25 @@ def write_workbook(
     streams[summary_title] = _summary_bulk(
         titles, summary_layout, e_total, letters, every_eta, summary_title
     ).stream
+    if checker is not None:
+        streams[GRADCHECK_SHEET] = gradcheck_stream(bulk, g, check_values)
     return build_package(
-        reproducible(template.getvalue()),
+        template.getvalue(),
         Path(path),
         streams=streams,
         stream_level=ZIP_LEVEL,
+        application=layout.APPLICATION,  # verify: the cached values are NumPy's
         carry_from=carry_from,
         carry=carry,
         removed=removed,
     )
+
+
+def gradcheck_layout(run: _Run, etas: Sequence[float], steps: int) -> GradCheckLayout:
+    """The gradient-check sheet of this build: it checks the first training sheet (the first
+    optimizer's, at the first learning rate)."""
+    title = layout.sheet_title(run.sheet.optimizer.name, etas[0])
+    return GradCheckLayout(run.sheet, title, steps)
 
 
 def _formula_xml(formula: str, value: int | None = None) -> str:
@@ -439,31 +482,3 @@ def _setup_values(e_total: np.ndarray, etas: Sequence[float]) -> dict[str, float
         out[f"{eta_col}{row}"] = eta
         out[f"{final_col}{row}"] = e_total[-1, j]
     return out
-
-
-# --- reproducible packages --------------------------------------------------------------------
-
-_FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date: no build time in the file
-
-
-def reproducible(package: bytes) -> bytes:
-    """openpyxl's package without what changes from run to run: zip dates, the created and
-    modified times of docProps/core.xml; and docProps/app.xml naming bpxl as the application, so
-    `bpxl verify` knows the cached values are NumPy's and recalculates in a real engine."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(package)) as zin, zipfile.ZipFile(out, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "docProps/core.xml":
-                data = re.sub(rb"<dcterms:(created|modified)\b.*?</dcterms:\1>", b"", data)
-            elif info.filename == "docProps/app.xml":
-                data = re.sub(
-                    rb"<Application>.*?</Application>",
-                    f"<Application>{layout.APPLICATION}</Application>".encode(),
-                    data,
-                )
-            fixed = zipfile.ZipInfo(info.filename, date_time=_FIXED_TIME)
-            fixed.compress_type = zipfile.ZIP_DEFLATED
-            fixed.external_attr = info.external_attr
-            zout.writestr(fixed, data)
-    return out.getvalue()

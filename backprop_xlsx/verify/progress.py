@@ -3,7 +3,7 @@
 `bpxl verify` on a wide network or a long run takes from seconds to minutes (reading the sheets,
 a LibreOffice recalculation, the formulas on changed inputs), and a silent terminal looks hung.
 The bar goes to stderr and appears only when both stdout and stderr are terminals, so --json,
-pipes and files get exactly what they got before. A thread refreshes it while one step blocks
+pipes and files never get one. A thread refreshes it while one step blocks
 (LibreOffice), so the elapsed time keeps moving.
 """
 

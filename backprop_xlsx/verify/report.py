@@ -162,6 +162,7 @@ class Report:
     sheets: list[SheetStats] = field(default_factory=list)
     summary_cells: int = 0
     summary_title: str = layout.SUMMARY_SHEET  # Error vs LR, or Optimizers
+    gradcheck_cells: int = 0  # cells of the Gradient check sheet compared with NumPy
     formula_cells: int = 0  # cells checked for the same relative formula down their column
     findings: list[Finding] = field(default_factory=list)
     findings_total: int = 0
@@ -173,7 +174,7 @@ class Report:
 
     @property
     def cells_checked(self) -> int:
-        return sum(s.cells for s in self.sheets) + self.summary_cells
+        return sum(s.cells for s in self.sheets) + self.summary_cells + self.gradcheck_cells
 
     @property
     def formulas_checked(self) -> int:
@@ -192,6 +193,7 @@ class Report:
             "tolerance": {"rtol": self.rtol, "atol": self.atol},
             "sheets": [s.to_dict() for s in self.sheets],
             "summary_cells_checked": self.summary_cells,
+            "gradient_check_cells_checked": self.gradcheck_cells,
             "cells_checked": self.cells_checked,
             "formula_cells_checked": self.formula_cells,
             "formulas_checked_on_changed_inputs": self.formulas_checked,
@@ -225,6 +227,8 @@ class Report:
                 from backprop_xlsx.verify.conditioning import note
 
                 lines.append(note(printable(s.title, 40), s.compared_until, s.steps))
+        if self.gradcheck_cells:
+            lines.append(f"{'Gradient check':<14}{'':>18}{self.gradcheck_cells:>11,}")
         if self.cnn is not None:
             c = self.cnn
             lines.append(

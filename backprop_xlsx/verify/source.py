@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import re
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
@@ -26,6 +25,7 @@ from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import layout
 from backprop_xlsx.verify.lr_sheet import SETUP_VALUE_COL, LrSheet, read_lr_sheet
 from backprop_xlsx.verify.report import Report
+from backprop_xlsx.xlsx.facts import application
 from backprop_xlsx.xlsx.formula import (
     cell_key,
     column_number,
@@ -44,20 +44,6 @@ CORRUPT = (
     etree.XMLSyntaxError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
     RuntimeError,
 )  # fmt: skip
-
-
-def application(path: Path) -> str | None:
-    """docProps/app.xml's Application: who saved the file (bpxl, LibreOffice, Excel, …)."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            info = zf.NameToInfo.get("docProps/app.xml")
-            if info is None or info.file_size > 1 << 20:
-                return None
-            text = zf.read(info).decode("utf-8", "replace")
-    except (OSError, zipfile.BadZipFile, zlib.error):
-        return None
-    found = re.search(r"<(?:\w+:)?Application>([^<]*)</", text)
-    return found.group(1).strip() if found else None
 
 
 def read_setup_cells(
@@ -115,12 +101,13 @@ def read_summary_cells(
     return cells
 
 
-def choose_engine(path: Path, engine: str, sheets: list[LrSheet], report: Report) -> str:
+def choose_engine(pkg: Package, engine: str, sheets: list[LrSheet], report: Report) -> str:
     """cached when the formula cells carry values (saved by Excel or LibreOffice), else a
     LibreOffice recalculation of a copy; a clear error when neither can give values."""
     with_value = sum(int((s.has_value & s.has_formula).sum()) for s in sheets)
     formulas = sum(int(s.has_formula.sum()) for s in sheets)
-    if application(path) == layout.APPLICATION:
+    path = pkg.path
+    if application(pkg) == layout.APPLICATION:
         # bpxl wrote NumPy's values itself: no evidence of what a spreadsheet computes
         with_value = 0
         if engine == "cached":
@@ -201,11 +188,13 @@ def recalculated(
     original: Package,
     report: Report,
     summary_title: str = layout.SUMMARY_SHEET,
+    others: dict[str, dict[tuple[int, int], Cell]] | None = None,
 ) -> tuple[dict | None, dict | None]:
     """Let LibreOffice compute a copy, and take every value from it. Constants typed into the
     original (Setup, η) keep their full precision: LibreOffice rounds what it saves to 15
     digits, but computed with the original's doubles. The trained net's sheets, when there,
-    are checked against the same copy."""
+    are checked against the same copy. The cells of the sheets in `others` (title → cells)
+    are replaced, in place, by the copy's computed values too."""
     with contextlib.ExitStack() as stack:
         pkg = open_recalculated(path, stack)
         for sheet in sheets:
@@ -223,5 +212,8 @@ def recalculated(
         if summary_cells is not None and summary_title in pkg.parts:
             fresh = read_summary_cells(pkg, sheets, summary_title) or {}
             summary_cells = merge_computed(summary_cells, fresh)
+        for title, cells in (others or {}).items():
+            if title in pkg.parts:
+                others[title] = merge_computed(cells, pkg.cells(title))
         report.cnn = check_cnn_sheets(original, report, computed=pkg)
     return setup_cells, summary_cells

@@ -15,8 +15,10 @@ import numpy as np
 
 from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp import gradcheck as G
 from backprop_xlsx.mlp import layout
 from backprop_xlsx.verify.conditioning import reproducible_until
+from backprop_xlsx.verify.gradcheck import check_gradcheck, read_gradcheck_cells
 from backprop_xlsx.verify.lr_formulas import check_formulas, check_structure, with_iteration_column
 from backprop_xlsx.verify.lr_sheet import LrSheet
 from backprop_xlsx.verify.lr_values import check_values, expected_runs, read_network, read_setup
@@ -56,9 +58,27 @@ def verify_workbook(
     """
     if engine not in ENGINES:
         raise BpxlError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
-    path = Path(path)
+    pkg = Package(Path(path))
+    try:
+        return verify_package(pkg, engine, rtol=rtol, atol=atol, progress=progress)
+    finally:
+        pkg.close()
+
+
+def verify_package(
+    pkg: Package,
+    engine: str = "auto",
+    *,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+    progress: Progress = QUIET,
+) -> Report:
+    """`verify_workbook` on a package already open (the caller closes it), so that a caller
+    who looked at its sheet titles first does not read the file twice."""
+    if engine not in ENGINES:
+        raise BpxlError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+    path = pkg.path
     report = Report(str(path), rtol=rtol, atol=atol)
-    pkg = Package(path)
     try:
         titles = [t for t in pkg.parts if layout.training_sheet(t) is not None]
         if not titles:
@@ -92,11 +112,14 @@ def verify_workbook(
             sheets.append(sheet)
         setup_cells = read_setup_cells(pkg, sheet_layout)
         summary_cells = read_summary_cells(pkg, sheets, summary_title)
-        report.engine = choose_engine(path, engine, sheets, report)
+        gradcheck = read_gradcheck_cells(pkg, sheet_layout)
+        others = {} if gradcheck is None else {G.GRADCHECK_SHEET: gradcheck}
+        titles_by_fold = dict(pkg.titles)
+        report.engine = choose_engine(pkg, engine, sheets, report)
         progress.step("LibreOffice recalculation" if report.engine == "libreoffice" else "values")
         if report.engine == "libreoffice":
             setup_cells, summary_cells = recalculated(
-                path, sheets, setup_cells, summary_cells, pkg, report, summary_title
+                path, sheets, setup_cells, summary_cells, pkg, report, summary_title, others
             )
         else:
             report.cnn = check_cnn_sheets(pkg, report, recalc=engine != "cached")
@@ -106,8 +129,6 @@ def verify_workbook(
         raise BpxlError(
             f"cannot read {path}: a damaged xlsx ({type(exc).__name__}: {exc})"
         ) from None
-    finally:
-        pkg.close()
     progress.advance(SHARE_RECALC)
     progress.step("values against NumPy")
 
@@ -137,6 +158,11 @@ def verify_workbook(
         report.add(Finding(summary_title, "", f"the {summary_title} sheet is missing"))
     else:
         check_summary(summary_cells, lr, report, summary_title)
+    if others:
+        steps = {s.title: max(s.rows - 1, 0) for s in sheets}
+        report.gradcheck_cells = check_gradcheck(
+            others[G.GRADCHECK_SHEET], sheet_layout, steps, expected, setup, titles_by_fold, report
+        )
     return report
 
 

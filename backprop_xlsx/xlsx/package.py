@@ -1,9 +1,9 @@
 """An xlsx package opened for editing: its parts, relationships and content types, streamed.
 
 The transplant (transplant.py) and the cell-format merge (styles.py) edit a destination package
-part by part, so this class holds only the bookkeeping parts and the parts being moved, parsed
-with the hardened parser of read.py, and writes every other part back member by member from its
-zip. `workbook_facts` reads what a workbook says about itself (its application, sheets, cells).
+part by part, so `PackageParts` holds only the bookkeeping parts and the parts being moved,
+parsed with the hardened parser of parts.py, and writes every other part back member by member
+from its zip. It edits; it reads no cells: that is read.py's `Package`, the one reader.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import posixpath
 import re
 import zipfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -27,15 +27,16 @@ from backprop_xlsx.xlsx.parts import (
     NS_MAIN,
     NS_PKG_REL,
     NS_R,
+    NS_STRICT,
     DuplicateSheetNames,
     check_sheet_names,
+    open_zip,
     parse_xml,
     rels_name,
     resolve_target,
 )
 
 NS_CT = "http://schemas.openxmlformats.org/package/2006/content-types"
-NS_STRICT = "http://purl.oclc.org/ooxml/spreadsheetml/main"
 
 RT_OFFICE_DOCUMENT = f"{NS_R}/officeDocument"
 RT_WORKSHEET = f"{NS_R}/worksheet"
@@ -146,16 +147,7 @@ class PackageParts:
     @classmethod
     def open(cls, path: Path, role: str) -> PackageParts:
         """The package at `path`, its zip left open for reading parts (see `close`)."""
-        if not path.exists():
-            raise BpxlError(f"cannot read {role} {path}: no such file")
-        if not path.is_file():
-            raise BpxlError(f"cannot read {role} {path}: not a file")
-        try:
-            zf = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
-            raise BpxlError(f"cannot read {role} {path}: not an xlsx workbook ({exc})") from exc
-        except OSError as exc:
-            raise BpxlError(f"cannot read {role} {path}: {exc.strerror or exc}") from exc
+        zf = open_zip(path, f"cannot read {role} {path}")
         infos = [i for i in zf.infolist() if not i.is_dir() and safe_part_name(i.filename)]
         pkg = cls(str(path), infos, {}, zf)
         if not pkg.has(CT_CONTENT_TYPES) or not pkg.has("_rels/.rels"):
@@ -164,16 +156,27 @@ class PackageParts:
         return pkg
 
     @classmethod
-    def from_bytes(cls, label: str, package: bytes) -> PackageParts:
-        """A package held wholly in memory (a small one: openpyxl's template)."""
+    def new(cls, package: bytes, application: str | None = None) -> PackageParts:
+        """A new workbook from the package another library wrote (openpyxl's), held in memory,
+        without what changes from run to run: every zip date is the format's earliest and
+        docProps/core.xml loses its created and modified times, so the same content gives the
+        same bytes. `application`, if given, names the program in docProps/app.xml."""
         with zipfile.ZipFile(io.BytesIO(package)) as zf:
             infos = [i for i in zf.infolist() if not i.is_dir() and safe_part_name(i.filename)]
             data = {i.filename: zf.read(i) for i in infos}
-        return cls(label, infos, data)
-
-    @classmethod
-    def read(cls, path: Path, role: str) -> PackageParts:
-        return cls.open(path, role)
+        for info in infos:
+            info.date_time = NEW_PART_TIME
+        if "docProps/core.xml" in data:
+            data["docProps/core.xml"] = re.sub(
+                rb"<dcterms:(created|modified)\b.*?</dcterms:\1>", b"", data["docProps/core.xml"]
+            )
+        if application is not None and "docProps/app.xml" in data:
+            data["docProps/app.xml"] = re.sub(
+                rb"<Application>.*?</Application>",
+                f"<Application>{application}</Application>".encode(),
+                data["docProps/app.xml"],
+            )
+        return cls("new workbook", infos, data)
 
     def close(self) -> None:
         if self.zip is not None:
@@ -462,65 +465,3 @@ class PackageParts:
                 taken.add(name)
                 return name
             k += 1
-
-
-# --- what a workbook says about itself --------------------------------------------------------
-
-RT_CUSTOM_PROPERTIES = f"{NS_R}/custom-properties"
-NS_CUSTOM = "http://schemas.openxmlformats.org/officeDocument/2006/custom-properties"
-
-
-@dataclass(frozen=True)
-class WorkbookFacts:
-    """What a rebuild needs to know of an existing workbook, read without loading its sheets."""
-
-    sheets: list[str]  # titles, in workbook order
-    properties: dict[str, str]  # custom document properties with a text value
-    cells: dict[tuple[str, str], str]  # (sheet, cell) -> its text, for the cells asked for
-
-
-def workbook_facts(path: Path, cells: Sequence[tuple[str, str]] = ()) -> WorkbookFacts:
-    """Sheet titles, custom document properties and the text of a few cells of xlsx `path`.
-
-    Reads the bookkeeping parts and only the sheets named in `cells` (with the shared
-    strings if they need them); BpxlError if `path` is not an xlsx workbook.
-    """
-    with PackageParts.open(Path(path), "workbook") as pkg:
-        sheets = pkg.sheets()
-        properties: dict[str, str] = {}
-        for rel in pkg.rels(""):
-            if rel.type == RT_CUSTOM_PROPERTIES and not rel.external:
-                part = rel.target.lstrip("/")
-                if pkg.has(part):
-                    for prop in pkg.tree(part).iter(f"{{{NS_CUSTOM}}}property"):
-                        value = next((el.text for el in prop if len(el) == 0), None)
-                        if prop.get("name") and value is not None:
-                            properties[prop.get("name", "")] = value
-        found: dict[tuple[str, str], str] = {}
-        wanted = {(sheet, cell) for sheet, cell in cells}
-        by_name = {s.name: s for s in sheets}
-        strings: list[str] | None = None
-        for name in sorted({sheet for sheet, _ in wanted if sheet in by_name}):
-            if by_name[name].rel_type != RT_WORKSHEET:
-                continue
-            root = pkg.tree(by_name[name].part)
-            for c in root.iter(main_tag("c")):
-                if (name, c.get("r")) not in wanted:
-                    continue
-                kind = c.get("t", "n")
-                if kind == "inlineStr":
-                    text = "".join(t.text or "" for t in c.iter(main_tag("t")))
-                else:
-                    v = c.find(main_tag("v"))
-                    text = (v.text if v is not None else None) or ""
-                    if kind == "s":
-                        if strings is None:
-                            sst = pkg.workbook_rel(RT_SHARED_STRINGS)
-                            strings = [] if sst is None else [
-                                "".join(t.text or "" for t in si.iter(main_tag("t")))
-                                for si in pkg.tree(sst).iter(main_tag("si"))
-                            ]  # fmt: skip
-                        index = int(text) if text.isdigit() else -1
-                        text = strings[index] if 0 <= index < len(strings) else ""
-                found[(name, c.get("r", ""))] = text
-        return WorkbookFacts([s.name for s in sheets], properties, found)

@@ -3,8 +3,9 @@
 Every workbook is untrusted. Each XML part is parsed by `safe_parser` (no entities, no DTD, no
 network) after `check_prolog` has refused any DOCTYPE outright, so no lxml version the dependency
 range admits can read a local file or expand entities; each part is read through `BoundedPart`,
-which counts what it inflates (a part may say it is small) and refuses past `MAX_PART_BYTES`.
-Reading (read.py), editing (package.py) and streaming (stream.py) all go through here.
+which counts what it inflates (a part may say it is small) and refuses past `MAX_PART_BYTES`;
+each file is opened by `open_zip`. Reading (read.py), editing (package.py) and streaming
+(stream.py) all go through here, so none keeps its own parser, bounds or errors.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import posixpath
 import re
 import zipfile
 from collections.abc import Iterable
+from pathlib import Path
 from typing import IO
 
 from lxml import etree
@@ -22,6 +24,7 @@ from backprop_xlsx.errors import BpxlError
 NS_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 NS_R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 NS_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
+NS_STRICT = "http://purl.oclc.org/ooxml/spreadsheetml/main"
 _SHEET = f"{{{NS_MAIN}}}sheet"
 
 # Bounds on what a file can inflate. Excel's own limits where it has them.
@@ -153,7 +156,7 @@ def parse_xml(data: bytes, where: str) -> etree._Element:
 
 
 # ---------------------------------------------------------------------------------------------
-# Parts and relationships (shared with writer.py and package.py)
+# Parts and relationships
 
 
 def rels_name(part: str) -> str:
@@ -216,12 +219,14 @@ def check_sheet_names(names: Iterable[str]) -> None:
             )
 
 
-def sheet_parts(zf: zipfile.ZipFile) -> tuple[str, dict[str, str]]:
-    """The workbook part, and sheet title → part of each worksheet, in workbook order.
+def sheet_parts(zf: zipfile.ZipFile) -> tuple[str, list[str], dict[str, str]]:
+    """The workbook part, every sheet's title (chartsheets too) and title → part of each
+    worksheet, in workbook order.
 
     Read from the package's relationships, xl/workbook.xml and its relationships: part names
     are not fixed (LibreOffice and Excel name them differently). KeyError if there is no
-    workbook part.
+    workbook part; BpxlError for a Strict OOXML one (its names are not SpreadsheetML's: read
+    as one, it would seem to have no sheets).
     """
     workbook = next(
         (name for kind, name in part_rels(zf, "").values() if kind.endswith("/officeDocument")),
@@ -229,12 +234,31 @@ def sheet_parts(zf: zipfile.ZipFile) -> tuple[str, dict[str, str]]:
     )
     if workbook not in zf.NameToInfo:
         raise KeyError("no workbook part")
+    root = _xml(zf, workbook)
+    if root.tag == f"{{{NS_STRICT}}}workbook":
+        raise BpxlError("Strict OOXML is not supported")
     rels = part_rels(zf, workbook)
     parts = {}
-    sheets = list(_xml(zf, workbook).iter(_SHEET))
-    check_sheet_names(sheet.get("name") or "" for sheet in sheets)
-    for sheet in sheets:
+    sheets = list(root.iter(_SHEET))
+    titles = [sheet.get("name") or "" for sheet in sheets]
+    check_sheet_names(titles)
+    for title, sheet in zip(titles, sheets, strict=True):
         rid = sheet.get(f"{{{NS_R}}}id")
         if rid in rels and rels[rid][0].endswith("/worksheet") and rels[rid][1] in zf.NameToInfo:
-            parts[sheet.get("name") or ""] = rels[rid][1]
-    return workbook, parts
+            parts[title] = rels[rid][1]
+    return workbook, titles, parts
+
+
+def open_zip(path: Path, where: str) -> zipfile.ZipFile:
+    """The zip of the package at `path`, or one BpxlError line starting `where`: no such file,
+    not a file, not a zip package, or the system's reason. Every reader opens a file here."""
+    if not path.exists():
+        raise BpxlError(f"{where}: no such file")
+    if not path.is_file():
+        raise BpxlError(f"{where}: not a file")
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
+        raise BpxlError(f"{where}: not an xlsx workbook (not a zip package)") from None
+    except OSError as exc:
+        raise BpxlError(f"{where}: {exc.strerror or exc}") from None

@@ -1,5 +1,8 @@
 """Read an xlsx package safely: sheet titles to parts, shared strings, cells in one streaming pass.
 
+`Package` is the one reader of a workbook's cells: verify, the grader and facts.py read through
+it; package.py's `PackageParts` has the other job, editing a package part by part.
+
 Every workbook is untrusted: parts are parsed and bounded by parts.py, rows refused past
 `MAX_ROW_BYTES` of XML between two rows, and a sheet stops at the end of <sheetData>. Row and
 column numbers, cell text and shared strings are bounded as in Excel.
@@ -42,6 +45,7 @@ from backprop_xlsx.xlsx.parts import (
     PARSER_OPTIONS,
     BoundedPart,
     DuplicateSheetNames,
+    open_zip,
     part_rels,
     refuse_dtd,
     safe_parser,
@@ -99,20 +103,9 @@ class Package:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        if not self.path.exists():
-            raise BpxlError(f"cannot read {path}: no such file")
-        if not self.path.is_file():
-            raise BpxlError(f"cannot read {path}: not a file")
+        self.zip = open_zip(self.path, f"cannot read {path}")
         try:
-            self.zip = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
-            raise BpxlError(
-                f"cannot read {path}: not an xlsx workbook (not a zip package)"
-            ) from None
-        except OSError as exc:
-            raise BpxlError(f"cannot read {path}: {exc.strerror or exc}") from None
-        try:
-            self.workbook, self.parts = sheet_parts(self.zip)
+            self.workbook, self.sheets, self.parts = sheet_parts(self.zip)
             self.strings = self._shared_strings()
         except DuplicateSheetNames as exc:
             self.zip.close()

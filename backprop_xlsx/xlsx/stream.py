@@ -2,24 +2,24 @@
 
 openpyxl writes what a person sees once (titles, headers, charts, one cell of each style); at
 ~60 µs per styled cell it is far too slow for the bulk (the CNN sheets' ~125,000 cells took 11 s;
-an LR sheet has millions). The bulk is written here as XML, reusing the style ids openpyxl gave
-the template cells, in two shapes: `Bulk`, cells placed anywhere and merged into the sheetData
-in row and column order (the trained net's sheets), and `PatternRows`, rows made from one
-pattern per row and streamed in chunks (the LR sheets and the E_total table), with
-`fill_values` putting NumPy's cached values into openpyxl's empty formula cells. `LETTERS` is
-the one column-letter table.
+an LR sheet has millions). One streamer, `FilledSheet`, takes the XML openpyxl saved for a sheet,
+puts NumPy's cached values into the formula cells openpyxl leaves empty, and lets a subclass add
+the bulk, in the style ids openpyxl gave a template cell, and set the sheet's dimension. Two
+shapes of bulk: `PatternRows`, rows made from one pattern per row after openpyxl's last row and
+streamed in chunks (the LR sheets and the E_total table: millions of cells, never all held), and
+`Bulk`, cells placed anywhere and merged into openpyxl's rows in row and column order (the
+trained net's sheets). Each streamer's `stream` goes to transplant.build_package, which writes it
+straight into the output zip. `LETTERS` is the one column-letter table.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import numbers
 import re
-import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from itertools import chain
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -27,10 +27,11 @@ from lxml import etree
 from openpyxl.utils import get_column_letter
 
 from backprop_xlsx.xlsx.formula import column_number
-from backprop_xlsx.xlsx.parts import NS_MAIN, safe_parser, sheet_parts
+from backprop_xlsx.xlsx.parts import NS_MAIN, safe_parser
 
 LETTERS = ["", *(get_column_letter(c) for c in range(1, 16385))]  # column → letters: ~20 M lookups
 _C = f"{{{NS_MAIN}}}c"
+_STYLED = re.compile(r'<c r="([A-Z]+[0-9]+)" s="([0-9]+)"')  # openpyxl writes r, then s
 
 
 def number_text(value: float | int) -> str:
@@ -41,105 +42,14 @@ def number_text(value: float | int) -> str:
     return repr(float(value))
 
 
-class Bulk:
-    """The bulk cells of one sheet: row → [(column, cell XML)], each style named by a key.
-
-    `prototype[key]` is the (row, column) of a cell openpyxl wrote with that style; its style id
-    is read from the saved XML, so the bulk cells look exactly like it.
-    """
-
-    def __init__(self, title: str) -> None:
-        self.title = title
-        self.rows: dict[int, list[tuple[int, str]]] = {}
-        self.prototype: dict[str, tuple[int, int]] = {}
-
-    def number(self, row: int, col: int, value: float | int, style: str | None = None) -> None:
-        self._add(row, col, f"<v>{number_text(value)}</v>", style)
-
-    def formula(self, row: int, col: int, text: str, style: str | None = None) -> None:
-        """`text` with its leading '='."""
-        self._add(row, col, f"<f>{escape(text[1:])}</f>", style)
-
-    def _add(self, row: int, col: int, inner: str, style: str | None) -> None:
-        s = "" if style is None else "\0" + style + "\0"
-        self.rows.setdefault(row, []).append((col, f'<c r="{LETTERS[col]}{row}"{s}>{inner}</c>'))
-
-    def merge(self, sheet_xml: bytes) -> bytes:
-        """The sheet's XML with the bulk cells in place."""
-        text = sheet_xml.decode("utf-8")
-        start = text.index("<sheetData")
-        end = text.index("</sheetData>") + len("</sheetData>") if "</sheetData>" in text else None
-        if end is None:  # an empty <sheetData/>
-            end = text.index("/>", start) + 2
-        data = etree.fromstring(  # openpyxl's own output, parsed safely all the same
-            text[start:end].replace("<sheetData", f'<sheetData xmlns="{NS_MAIN}"', 1),
-            safe_parser(),
-        )
-        styles = {}
-        existing: dict[int, tuple[dict[str, str], list[tuple[int, str]]]] = {}
-        for row_el in data:
-            r = int(row_el.get("r"))
-            attrs = {k: v for k, v in row_el.attrib.items() if k not in ("r", "spans")}
-            cells = []
-            for c in row_el.iter(_C):
-                name = c.get("r")
-                col = column_number(name.rstrip("0123456789"))
-                xml = etree.tostring(c, encoding="unicode").replace(f' xmlns="{NS_MAIN}"', "")
-                cells.append((col, xml))
-                for key, (pr, pc) in self.prototype.items():
-                    if (pr, pc) == (r, col):
-                        styles[key] = c.get("s", "0")
-            existing[r] = (attrs, cells)
-        missing = set(self.prototype) - set(styles)
-        if missing:
-            raise AssertionError(f"{self.title}: no prototype cell for styles {sorted(missing)}")
-        out = ["<sheetData>"]
-        last_col = 1
-        for r in sorted(set(existing) | set(self.rows)):
-            attrs, cells = existing.get(r, ({}, []))
-            bulk = self.rows.get(r, [])
-            merged = sorted(cells + bulk, key=lambda item: item[0])
-            if merged:
-                last_col = max(last_col, merged[-1][0])
-            extra = "".join(f' {k}="{escape(v, {chr(34): "&quot;"})}"' for k, v in attrs.items())
-            out.append(f'<row r="{r}"{extra}>')
-            out.append("".join(xml for _, xml in merged))
-            out.append("</row>")
-        out.append("</sheetData>")
-        body = "".join(out)
-        body = re.sub("\0([^\0]*)\0", lambda m: f' s="{styles[m.group(1)]}"', body)
-        last_row = max(set(existing) | set(self.rows), default=1)
-        head = re.sub(
-            r'<dimension ref="[^"]*"\s*/>',
-            f'<dimension ref="A1:{LETTERS[last_col]}{last_row}"/>',
-            text[:start],
-            count=1,
-        )
-        return (head + body + text[end:]).encode("utf-8")
-
-
-def save_with_bulk(workbook_bytes: bytes, path: Path, bulks: list[Bulk]) -> None:
-    """Copy openpyxl's saved package to `path` with each Bulk merged into its sheet."""
-    with zipfile.ZipFile(io.BytesIO(workbook_bytes)) as zin:
-        _, parts = sheet_parts(zin)
-        by_part = {parts[b.title]: b for b in bulks}
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zout:
-            for info in zin.infolist():
-                data = zin.read(info)
-                bulk = by_part.get(info.filename)
-                zout.writestr(info.filename, data if bulk is None else bulk.merge(data))
-
-
-CHUNK_ROWS = 2000  # rows formatted per string join: bounded memory, few calls
-
-
 _EMPTY_VALUE = re.compile(
     r'(<c r="([A-Z]+[0-9]+)"[^>]*?)(\s*t="[^"]*")?(\s*>(?:<f[^>]*>.*?</f>|<f[^>]*/>))<v></v>'
 )
 
 
 def fill_values(xml: str, values: Mapping[str, float | str]) -> str:
-    """Put a value into the empty <v></v> openpyxl writes after each formula of `values`."""
+    """Put a value into the empty <v></v> openpyxl writes after each formula of `values`; a
+    number as the shortest text that reads back as the same double (a whole one too: 3.0)."""
     if not values:
         return xml
 
@@ -149,28 +59,118 @@ def fill_values(xml: str, values: Mapping[str, float | str]) -> str:
             return m[0]
         if isinstance(value, str):  # a formula whose result is text
             return f'{m[1]} t="str"{m[4]}<v>{escape(value)}</v>'
-        return f"{m[1]}{m[3] or ''}{m[4]}<v>{shortest_text(value)}</v>"
+        return f"{m[1]}{m[3] or ''}{m[4]}<v>{float(value)!r}</v>"
 
     return _EMPTY_VALUE.sub(fill, xml)
 
 
-def shortest_text(value: float) -> str:
-    """A cached value as stored: the shortest text that reads back as the same double."""
-    return repr(float(value))
+def _split(sheet_xml: str) -> tuple[str, str, str]:
+    """A sheet's XML as (all up to and with <sheetData>, its rows, </sheetData> and the rest)."""
+    start = sheet_xml.index("<sheetData")
+    opened = sheet_xml.index(">", start) + 1
+    if sheet_xml[opened - 2] == "/":  # an empty <sheetData/>
+        return sheet_xml[:start] + "<sheetData>", "", "</sheetData>" + sheet_xml[opened:]
+    end = sheet_xml.rindex("</sheetData>")
+    return sheet_xml[:opened], sheet_xml[opened:end], sheet_xml[end:]
 
 
-@dataclass(frozen=True)
 class FilledSheet:
-    """A sheet openpyxl wrote whole, whose formula cells get NumPy's values."""
+    """A sheet openpyxl wrote, its formula cells given cached values (`top`: cell → value).
 
-    values: Mapping[str, float | str]
+    The base of the bulk streamers: a subclass's `_rows` turns openpyxl's rows into the sheet's
+    rows and says the sheet's new dimension (its used range)."""
+
+    def __init__(self, top: Mapping[str, float | str] | None = None) -> None:
+        self.top = {} if top is None else top
 
     def stream(self, sheet_xml: bytes) -> Iterator[bytes]:
-        yield fill_values(sheet_xml.decode("utf-8"), self.values).encode("utf-8")
+        """The sheet's part, in chunks of bytes."""
+        before, rows, after = _split(sheet_xml.decode("utf-8"))
+        dimension, body = self._rows(fill_values(rows, self.top))
+        if dimension is not None:
+            before = re.sub(
+                r'<dimension ref="[^"]*"\s*/>', f'<dimension ref="{dimension}"/>', before, count=1
+            )
+        yield before.encode("utf-8")
+        for chunk in body:
+            yield chunk.encode("utf-8")
+        yield after.encode("utf-8")
+
+    def _rows(self, rows: str) -> tuple[str | None, Iterable[str]]:
+        """(the sheet's dimension, None to keep openpyxl's; the rows of the sheet, in chunks)."""
+        return None, (rows,)
+
+
+class Bulk(FilledSheet):
+    """The bulk cells of one sheet: row → [(column, cell XML)], each style named by a key.
+
+    `prototype[key]` is the (row, column) of a cell openpyxl wrote with that style; its style id
+    is read from the saved XML, so the bulk cells look exactly like it.
+    """
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.title = title
+        self.rows: dict[int, list[tuple[int, str]]] = {}
+        self.prototype: dict[str, tuple[int, int]] = {}
+
+    def number(self, row: int, col: int, value: float | int, style: str | None = None) -> None:
+        self._add(row, col, f"<v>{number_text(value)}</v>", style)
+
+    def formula(
+        self, row: int, col: int, text: str, style: str | None = None, value: float | None = None
+    ) -> None:
+        """`text` with its leading '='; `value`, when given, is its cached value."""
+        cached = "" if value is None or not math.isfinite(value) else f"<v>{number_text(value)}</v>"
+        self._add(row, col, f"<f>{escape(text[1:])}</f>{cached}", style)
+
+    def _add(self, row: int, col: int, inner: str, style: str | None) -> None:
+        s = "" if style is None else "\0" + style + "\0"
+        self.rows.setdefault(row, []).append((col, f'<c r="{LETTERS[col]}{row}"{s}>{inner}</c>'))
+
+    def _rows(self, rows: str) -> tuple[str | None, Iterable[str]]:
+        """openpyxl's rows and the bulk cells merged, in row and column order."""
+        styled = dict(_STYLED.findall(rows))
+        styles = {
+            key: styled.get(f"{LETTERS[c]}{r}", "0") for key, (r, c) in self.prototype.items()
+        }
+        data = etree.fromstring(  # openpyxl's own output, parsed safely all the same
+            f'<sheetData xmlns="{NS_MAIN}">{rows}</sheetData>', safe_parser()
+        )
+        existing: dict[int, tuple[dict[str, str], list[tuple[int, str]]]] = {}
+        for row_el in data:
+            attrs = {k: v for k, v in row_el.attrib.items() if k not in ("r", "spans")}
+            cells = [
+                (
+                    column_number(c.get("r").rstrip("0123456789")),
+                    etree.tostring(c, encoding="unicode").replace(f' xmlns="{NS_MAIN}"', ""),
+                )
+                for c in row_el.iter(_C)
+            ]
+            existing[int(row_el.get("r"))] = (attrs, cells)
+        seen = {(r, c) for r, (_, cells) in existing.items() for c, _ in cells}
+        missing = [key for key, at in self.prototype.items() if at not in seen]
+        if missing:
+            raise AssertionError(f"{self.title}: no prototype cell for styles {sorted(missing)}")
+        out = []
+        last_col = 1
+        for r in sorted(set(existing) | set(self.rows)):
+            attrs, cells = existing.get(r, ({}, []))
+            merged = sorted(cells + self.rows.get(r, []), key=lambda item: item[0])
+            if merged:
+                last_col = max(last_col, merged[-1][0])
+            extra = "".join(f' {k}="{escape(v, {chr(34): "&quot;"})}"' for k, v in attrs.items())
+            out.append(f'<row r="{r}"{extra}>{"".join(xml for _, xml in merged)}</row>')
+        body = re.sub("\0([^\0]*)\0", lambda m: f' s="{styles[m.group(1)]}"', "".join(out))
+        last_row = max(set(existing) | set(self.rows), default=1)
+        return f"A1:{LETTERS[last_col]}{last_row}", (body,)
+
+
+CHUNK_ROWS = 2000  # rows formatted per string join: bounded memory, few calls
 
 
 @dataclass(frozen=True)
-class PatternRows:
+class PatternRows(FilledSheet):
     """Rows `first_row`..`last_row` of one sheet, written as XML from one pattern per row.
 
     The row above `first_row` is the template: openpyxl wrote it (with the same columns), and its
@@ -189,15 +189,13 @@ class PatternRows:
     top: Mapping[str, float | str] = field(default_factory=dict)
     row_of_iteration_0: int = 0
 
-    def rows(self, sheet_xml: str) -> Iterator[str]:
-        """The sheet's XML, with the bulk rows after the template row."""
-        end = sheet_xml.rindex("</sheetData>")
-        head, tail = fill_values(sheet_xml[:end], self.top), sheet_xml[end:]
-        template = head[head.rfind("<row ") :]
+    def _rows(self, rows: str) -> tuple[str, Iterable[str]]:
+        """openpyxl's rows, then the bulk rows after the template row (its last)."""
+        template = rows[rows.rfind("<row ") :]
         number = re.match(r'<row r="(\d+)"', template)
         if not number or int(number.group(1)) != self.first_row - 1 or "</row>" not in template:
             raise AssertionError(f"{self.title}: row {self.first_row - 1} must be the last row")
-        styles = dict(re.findall(r'<c r="([A-Z]+)\d+" s="(\d+)"', template))
+        styles = {ref.rstrip("0123456789"): s for ref, s in _STYLED.findall(template)}
         row_pattern = (
             '<row r="{r}">'
             + "".join(
@@ -208,13 +206,9 @@ class PatternRows:
             )
             + "</row>"
         )
-        last_column = self.cells[-1][0]
-        yield re.sub(
-            r'<dimension ref="[^"]*"\s*/>',
-            f'<dimension ref="A1:{last_column}{self.last_row}"/>',
-            head,
-            count=1,
-        )
+        return f"A1:{self.cells[-1][0]}{self.last_row}", chain((rows,), self._bulk(row_pattern))
+
+    def _bulk(self, row_pattern: str) -> Iterator[str]:
         offset = self.first_iteration - self.first_row
         for start in range(self.first_row, self.last_row + 1, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, self.last_row + 1)
@@ -231,9 +225,3 @@ class PatternRows:
                 )
                 for r, v in zip(range(start, stop), values, strict=True)
             )
-        yield tail
-
-    def stream(self, sheet_xml: bytes) -> Iterator[bytes]:
-        """`rows` as the bytes of the sheet's part."""
-        for part in self.rows(sheet_xml.decode("utf-8")):
-            yield part.encode("utf-8")

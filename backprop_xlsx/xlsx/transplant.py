@@ -19,9 +19,8 @@ sheets are ever parsed or held, and writing copies every other part member by me
 (``shutil.copyfileobj``), from the destination's zip or, for a moved sheet's charts and images,
 from the source's. A rebuild of a 1 × 100,000-step workbook with one user sheet so costs what a
 fresh build costs in peak memory (1.00×, ``benchmarks/bench_rebuild.py``; reading both packages
-whole took 9×). Zip members whose
-names are absolute or contain ``..`` are never read nor copied, and a relationship that points
-outside the package stops the move.
+whole took 9×). Zip members whose names are absolute or contain ``..`` are never read nor
+copied, and a relationship that points outside the package stops the move.
 
 A rebuild (``build_package``) also carries the source's workbook-level defined names and its
 theme over, and warns about formulas, chart ranges and defined names it carries that refer to
@@ -487,19 +486,22 @@ def build_package(
     *,
     streams: Mapping[str, Callable[[bytes], Iterable[bytes]]],
     stream_level: int | None = None,
+    application: str | None = None,
     carry_from: Path | None = None,
     carry: Sequence[str] = (),
     removed: Sequence[str] = (),
 ) -> list[str]:
     """Write the package `template` to `out` (not atomic), streaming sheets, carrying others.
 
+    `template` is the package openpyxl saved, read once, as it is: its parts go to `out` with
+    nothing that changes from run to run (see PackageParts.new, which `application` goes to).
     `streams` maps sheet titles of the template to functions that write their XML (see
     `write_package`). The sheets `carry` of workbook `carry_from` are appended, with what they
     need (see the module docstring), and so are its workbook-level defined names and its theme:
     both packages are read part by part, never held whole. Returns warnings: formulas, chart
     ranges and defined names carried over that refer to the sheets `removed`.
     """
-    pkg = PackageParts.from_bytes("new workbook", template)
+    pkg = PackageParts.new(template, application)
     parts = {s.name: s.part for s in pkg.sheets()}
     by_part = {parts[title]: fn for title, fn in streams.items()}
     if carry_from is None or not carry:
