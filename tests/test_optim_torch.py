@@ -104,14 +104,16 @@ def numpy_trajectory(case: Case, name: str, eta: float, nudge: float = 0.0) -> n
 
 
 def well_conditioned(h: network.History, nudged: network.History) -> bool:
-    """Whether a run one rounding away at every step (weights and η × (1 + 2⁻⁵²)) ends within
-    1e-13 of the run's weights. Where it does not, the trajectory magnifies rounding: once E
-    reaches the rounding floor (1e-30), g is rounding noise and RMSprop's and Adam's g/√v still
-    step by about η whatever its last bits (measured: a difference doubling every step), so no
-    two correct programs agree to 1e-12 and the comparison would test the chaos, not the rule."""
-    for a, b in zip(h.W, nudged.W, strict=True):
+    """Whether a run one rounding away at every step (weights and η × (1 + 2⁻⁵²)) stays within
+    1e-13 of the run's weights and E_total at every iteration. Where it does not, the trajectory
+    magnifies rounding: once E reaches the rounding floor (1e-30), g is rounding noise and
+    RMSprop's and Adam's g/√v still step by about η whatever its last bits (measured: a
+    difference doubling every step); a sum of saturated terms magnifies its weights' last bits
+    too. No two correct programs agree there to 1e-12, so the comparison would test the
+    conditioning, not the rule."""
+    for a, b in zip([*h.W, h.E_total], [*nudged.W, nudged.E_total], strict=True):
         scale = float(np.abs(a).max())
-        if not np.allclose(a[-1], b[-1], rtol=1e-13, atol=1e-13 * scale):
+        if not np.allclose(a, b, rtol=1e-13, atol=1e-13 * scale):
             return False
     return True
 
