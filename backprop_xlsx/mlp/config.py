@@ -3,13 +3,14 @@ NumPy run of the whole training that must finish without overflowing."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.mlp import description
+from backprop_xlsx.mlp import batches, description
 from backprop_xlsx.mlp.description import MAX_STEPS
 from backprop_xlsx.mlp.layout import SheetLayout, lr_sheet_title
 
@@ -84,6 +85,28 @@ def check_runs_finish(
                 "#NUM! from that iteration on; choose a smaller learning rate"
             )
     return values
+
+
+MAX_SHUFFLE_SEED = 2**63 - 1
+
+
+def check_batching(
+    network: description.Network, batch_size: int | None, seed: int, steps: int
+) -> description.Network:
+    """The network trained by mini-batches of `batch_size` (see batches.py); unchanged for the
+    whole training set (or no size), so that such a build is today's full-batch workbook."""
+    S = network.samples
+    if not 0 <= seed <= MAX_SHUFFLE_SEED:
+        raise BpxlError(f"--shuffle-seed must be between 0 and 2**63 - 1, got {seed}")
+    if batch_size is None or batch_size == S:
+        return network
+    if not 1 <= batch_size <= S:
+        raise BpxlError(
+            f"--batch-size must be between 1 and the {S} training sample{'s' * (S != 1)}, "
+            f"got {batch_size}"
+        )
+    epochs = batches.epochs_for(steps, S, batch_size)
+    return dataclasses.replace(network, batching=batches.Batching(batch_size, seed, epochs))
 
 
 def check_steps(steps: int) -> int:

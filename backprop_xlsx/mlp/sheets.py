@@ -143,6 +143,8 @@ def fill_setup(ws: Worksheet, sheet: layout.SheetLayout, titles: list[str], step
         _text(ws, f"{label}{row}", name, BOLD)
         _text(ws, f"{value}{row}", text)
 
+    if sheet.batching is not None:
+        _fill_schedule(ws, sheet)
     start = layout.setup_equations_row(len(sheet.setup))
     row = start
     for text, heading in EQUATIONS if sheet.classic else general_equations(sheet):
@@ -155,6 +157,28 @@ def fill_setup(ws: Worksheet, sheet: layout.SheetLayout, titles: list[str], step
     for col, width in (widths | {"J": 30}).items():
         ws.column_dimensions[col].width = width
     _page_setup(ws, [f"A1:J{row}"], 1, None)
+
+
+def _fill_schedule(ws: Worksheet, sheet: layout.SheetLayout) -> None:
+    """A mini-batch run's schedule: epoch in L, then the sample at each position of its shuffle."""
+    assert sheet.batching is not None
+    epoch = layout.SETUP_SCHEDULE_EPOCH_COLUMN
+    first = layout.SETUP_SCHEDULE_FIRST_COLUMN
+    seed, S = sheet.batching.seed, sheet.training_samples
+    _text(
+        ws,
+        f"{epoch}{layout.SETUP_HEADER_ROW - 1}",
+        f"batch schedule: sample number at each position of each epoch's shuffle "
+        f"(np.random.default_rng({seed}).permutation({S}) + 1, once per epoch)",
+        BOLD,
+    )
+    _header(ws, layout.SETUP_HEADER_ROW, ["epoch", *map(str, range(1, S + 1))],
+            column_index_from_string(epoch))  # fmt: skip
+    for e, permutation in enumerate(sheet.schedule().tolist()):
+        row = layout.SETUP_FIRST_ROW + e
+        ws.cell(row, first - 1, e + 1)
+        for p, n in enumerate(permutation):
+            ws.cell(row, first + p, n)
 
 
 def fill_lr_sheet(
@@ -177,7 +201,13 @@ def fill_lr_sheet(
         "Each row is one gradient-descent step: w ← w − η·∂E/∂w with the gradients of the row "
         "above. Iteration 0 holds the initial weights from Setup."
     )
-    if sheet.samples > 1:
+    if sheet.batching is not None:
+        note += (
+            f" Each step is one mini-batch of {sheet.samples} of the {sheet.training_samples} "
+            "samples (epoch, n⁽ᵐ⁾: from the schedule on Setup); x⁽ᵐ⁾ is x of batch position m, "
+            "E_train the loss on all samples."
+        )
+    elif sheet.samples > 1:
         note += f" Each step is one full batch of all {sheet.samples} samples"
         note += "; x⁽ˢ⁾ is x of sample s."
     frozen = sheetview.frozen_columns(sheet)

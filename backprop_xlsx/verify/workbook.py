@@ -17,6 +17,7 @@ from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import gradcheck as G
 from backprop_xlsx.mlp import layout
+from backprop_xlsx.verify.batches import check_schedule, read_schedule_cells
 from backprop_xlsx.verify.gradcheck import check_gradcheck, read_gradcheck_cells
 from backprop_xlsx.verify.lr_formulas import check_formulas, check_structure, with_iteration_column
 from backprop_xlsx.verify.lr_sheet import LrSheet
@@ -107,6 +108,8 @@ def verify_package(
             sheet.columns = sheet.formula_ids = None  # not needed any more
             sheets.append(sheet)
         setup_cells = read_setup_cells(pkg, sheet_layout)
+        if sheet_layout.batching is not None:
+            check_schedule(read_schedule_cells(pkg, sheet_layout), sheet_layout, report)
         summary_cells = read_summary_cells(pkg, sheets)
         gradcheck = read_gradcheck_cells(pkg, sheet_layout)
         others = {} if gradcheck is None else {G.GRADCHECK_SHEET: gradcheck}
