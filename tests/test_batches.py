@@ -12,6 +12,7 @@ The NumPy trajectory against torch.optim.SGD on random networks is tests/test_ba
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import zipfile
@@ -21,8 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from test_properties import Case, cases, formula_report
 
 from backprop_xlsx.cli import cli
+from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import batches, datasets, description, layout
 from backprop_xlsx.mlp.config import check_batching
 from backprop_xlsx.mlp.workbook import build_workbook
@@ -76,9 +81,10 @@ def test_each_epoch_is_a_permutation_from_the_seed() -> None:
     np.testing.assert_array_equal(table, batches.shuffles(40, 6, seed=5))
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize(("samples", "size"), [(40, 8), (10, 3), (4, 3), (7, 1)])
 def test_batches_are_dataloaders_with_drop_last(samples: int, size: int) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
     from torch.utils.data import DataLoader
 
     steps = 25
@@ -326,3 +332,30 @@ def test_gnumeric_recalculates_mini_batches_as_numpy(tmp_path: Path, ssconvert: 
         assert relative_error(found, want[:, j]) <= 1e-10  # as test_presets allows Gnumeric
     report = verify_workbook(out, engine="cached")
     assert report.ok, report.text()
+
+
+# --- random networks ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # ~0.5 s an example: build and the formula check on changed inputs
+@settings(max_examples=25)
+@given(
+    case=cases(max_columns=120),
+    size=st.integers(1, 49),
+    seed=st.integers(0, 2**32 - 1),
+    steps=st.integers(3, 12),
+)
+def test_built_mini_batch_formulas_pass_verify(
+    case: Case, size: int, seed: int, steps: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    case = dataclasses.replace(case, samples=max(case.samples, 2))
+    size = 1 + size % (case.samples - 1)
+    network = check_batching(case.network(), size, seed, steps)
+    out = tmp_path_factory.mktemp("batch-property") / "net.xlsx"
+    try:
+        build_workbook(network, [0.1], steps, out)
+    except BpxlError as exc:
+        assert "overflows at iteration" in str(exc), str(exc)
+        assume(False)
+    report = formula_report(out)
+    assert report.ok, f"{case} B={size} seed={seed} steps={steps}\n{report.text()}"
