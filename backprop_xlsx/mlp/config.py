@@ -57,6 +57,20 @@ def _exp_arguments(sheet: SheetLayout, values: dict[str, np.ndarray]) -> dict[st
     return out
 
 
+def _full_pass_sigmoids(sheet: SheetLayout, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A mini-batch run's full-pass sigmoid columns (their z is written inside the formula)."""
+    if sheet.batching is None:
+        return {}
+    return {
+        key: values[key]
+        for layer, f in enumerate(sheet.network.net.activations)
+        if f == "sigmoid"
+        for name in sheet.names[layer + 1]
+        for s in range(sheet.training_samples)
+        if (key := f"full_a_{name}_s{s + 1}") in values
+    }
+
+
 def check_runs_finish(
     sheet: SheetLayout, etas: Sequence[float], steps: int
 ) -> dict[str, np.ndarray]:
@@ -72,6 +86,8 @@ def check_runs_finish(
         broken = {name: ~np.isfinite(series) for name, series in values.items()}
         for name, argument in _exp_arguments(sheet, values).items():
             broken[name] = argument > _EXP_LIMIT
+        for name, a in _full_pass_sigmoids(sheet, values).items():
+            broken[f"EXP in {name}"] = a == 0  # 1/(1 + e^(−z)) is 0 only where e^(−z) overflows
     for j, eta in enumerate(etas):
         firsts = {
             name: int(np.argmax(bad[:, j])) for name, bad in broken.items() if bad[:, j].any()

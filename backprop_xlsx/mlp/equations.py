@@ -101,8 +101,13 @@ def general_equations(sheet: layout.SheetLayout) -> list[tuple[str, bool]]:
     lines.append(
         (
             "E_total = "
-            + (f"Σ over the samples s of ({' + '.join(terms)})⁽ˢ⁾" if sheet.samples > 1 else "")
-            + (" + ".join(terms) if sheet.samples == 1 else ""),
+            + (
+                f"Σ over the batch's positions m of ({' + '.join(terms)})⁽ᵐ⁾"
+                if sheet.batching
+                else f"Σ over the samples s of ({' + '.join(terms)})⁽ˢ⁾"
+                if sheet.samples > 1
+                else " + ".join(terms)
+            ),
             False,
         )
     )
