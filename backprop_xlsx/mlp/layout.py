@@ -308,6 +308,12 @@ class SheetLayout(Formulas, BatchFormulas):
         return f"{sheet_ref(SETUP_SHEET)}!{cells}"
 
     @property
+    def loss_key(self) -> str:
+        """The loss Setup and Error vs LR follow: E_total, or with mini-batches E_train (the
+        whole training set's; the batch's E_total jumps from row to row)."""
+        return "E_total" if self.batching is None else "E_train"
+
+    @property
     def stride(self) -> int:
         """Setup entries per training sample: its inputs, then its targets."""
         return len(self.names[0]) + len(self.names[-1])

@@ -131,8 +131,9 @@ def fill_setup(ws: Worksheet, sheet: layout.SheetLayout, titles: list[str], step
         _text(ws, f"C{row}", entry.meaning)
 
     first = column_index_from_string(layout.SETUP_LR_COLUMNS[0])
-    _header(ws, layout.SETUP_LR_HEADER_ROW, ["η", "sheet", "final E_total"], first)
-    letter = sheet.letter["E_total"]
+    loss = sheet.loss_key
+    _header(ws, layout.SETUP_LR_HEADER_ROW, ["η", "sheet", f"final {loss}"], first)
+    letter = sheet.letter[loss]
     for j, title in enumerate(titles):
         _lr_entry(ws, layout.setup_lr_row(j), layout.SETUP_LR_COLUMNS, title, steps, letter)
 
@@ -265,7 +266,8 @@ def fill_summary(
     }
     for col, width in widths.items():
         ws.column_dimensions[col].width = width
-    instruction = "change it: the first iteration with E_total below it is found again for every η"
+    loss = sheet.loss_key
+    instruction = f"change it: the first iteration with {loss} below it is found again for every η"
     _text(ws, f"C{threshold_row}", instruction)
     ws[f"C{threshold_row}"].alignment = Alignment(wrap_text=True, vertical="center")
     for label in (f"A{threshold_row}", layout.THRESHOLD_CELL):
@@ -278,11 +280,11 @@ def fill_summary(
     _header(
         ws,
         layout.SUMMARY_HEADER_ROW,
-        ["η", "sheet", "final E_total", "first iteration below threshold"],
+        ["η", "sheet", f"final {loss}", "first iteration below threshold"],
     )
     ws.row_dimensions[layout.SUMMARY_HEADER_ROW].height = 30
     e_format = layout.FORMAT_SMALL
-    letter = sheet.letter["E_total"]
+    letter = sheet.letter[loss]
     for j, title in enumerate(titles):
         row = s.lr_row(j)
         _lr_entry(ws, row, (cols["eta"], cols["sheet"], cols["final"]), title, s.steps, letter)
@@ -300,7 +302,7 @@ def fill_summary(
         cell.number_format = e_format
 
     chart = sheetview.e_total_chart(
-        "E_total against iteration, one line per learning rate", s.steps, bounds
+        f"{loss} against iteration, one line per learning rate", s.steps, bounds
     )
     chart.height, chart.width = 10, 18
     last = s.iteration_row(s.steps)

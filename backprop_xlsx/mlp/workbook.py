@@ -257,7 +257,8 @@ class _Run:
 
     @property
     def e_total(self) -> np.ndarray:
-        return self.values["E_total"]
+        """The loss Error vs LR follows: E_total, or E_train with mini-batches."""
+        return self.values[self.sheet.loss_key]
 
     def matrix(self, j: int) -> np.ndarray:
         """(steps + 1, columns): learning rate j's values in the sheet's column order."""
@@ -299,7 +300,10 @@ def write_workbook(
 
     fill_setup(setup, sheet, titles, steps)
     for j, (ws, eta) in enumerate(zip(sheets, etas, strict=True)):
-        fill_lr_sheet(ws, sheet, eta, steps, log_bounds(run.e_total[:, j]), blank)
+        charted = np.concatenate(
+            [run.values[k][:, j] for k in dict.fromkeys(("E_total", sheet.loss_key))]
+        )
+        fill_lr_sheet(ws, sheet, eta, steps, log_bounds(charted), blank)
     fill_summary(summary, sheet, titles, summary_layout, log_bounds(run.e_total))
     if checker is not None:
         g = gradcheck_layout(run, etas, steps)
@@ -379,7 +383,7 @@ def _summary_bulk(
     """Iterations 1..N of the E_total table: the iteration, then live references to each sheet.
 
     `top` holds the values of the per-LR table and of iteration 0, computed as the cells do."""
-    letter = run.sheet.letter["E_total"]
+    letter = run.sheet.letter[run.sheet.loss_key]
     cells = [("A", "<v>{k}</v>")]
     for j, title in enumerate(titles):
         # layout.e_total_ref(title, k) with the row left open, e.g. ='LR 0.1'!W{s}

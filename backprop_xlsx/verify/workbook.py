@@ -147,7 +147,7 @@ def verify_package(
         stats.formulas = compiled[sheet.title]
         report.sheets.append(stats)
         progress.advance(SHARE_VALUES / len(sheets))
-        e_total = None if want is None else want[:, sheet_layout.keys.index("E_total")]
+        e_total = None if want is None else want[:, sheet_layout.keys.index(sheet_layout.loss_key)]
         lr[sheet.title] = (sheet.eta(), e_total)
     if summary_cells is None:
         report.add(
