@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import openpyxl
 import pytest
 from click.testing import CliRunner
 from hypothesis import assume, given, settings
@@ -359,3 +360,32 @@ def test_built_mini_batch_formulas_pass_verify(
         assume(False)
     report = formula_report(out)
     assert report.ok, f"{case} B={size} seed={seed} steps={steps}\n{report.text()}"
+
+
+def _with_setup_text(src: Path, dst: Path, cell: str, text: str) -> Path:
+    wb = openpyxl.load_workbook(src)
+    wb[layout.SETUP_SHEET][cell] = text
+    wb.save(dst)
+    return dst
+
+
+def test_a_schedule_shorter_than_the_sheet_is_a_finding(
+    xor: Path, soffice: str, tmp_path: Path
+) -> None:
+    # Setup claims one epoch: the sheet's INDEX ranges no longer match it, nothing crashes
+    epochs_row = layout.SETUP_FIRST_ROW + len(layout.NETWORK_FIELDS) + 2
+    short = _with_setup_text(xor, tmp_path / "short.xlsx", f"J{epochs_row}", "1")
+    report = verify_workbook(short)
+    assert not report.ok
+    n1 = layout.SheetLayout(xor_batches()).letter["n_b1"]
+    assert any(
+        f.cell == f"{n1}{layout.FIRST_ROW}" and "batch schedule" in f.problem
+        for f in report.findings
+    ), report.text()
+
+
+def test_an_unreadable_batch_size_cannot_be_checked(xor: Path, tmp_path: Path) -> None:
+    size_row = layout.SETUP_FIRST_ROW + len(layout.NETWORK_FIELDS)
+    bad = _with_setup_text(xor, tmp_path / "bad.xlsx", f"J{size_row}", "abc")
+    with pytest.raises(BpxlError, match="batch size must be a whole number"):
+        verify_workbook(bad, engine="cached")

@@ -67,9 +67,12 @@ class Batching:
     seed: int
     epochs: int
 
-    def table(self, samples: int) -> np.ndarray:
-        """The Setup sheet's table: (epochs, S) sample numbers, 1-based."""
-        return shuffles(samples, self.epochs, self.seed)
+    def table(self, samples: int, steps: int = 0) -> np.ndarray:
+        """The Setup sheet's table: (epochs, S) sample numbers, 1-based; with `steps`, as many
+        more epochs of the same generator as rows 0 … steps reach (a sheet longer than its
+        table, which only a damaged workbook has: its INDEX past the table is #REF!)."""
+        epochs = max(self.epochs, epochs_for(steps, samples, self.batch_size))
+        return shuffles(samples, epochs, self.seed)
 
 
 @dataclass

@@ -273,7 +273,7 @@ class SheetLayout(Formulas, BatchFormulas):
             return self.values(train_network(self.network.net, x, t, W, b, etas, steps,
                                              train_bias=train_bias))  # fmt: skip
         B, S = self.batching.batch_size, self.training_samples
-        numbers = batches.step_batches(self.schedule(), B, steps)
+        numbers = batches.step_batches(self.batching.table(S, steps), B, steps)
         h = train_network(
             self.network.net, x, t, W, b, etas, steps, train_bias=train_bias, batches=numbers
         )
