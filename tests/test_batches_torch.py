@@ -66,12 +66,14 @@ def torch_trajectory(case: Case, size: int, seed: int, eta: float):  # type: ign
     def loss(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         a = x
         for W_l, b_l, f in zip(W, b, nw.net.activations, strict=True):
-            a = functions[f](a @ W_l.T + (0 if b_l is None else b_l))
+            z = a @ W_l.T + (0 if b_l is None else b_l)
+            a = functions[f](z)
         if nw.net.loss == "mse":
             return (0.5 * (t - a) ** 2).sum()
         if nw.net.loss == "cross_entropy":
             return (-t * torch.log(a)).sum()
-        return (-(t * torch.log(a) + (1 - t) * torch.log(1 - a))).sum()
+        # as the workbook writes it, through z: finite where σ(z) rounds to 1
+        return torch.nn.functional.binary_cross_entropy_with_logits(z, t, reduction="sum")
 
     epochs = batches.epochs_for(STEPS, case.samples, size)
     numbers = batches.step_batches(batches.shuffles(case.samples, epochs, seed), size, STEPS)

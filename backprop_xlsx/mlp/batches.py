@@ -99,7 +99,7 @@ def full_pass(
         if b_l is not None:
             z_l = z_l + b_l[..., None, :]
         a.append(activate(f, z_l))
-    terms = error_terms(net.loss, a[-1], t)
+    terms = error_terms(net.loss, z_l, a[-1], t)
     E = terms[..., 0]
     for j in range(1, terms.shape[-1]):
         E = E + terms[..., j]  # left to right, as the sheet's sum

@@ -269,6 +269,7 @@ class BatchFormulas:
                         terms.append(f"{{{self.bias_number[layer][j]}}}")
                     zs.append("+".join(terms))
                 exps = [f"EXP({z})" for z in zs]
+                outputs = zs  # the last layer's: binary cross-entropy is written through z
                 for j, name in enumerate(names):
                     formula = "=" + _full_activation(f, zs[j], exps, j)
                     out[f"full_a_{name}_s{s + 1}"] = (f"a_{name}{tag}", FORMAT_VALUE, formula,
@@ -277,6 +278,7 @@ class BatchFormulas:
                 loss.format(
                     t="{setup " + self.setup_sample(f"t{j + 1}", s) + "}",
                     a=f"{{full_a_{name}_s{s + 1}}}",
+                    z=f"({outputs[j]})",
                 )
                 for j, name in enumerate(self.names[-1])
             ]
