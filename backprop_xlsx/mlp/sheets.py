@@ -113,7 +113,9 @@ def fill_setup(ws: Worksheet, sheet: layout.SheetLayout, titles: list[str], step
     _text(
         ws,
         "A1",
-        f"bpxl: {network_title(sheet)} trained by gradient descent in live formulas",
+        f"bpxl: {network_title(sheet)} trained by "
+        + ("gradient descent" if sheet.batching is None else "mini-batch gradient descent")
+        + " in live formulas",
         TITLE,
     )
     _text(
