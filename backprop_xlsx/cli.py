@@ -308,6 +308,11 @@ def build(
     lrs = check_learning_rates(list(etas) or list(network.lr or DEFAULT_LRS))
     steps = check_steps(steps if steps is not None else network.steps or DEFAULT_STEPS)
     network = check_batching(network, batch_size, shuffle_seed, steps)
+    if gradient_check and network.batching is not None:
+        raise BpxlError(
+            "--gradient-check compares the whole training set's central difference with the "
+            "LR sheet's gradient, which with --batch-size is one batch's: build them apart"
+        )
     if out.suffix.lower() != ".xlsx":
         raise BpxlError(f"--out must end in .xlsx, got {out}")
 

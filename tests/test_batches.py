@@ -148,6 +148,7 @@ def test_the_moons_preset_builds_with_mini_batches(tmp_path: Path) -> None:
         (("--batch-size", "5"), "--batch-size must be between 1 and the 4 training samples"),
         (("--batch-size", "-2"), "--batch-size must be between 1 and the 4 training samples"),
         (("--batch-size", "2", "--shuffle-seed", "-1"), "--shuffle-seed must be between 0"),
+        (("--batch-size", "2", "--gradient-check"), "--gradient-check compares the whole"),
     ],
 )
 def test_a_bad_batch_size_is_one_error_line(tmp_path: Path, args: tuple[str, ...], message: str):
