@@ -30,6 +30,7 @@ import click
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp.config import (
     MAX_STEPS,
+    check_batching,
     check_learning_rates,
     check_optimizers,
     check_steps,
@@ -235,7 +236,8 @@ def cli() -> None:
     "--preset",
     type=click.Choice(PRESETS),
     help="A network from templates/: seed (the default 2-2-2), mazur (the worked example with "
-    "biases), xor (2-3-1), softmax (a 3-class classifier).",
+    "biases), xor (2-3-1), softmax (a 3-class classifier), moons (40 generated points, for "
+    "--batch-size).",
 )
 @click.option(
     "--config",
@@ -251,6 +253,21 @@ def cli() -> None:
     help="Workbook to write (.xlsx; missing folders are made). Replaced atomically; sheets "
     "bpxl did not make are kept, and a sheet of yours with the name of one bpxl writes stops "
     "the build.",
+)
+@click.option(
+    "--batch-size",
+    type=int,
+    default=None,
+    help="Mini-batch gradient descent: each step sees this many training samples, from a "
+    "seeded shuffle per epoch shown on Setup (the last S mod B of each shuffle are dropped). "
+    "Default: the whole training set (full batch).",
+)
+@click.option(
+    "--shuffle-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the mini-batch shuffle: NumPy's default_rng(seed).permutation, once per epoch.",
 )
 @click.option(
     "--recalc",
@@ -299,6 +316,8 @@ def build(
     preset: str | None,
     config: Path | None,
     out: Path,
+    batch_size: int | None,
+    shuffle_seed: int,
     recalc: bool,
     exercise: bool,
     blank: tuple[str, ...],
@@ -319,6 +338,12 @@ def build(
         given |= {"beta1": betas[0], "beta2": betas[1]}
     chosen, hyper = check_optimizers(optimizers, given)
     steps = check_steps(steps if steps is not None else network.steps or DEFAULT_STEPS)
+    network = check_batching(network, batch_size, shuffle_seed, steps)
+    if gradient_check and network.batching is not None:
+        raise BpxlError(
+            "--gradient-check compares the whole training set's central difference with the "
+            "LR sheet's gradient, which with --batch-size is one batch's: build them apart"
+        )
     if out.suffix.lower() != ".xlsx":
         raise BpxlError(f"--out must end in .xlsx, got {out}")
 

@@ -1,6 +1,7 @@
 """Build and verify time, and peak memory, for networks of any shape, at two sizes each.
 
     python benchmarks/bench_any.py [--cases relu-2-16-16-1 wide-4-32-32-2] [--keep DIR]
+    python benchmarks/bench_any.py --cases relu-2-16-16-1 relu-2-16-16-1-b5   # mini-batches
 
 Each case is a network file (random inputs in [-1, 1]) built at two numbers of steps, so the
 cost per formula of the two can be compared: linear in cells means the same per-formula cost at
@@ -42,9 +43,13 @@ CASES = {
         [4, 32, 32, 2], ["relu", "relu", "linear"], "mse", 64, ["0.001"], (10, 20),
     ),
 }  # fmt: skip
+# mini-batch cases: name → (the case whose network file it trains, --batch-size); the full pass
+# of all samples (E_train) makes a row wider than a full-batch row, still linear in steps
+BATCH_CASES = {"relu-2-16-16-1-b5": ("relu-2-16-16-1", 5)}
 
 
 def network_file(folder: Path, name: str) -> Path:
+    name = BATCH_CASES.get(name, (name, 0))[0]
     layers, activations, loss, samples, _, _ = CASES[name]
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, (samples, layers[0]))
@@ -84,7 +89,12 @@ def measure(*args: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="+", default=["relu-2-16-16-1", "wide-4-32-32-2"])
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        choices=[*CASES, *BATCH_CASES],
+        default=["relu-2-16-16-1", "wide-4-32-32-2"],
+    )
     parser.add_argument("--keep", type=Path, help="folder for the network files and workbooks")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -104,10 +114,12 @@ def main() -> None:
         print("-" * len(header))
         for name in args.cases:
             config = network_file(folder, name)
-            lrs, sizes = CASES[name][4], CASES[name][5]
+            base, batch_size = BATCH_CASES.get(name, (name, 0))
+            lrs, sizes = CASES[base][4], CASES[base][5]
+            batch = ["--batch-size", str(batch_size)] if batch_size else []
             for steps in sizes:
                 out = folder / f"{name}-{steps}.xlsx"
-                common = ["--config", str(config), "--steps", str(steps), "--lr", *lrs]
+                common = ["--config", str(config), "--steps", str(steps), "--lr", *lrs, *batch]
                 build = measure("build", *common, "--out", str(out))
                 if build["rc"] != 0:
                     print(f"{name:<16}{steps:>6}  build failed: {build['lines'][:1]}")

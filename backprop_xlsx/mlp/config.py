@@ -3,13 +3,14 @@ NumPy run of the whole training that must finish without overflowing."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.mlp import description
+from backprop_xlsx.mlp import batches, description
 from backprop_xlsx.mlp.description import MAX_STEPS
 from backprop_xlsx.mlp.layout import SheetLayout, lr_sheet_title
 from backprop_xlsx.mlp.optim import HYPERPARAMETERS, OPTIMIZERS
@@ -57,6 +58,20 @@ def _exp_arguments(sheet: SheetLayout, values: dict[str, np.ndarray]) -> dict[st
     return out
 
 
+def _full_pass_sigmoids(sheet: SheetLayout, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A mini-batch run's full-pass sigmoid columns (their z is written inside the formula)."""
+    if sheet.batching is None:
+        return {}
+    return {
+        key: values[key]
+        for layer, f in enumerate(sheet.network.net.activations)
+        if f == "sigmoid"
+        for name in sheet.names[layer + 1]
+        for s in range(sheet.training_samples)
+        if (key := f"full_a_{name}_s{s + 1}") in values
+    }
+
+
 def check_runs_finish(
     sheet: SheetLayout, etas: Sequence[float], steps: int
 ) -> dict[str, np.ndarray]:
@@ -72,6 +87,8 @@ def check_runs_finish(
         broken = {name: ~np.isfinite(series) for name, series in values.items()}
         for name, argument in _exp_arguments(sheet, values).items():
             broken[name] = argument > _EXP_LIMIT
+        for name, a in _full_pass_sigmoids(sheet, values).items():
+            broken[f"EXP in {name}"] = a == 0  # 1/(1 + e^(−z)) is 0 only where e^(−z) overflows
     rate = "learning rate" if sheet.optimizer.name == "sgd" else f"{sheet.optimizer.label} at η"
     for j, eta in enumerate(etas):
         firsts = {
@@ -86,6 +103,28 @@ def check_runs_finish(
                 "#NUM! from that iteration on; choose a smaller learning rate"
             )
     return values
+
+
+MAX_SHUFFLE_SEED = 2**63 - 1
+
+
+def check_batching(
+    network: description.Network, batch_size: int | None, seed: int, steps: int
+) -> description.Network:
+    """The network trained by mini-batches of `batch_size` (see batches.py); unchanged for the
+    whole training set (or no size), so that such a build is today's full-batch workbook."""
+    S = network.samples
+    if not 0 <= seed <= MAX_SHUFFLE_SEED:
+        raise BpxlError(f"--shuffle-seed must be between 0 and 2**63 - 1, got {seed}")
+    if batch_size is None or batch_size == S:
+        return network
+    if not 1 <= batch_size <= S:
+        raise BpxlError(
+            f"--batch-size must be between 1 and the {S} training sample{'s' * (S != 1)}, "
+            f"got {batch_size}"
+        )
+    epochs = batches.epochs_for(steps, S, batch_size)
+    return dataclasses.replace(network, batching=batches.Batching(batch_size, seed, epochs))
 
 
 def check_steps(steps: int) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp.batches import Batching
 from backprop_xlsx.mlp.network import ACTIVATIONS, LOSSES, PARAMS, Architecture
 
 if sys.version_info >= (3, 11):
@@ -42,7 +44,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-PRESETS = ("seed", "mazur", "xor", "softmax")
+PRESETS = ("seed", "mazur", "xor", "softmax", "moons")
 DEFAULT_PRESET = "seed"
 BIAS_MODES = {True: "trained", False: "none", "fixed": "fixed"}
 MAX_WEIGHT_LAYERS = 3
@@ -76,6 +78,7 @@ class Network:
     preset: str | None = None
     description: str = ""
     classic: bool = False  # written with the seed's flat keys: the seed's own sheet layout
+    batching: Batching | None = None  # mini-batches (see batches.py); None: full batch
 
     @property
     def samples(self) -> int:
@@ -405,6 +408,7 @@ def structure(fields: Mapping[str, str]) -> Network:
     W = tuple(np.zeros((n_out, n_in)) for n_in, n_out in itertools.pairwise(shape))
     b = tuple(None if bias == "none" else np.zeros(n) for n in shape[1:])
     preset_name = str(fields.get("preset", "")).strip()
+    batching = _batching(fields, samples)
     return Network(
         net,
         bias,
@@ -414,7 +418,27 @@ def structure(fields: Mapping[str, str]) -> Network:
         b,
         preset=preset_name if preset_name in PRESETS else None,
         classic=classic,
+        batching=batching,
     )
+
+
+def _batching(fields: Mapping[str, str], samples: int) -> Batching | None:
+    """The mini-batch schedule a workbook's Setup shows (batch size, shuffle seed, epochs);
+    None without a batch size: full batch."""
+    if "batch size" not in fields:
+        return None
+    numbers = {}
+    for name in ("batch size", "shuffle seed", "epochs"):
+        text = str(fields.get(name, "")).strip()
+        if not re.fullmatch(r"[0-9]{1,18}", text):
+            raise BpxlError(f"{name} must be a whole number ≥ 0, got {fields.get(name)!r}")
+        numbers[name] = int(text)
+    size, epochs = numbers["batch size"], numbers["epochs"]
+    if not 1 <= size < samples:
+        raise BpxlError(f"batch size must be 1 to {samples - 1} (samples − 1), got {size}")
+    if not 1 <= epochs <= MAX_STEPS + 1:
+        raise BpxlError(f"epochs must be 1 to {MAX_STEPS + 1:,}, got {epochs}")
+    return Batching(size, numbers["shuffle seed"], epochs)
 
 
 def _read(text: str, where: str) -> dict[str, Any]:

@@ -64,6 +64,10 @@ def network_fields(sheet: layout.SheetLayout) -> dict[str, str]:
         "layout": "classic" if sheet.classic else "general",
     }
     assert tuple(fields) == layout.NETWORK_FIELDS
+    if net.batching is not None:  # mini-batches: the schedule's parameters, after the network's
+        batching = net.batching
+        numbers = (batching.batch_size, batching.seed, batching.epochs)
+        fields |= dict(zip(layout.BATCH_FIELDS, map(str, numbers), strict=True))
     return fields
 
 
@@ -97,8 +101,13 @@ def general_equations(sheet: layout.SheetLayout) -> list[tuple[str, bool]]:
     lines.append(
         (
             "E_total = "
-            + (f"Σ over the samples s of ({' + '.join(terms)})⁽ˢ⁾" if sheet.samples > 1 else "")
-            + (" + ".join(terms) if sheet.samples == 1 else ""),
+            + (
+                f"Σ over the batch's positions m of ({' + '.join(terms)})⁽ᵐ⁾"
+                if sheet.batching
+                else f"Σ over the samples s of ({' + '.join(terms)})⁽ˢ⁾"
+                if sheet.samples > 1
+                else " + ".join(terms)
+            ),
             False,
         )
     )
@@ -111,7 +120,9 @@ def general_equations(sheet: layout.SheetLayout) -> list[tuple[str, bool]]:
     grads = [k for k in one.keys if k.startswith("dE_d")]
     for key in grads:
         lines.append((f"∂E/∂{key[4:]} = {_math(one.templates[key][0])}", False))
-    if sheet.samples > 1:
+    if sheet.batching is not None:
+        lines.extend(batch_equations(sheet))
+    elif sheet.samples > 1:
         lines.append(
             (
                 f"With {sheet.samples} samples each gradient is the sum of every sample's: "
@@ -128,6 +139,40 @@ def general_equations(sheet: layout.SheetLayout) -> list[tuple[str, bool]]:
     return lines
 
 
+def batch_equations(sheet: layout.SheetLayout) -> list[tuple[str, bool]]:
+    """How a mini-batch row picks its samples, and what E_train is."""
+    assert sheet.batching is not None
+    B, S, seed = sheet.batching.batch_size, sheet.training_samples, sheet.batching.seed
+    nb = S // B
+    dropped = f"; the last {S % B} of each shuffle are dropped" if S % B else ""
+    return [
+        (f"Mini-batches of {B} of the {S} samples: {nb} steps per epoch{dropped}", True),
+        (
+            f"Each epoch shuffles the samples: the table right of the network (epoch × position → "
+            f"sample number) is NumPy's np.random.default_rng({seed}).permutation({S}) + 1, "
+            "called once per epoch in order.",
+            False,
+        ),
+        (
+            f"epoch = QUOTIENT(iteration, {nb}) + 1; the sample at batch position m is "
+            f"n⁽ᵐ⁾ = INDEX(schedule, epoch, MOD(iteration, {nb})·{B} + m).",
+            False,
+        ),
+        (
+            "x⁽ᵐ⁾ is x for batch position m: its inputs and targets are INDEX-picked from column B "
+            "by n⁽ᵐ⁾; E_total and every gradient are sums over the row's batch only.",
+            False,
+        ),
+        (
+            "E_train is the loss of the row's weights on all samples: a forward pass of every "
+            "sample s (columns a_h1 [s] …, E [s]) at the right of the sheet.",
+            False,
+        ),
+    ]
+
+
 def replace_samples(network: Network) -> Network:
     """The same network with its first sample only: the equations are each sample's."""
-    return dataclasses.replace(network, inputs=network.inputs[:1], targets=network.targets[:1])
+    return dataclasses.replace(
+        network, inputs=network.inputs[:1], targets=network.targets[:1], batching=None
+    )

@@ -116,6 +116,8 @@ class Formulas:
 
         if self.iteration_column:  # a formula, so verify checks it as it checks every other
             out[ITERATION] = (ITERATION, FORMAT_ITERATION, "=0", "={prev " + ITERATION + "}+1")
+        if self.batching is not None:
+            out.update(self._batch_columns())
 
         for s in S:
             for kind in ("t", "i"):
@@ -123,7 +125,11 @@ class Formulas:
                 for j in range(len(names)):
                     key = self.sample(f"{kind}{j + 1}", s)
                     header = self.sample_header(f"{kind}{j + 1}", s)
-                    constant(key, header, FORMAT_DATA, "={setup " + key + "}")
+                    if self.batching is None:
+                        constant(key, header, FORMAT_DATA, "={setup " + key + "}")
+                    else:
+                        offset = j + 1 + (len(self.names[0]) if kind == "t" else 0)
+                        constant(key, header, FORMAT_DATA, "=" + self._pick(s, offset))
         for layer in range(self.depth):
             trained = [w for row in self.weight_number[layer] for w in row]
             for w in trained:
@@ -168,6 +174,9 @@ class Formulas:
                 constant(key, self.sample_header(f"E{j + 1}", s), FORMAT_SMALL, "=" + formula)
                 terms.append("{" + key + "}")
         constant("E_total", "E_total", FORMAT_SMALL, "=" + "+".join(terms))
+        if self.batching is not None:
+            full = [f"{{full_E_s{s + 1}}}" for s in range(self.training_samples)]
+            constant("E_train", "E_train", FORMAT_SMALL, "=" + "+".join(full))
         if not self.classic:
             for layer in range(self.depth - 1, -1, -1):
                 for s in S:
@@ -190,6 +199,8 @@ class Formulas:
             for j, b in enumerate(self.bias_number[layer]):
                 terms = [self._delta_ref(layer, j, s) for s in S]
                 constant(f"dE_d{b}", f"∂E/∂{b}", FORMAT_SMALL, "=" + "+".join(terms))
+        if self.batching is not None:
+            out.update(self._full_pass_columns())
         return out
 
     def _z(self, layer: int, j: int, s: int) -> str:
@@ -235,3 +246,85 @@ class Formulas:
         if self.classic:
             return self.delta(layer, j, s)
         return "{" + self.sample(f"d_{self.names[layer + 1][j]}", s) + "}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Mini-batches (batches.py): which samples a row sees, and the loss on the whole training set
+
+
+def _full_activation(f: str, z: str, exps: list[str], j: int) -> str:
+    """a = f(z) with z written out (the full pass has no z columns)."""
+    if f == "sigmoid":
+        return f"1/(1+EXP(-({z})))"
+    if f == "tanh":
+        return f"TANH({z})"
+    if f == "relu":
+        return f"MAX(0,{z})"
+    if f == "softmax":
+        return f"{exps[j]}/({'+'.join(exps)})"
+    return z  # linear
+
+
+class BatchFormulas:
+    """The columns of a mini-batch run (`batching` set): a mixin of `Formulas`' class.
+
+    epoch = QUOTIENT(iteration, nb)+1; the batch's sample numbers n⁽ᵐ⁾ = INDEX of Setup's schedule
+    at (epoch, position); each position's inputs and targets INDEX-picked from Setup's column
+    B; and a forward pass of every training sample (columns a_h1 [s] …, E [s]) for E_train.
+    """
+
+    def _batch_columns(self) -> dict[str, tuple[str, str, str, str]]:
+        B = self.batching.batch_size
+        nb = self.training_samples // B
+        epoch = "=QUOTIENT({" + ITERATION + "}," + str(nb) + ")+1"
+        out = {"epoch": ("epoch", FORMAT_ITERATION, epoch, epoch)}
+        for m in range(B):
+            position = "MOD({" + ITERATION + "}," + str(nb) + ")*" + str(B) + "+" + str(m + 1)
+            pick = "=INDEX({schedule},{epoch}," + position + ")"
+            out[self.sample("n", m)] = (self.sample_header("n", m), FORMAT_ITERATION, pick, pick)
+        return out
+
+    def _pick(self, m: int, offset: int) -> str:
+        """Setup's entry `offset` (1-based) of the sample at batch position m."""
+        n = "{" + self.sample("n", m) + "}"
+        return f"INDEX({{data}},({n}-1)*{self.stride}+{offset})"
+
+    def _full_pass_columns(self) -> dict[str, tuple[str, str, str, str]]:
+        net, out = self.network.net, {}
+        loss = ERROR_FORMULAS[net.loss]
+        for s in range(self.training_samples):
+            tag = f" [{s + 1}]"
+            for layer in range(self.depth):
+                f, names = net.activations[layer], self.names[layer + 1]
+                zs = []
+                for j in range(len(names)):
+                    senders = [
+                        "{setup " + self.setup_sample(n, s) + "}"
+                        if layer == 0
+                        else f"{{full_a_{n}_s{s + 1}}}"
+                        for n in self.names[layer]
+                    ]
+                    terms = [
+                        f"{{{w}}}*{a}"
+                        for w, a in zip(self.weight_number[layer][j], senders, strict=True)
+                    ]
+                    if self.bias_number[layer]:
+                        terms.append(f"{{{self.bias_number[layer][j]}}}")
+                    zs.append("+".join(terms))
+                exps = [f"EXP({z})" for z in zs]
+                outputs = zs  # the last layer's: binary cross-entropy is written through z
+                for j, name in enumerate(names):
+                    formula = "=" + _full_activation(f, zs[j], exps, j)
+                    out[f"full_a_{name}_s{s + 1}"] = (f"a_{name}{tag}", FORMAT_VALUE, formula,
+                                                      formula)  # fmt: skip
+            errors = [
+                loss.format(
+                    t="{setup " + self.setup_sample(f"t{j + 1}", s) + "}",
+                    a=f"{{full_a_{name}_s{s + 1}}}",
+                    z=f"({outputs[j]})",
+                )
+                for j, name in enumerate(self.names[-1])
+            ]
+            formula = "=" + "+".join(errors)
+            out[f"full_E_s{s + 1}"] = (f"E{tag}", FORMAT_SMALL, formula, formula)
+        return out

@@ -7,6 +7,8 @@ cell must hold. Formulas are written once, as templates in the names of the math
     {prev w1}   the w1 cell of the row above (the previous iteration)
     {setup w1}  the w1 cell of the Setup sheet (absolute)
     {eta}       this sheet's learning-rate cell (absolute)
+    {schedule}  the mini-batch schedule on Setup (absolute range; mini-batch runs only)
+    {data}      the training set's values on Setup, column B (absolute range; likewise)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from openpyxl.utils import get_column_letter
 
 from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp import batches
 from backprop_xlsx.mlp.description import Network
 from backprop_xlsx.mlp.formulas import (  # noqa: F401  (re-exported: the layout's vocabulary)
     FORMAT_DATA,
@@ -29,6 +32,7 @@ from backprop_xlsx.mlp.formulas import (  # noqa: F401  (re-exported: the layout
     MAX_COLUMNS,
     MAX_FORMULAS,
     SUPERSCRIPT,
+    BatchFormulas,
     Formulas,
     neuron_letter,
 )
@@ -62,6 +66,11 @@ def setup_equations_row(entries: int) -> int:
 # value in J, from the header row down. `bpxl verify` reads the architecture from here.
 SETUP_NETWORK_COLUMNS = ("I", "J")
 NETWORK_FIELDS = ("preset", "layers", "activations", "loss", "bias", "samples", "layout")
+# A mini-batch run's Setup also shows its schedule (see batches.py) and these network fields.
+BATCH_FIELDS = ("batch size", "shuffle seed", "epochs")
+# The schedule table, right of the network: epoch in L, the sample at position p in M + p − 1.
+SETUP_SCHEDULE_EPOCH_COLUMN = "L"
+SETUP_SCHEDULE_FIRST_COLUMN = 13  # M
 # The learning rates, right of the values: η (live) | sheet (hyperlink) | final E_total (live).
 SETUP_LR_HEADER_ROW = SETUP_HEADER_ROW
 SETUP_LR_COLUMNS = ("E", "F", "G")
@@ -193,7 +202,7 @@ class Column:
 _PLACEHOLDER = re.compile(r"\{(?:(prev|setup) )?(\w+)\}")
 
 
-class SheetLayout(Formulas):
+class SheetLayout(Formulas, BatchFormulas):
     """Every Setup entry and LR-sheet column of one network: the writer's and verifier's map.
 
     Formulas are written as templates in the names of the math and compiled once:
@@ -224,7 +233,10 @@ class SheetLayout(Formulas):
         # Column A numbers the iterations; workbooks of bpxl before 0.3 start with the data.
         self.iteration_column = iteration_column
         net = network.net
-        self.samples = network.samples
+        self.batching = network.batching
+        self.training_samples = network.samples  # S: the Setup entries i1⁽ˢ⁾ …
+        # columns per quantity: one per sample, or with mini-batches one per batch position
+        self.samples = network.samples if self.batching is None else self.batching.batch_size
         self.depth = net.depth
         self.names = [
             [f"{neuron_letter(layer, net.depth)}{j + 1}" for j in range(width)]
@@ -251,6 +263,8 @@ class SheetLayout(Formulas):
                     return f"{sheet_ref(SETUP_SHEET)}!${SETUP_VALUE_COLUMN}${self.setup_row[name]}"
                 if name == "eta":
                     return _abs(ETA_CELL)
+                if name in ("schedule", "data"):
+                    return self.setup_range(name)
                 return letters[name] + ("{p}" if where == "prev" else "{r}")
 
             return _PLACEHOLDER.sub(cell, template)
@@ -282,9 +296,9 @@ class SheetLayout(Formulas):
                 -2,
             ).astype(np.float64)
 
-        S = range(self.samples)
-        x = grid([[self.sample(f"i{j + 1}", s) for j in range(len(self.names[0]))] for s in S])
-        t = grid([[self.sample(f"t{j + 1}", s) for j in range(len(self.names[-1]))] for s in S])
+        S, key = range(self.training_samples), self.setup_sample
+        x = grid([[key(f"i{j + 1}", s) for j in range(len(self.names[0]))] for s in S])
+        t = grid([[key(f"t{j + 1}", s) for j in range(len(self.names[-1]))] for s in S])
         W = [grid(rows) for rows in self.weight_number]
         b = [grid([keys])[..., 0, :] if keys else None for keys in self.bias_number]
         return x, t, W, b
@@ -300,24 +314,69 @@ class SheetLayout(Formulas):
         With arrays in `setup`, they must have η's shape: one set of starting values per η.
         """
         x, t, W, b = self.parameters(setup)
-        history = train_network(
-            self.network.net,
-            x,
-            t,
-            W,
-            b,
-            etas,
-            steps,
+        train = dict(
             train_bias=self.network.bias == "trained",
             optimizer=self.optimizer,
             hyper={k: setup[k] for k in self.optimizer.hyper},
         )
-        return self.values(history)
+        if self.batching is None:
+            return self.values(train_network(self.network.net, x, t, W, b, etas, steps, **train))
+        B, S = self.batching.batch_size, self.training_samples
+        numbers = batches.step_batches(self.batching.table(S, steps), B, steps)
+        h = train_network(self.network.net, x, t, W, b, etas, steps, batches=numbers, **train)
+        full = batches.full_pass(self.network.net, x, t, h.W, h.b)
+        more = {"epoch": batches.step_epochs(S, B, steps), "E_train": full.E_train}
+        for m in range(B):
+            more[self.sample("n", m)] = numbers[:, m]
+        for s in range(S):
+            more[f"full_E_s{s + 1}"] = full.E[..., s]
+            for layer in range(self.depth):
+                for j, name in enumerate(self.names[layer + 1]):
+                    more[f"full_a_{name}_s{s + 1}"] = full.a[layer + 1][..., s, j]
+        return self.values(h, more)
 
-    def values(self, h: History) -> dict[str, np.ndarray]:
-        """Every column's values from a training run."""
+    def schedule(self) -> np.ndarray:
+        """The Setup sheet's table of a mini-batch run: (epochs, S) sample numbers, 1-based."""
+        assert self.batching is not None
+        return self.batching.table(self.training_samples)
+
+    def setup_range(self, what: str) -> str:
+        """Setup's schedule table or its training-set values (column B), as an absolute range."""
+        assert self.batching is not None
+        if what == "schedule":
+            left = get_column_letter(SETUP_SCHEDULE_FIRST_COLUMN)
+            right = get_column_letter(SETUP_SCHEDULE_FIRST_COLUMN + self.training_samples - 1)
+            bottom = SETUP_FIRST_ROW + self.batching.epochs - 1
+            cells = f"${left}${SETUP_FIRST_ROW}:${right}${bottom}"
+        else:
+            last = SETUP_FIRST_ROW + self.training_samples * self.stride - 1
+            col = SETUP_VALUE_COLUMN
+            cells = f"${col}${SETUP_FIRST_ROW}:${col}${last}"
+        return f"{sheet_ref(SETUP_SHEET)}!{cells}"
+
+    @property
+    def loss_key(self) -> str:
+        """The loss Setup and Error vs LR follow: E_total, or with mini-batches E_train (the
+        whole training set's; the batch's E_total jumps from row to row)."""
+        return "E_total" if self.batching is None else "E_train"
+
+    @property
+    def stride(self) -> int:
+        """Setup entries per training sample: its inputs, then its targets."""
+        return len(self.names[0]) + len(self.names[-1])
+
+    def values(
+        self, h: History, more: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Every column's values from a training run; `more`: those of other columns, by key,
+        shaped (steps + 1, *η's shape) or (steps + 1,)."""
         shape = h.E_total.shape
         out: dict[str, np.ndarray] = {}
+        for key, value in (more or {}).items():
+            value = np.asarray(value, dtype=np.float64)
+            out[key] = np.broadcast_to(
+                value.reshape(value.shape + (1,) * (len(shape) - value.ndim)), shape
+            )
 
         def put(key: str, value: np.ndarray) -> None:
             if key in self.column:
@@ -362,11 +421,20 @@ class SheetLayout(Formulas):
     # --- names ---------------------------------------------------------------------------
 
     def sample(self, key: str, s: int) -> str:
-        """Key of a per-sample quantity: a_h1 for the only sample, a_h1_s2 with several."""
+        """Key of a per-sample quantity: a_h1 for the only sample, a_h1_s2 with several; with
+        mini-batches a_h1_b2 for position 2 of the row's batch."""
+        if self.batching is not None:
+            return f"{key}_b{s + 1}"
         return key if self.samples == 1 else f"{key}_s{s + 1}"
 
+    def setup_sample(self, key: str, s: int) -> str:
+        """Key of training sample s's Setup entry: i1 for the only sample, i1_s2 with several."""
+        return key if self.training_samples == 1 else f"{key}_s{s + 1}"
+
     def sample_header(self, header: str, s: int) -> str:
-        return header if self.samples == 1 else f"{header}⁽{str(s + 1).translate(SUPERSCRIPT)}⁾"
+        if self.samples == 1 and self.batching is None:
+            return header
+        return f"{header}⁽{str(s + 1).translate(SUPERSCRIPT)}⁾"
 
     def _number_weights(self) -> list[list[list[str]]]:
         """w1, w2, …: layer by layer, within a layer by receiving neuron, then sending neuron."""
@@ -391,14 +459,15 @@ class SheetLayout(Formulas):
 
     def _setup_entries(self) -> list[SetupEntry]:
         """The seed's order (i1 i2 t1 t2 w1 … w8), then the biases; per sample with several."""
-        nw, entries = self.network, []
-        for s in range(self.samples):
+        nw, entries, S = self.network, [], self.training_samples
+        for s in range(S):
             for kind, values, word in (("i", nw.inputs, "input"), ("t", nw.targets, "target")):
                 for j, value in enumerate(values[s]):
-                    key = self.sample(f"{kind}{j + 1}", s)
-                    of = "" if self.samples == 1 else f" of sample {s + 1}"
+                    key = self.setup_sample(f"{kind}{j + 1}", s)
+                    of = "" if S == 1 else f" of sample {s + 1}"
                     what = f"{word} {j + 1}{of}" if kind == "i" else f"target of output {j + 1}{of}"
-                    name = self.sample_header(f"{kind}{j + 1}", s)
+                    name = f"{kind}{j + 1}"
+                    name = name if S == 1 else f"{name}⁽{str(s + 1).translate(SUPERSCRIPT)}⁾"
                     entries.append(SetupEntry(key, name, what, float(value)))
         for layer in range(self.depth):
             for r, row in enumerate(self.weight_number[layer]):

@@ -187,13 +187,13 @@ class History:
     W: list[np.ndarray]
     b: list[np.ndarray | None]
     z: list[np.ndarray]
-    a: list[np.ndarray]  # a[0], the input, is not repeated per step
+    a: list[np.ndarray]  # a[0], the input, is not repeated per step (but is with mini-batches)
     E: np.ndarray
     E_total: np.ndarray
     delta: list[np.ndarray]
     dE_dW: list[np.ndarray]
     dE_db: list[np.ndarray]
-    t: np.ndarray  # the targets, as given
+    t: np.ndarray  # the targets, as given (with mini-batches, each step's)
     # the optimizer's state per name ("m", "v", …), as W and b: row k holds it after k steps
     state_W: dict[str, list[np.ndarray]] = field(default_factory=dict)
     state_b: dict[str, list[np.ndarray | None]] = field(default_factory=dict)
@@ -211,13 +211,17 @@ def train_network(
     train_bias: bool = True,
     optimizer: Optimizer = SGD,
     hyper: Hyper | None = None,
+    batches: np.ndarray | None = None,
 ) -> History:
-    """Full-batch training for every learning rate at once (η on a leading axis).
+    """Training for every learning rate at once (η on a leading axis).
 
     W[l] has shape (n_out, n_in) and b[l] (n_out,) or None; each gets the leading axis here.
     With `train_bias` False the biases stay fixed: used in the forward pass, never updated.
     `optimizer` is the update rule (optim.py; plain gradient descent by default), `hyper` its
-    hyperparameters by key, scalars or arrays of η's shape.
+    hyperparameters by key, scalars or arrays of η's shape. Full batch by default; with
+    `batches` (steps + 1, B) of 1-based sample numbers, step k sees only the samples
+    batches[k] (its gradient the sum over them), and the history's a[0] and t hold each
+    step's batch.
     """
     eta = np.asarray(etas, dtype=np.float64)
 
@@ -238,12 +242,15 @@ def train_network(
     # per-step arrays costs ~1.5 kB of overhead a step (150 MB at 100,000 steps).
     history: History | None = None
     for k in range(steps + 1):
-        run = backprop(net, x, t, Ws, bs)
+        x_k, t_k = (x, t) if batches is None else _batch(x, t, batches[k] - 1, eta.shape)
+        run = backprop(net, x_k, t_k, Ws, bs)
         if history is None:
-            history = _empty_history(steps + 1, Ws, bs, run, x, t)
+            history = _empty_history(steps + 1, Ws, bs, run, x, t, batches is not None)
             _empty_states(history, steps + 1, optimizer, Ws, bs if train_bias else [None] * len(bs))
         _record(history, k, Ws, bs, run)
         _record_states(history, k, state_W, state_b)
+        if batches is not None:
+            history.a[0][k], history.t[k] = x_k, t_k
         if k == steps:
             break
         if optimizer is SGD:  # plain gradient descent, as it always was
@@ -281,6 +288,19 @@ def _record_states(h: History, k: int, state_W: list, state_b: list) -> None:
             array[k] = st[name]
 
 
+def _batch(
+    x: np.ndarray, t: np.ndarray, rows: np.ndarray, lead: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows (0-based sample indices) of x and t, with η's leading axes."""
+    x_k = np.asarray(x, np.float64)[..., rows, :]
+    t_k = np.asarray(t, np.float64)[..., rows, :]
+    shape = np.broadcast_shapes(x_k.shape[:-2], t_k.shape[:-2], lead)
+    return (
+        np.broadcast_to(x_k, shape + x_k.shape[-2:]),
+        np.broadcast_to(t_k, shape + t_k.shape[-2:]),
+    )
+
+
 def _empty_history(
     n: int,
     W: list[np.ndarray],
@@ -288,21 +308,28 @@ def _empty_history(
     run: Pass,
     x: np.ndarray,
     t: np.ndarray,
+    per_step: bool = False,
 ) -> History:
+    """Preallocated rows; with `per_step` (mini-batches) the inputs and targets get rows too."""
+
     def like(v: np.ndarray) -> np.ndarray:
         return np.empty((n, *np.shape(v)))
 
+    if per_step:
+        x0, t0 = like(run.a[0]), like(run.E)
+    else:
+        x0, t0 = np.asarray(x, np.float64), np.asarray(t, np.float64)
     return History(
         W=[like(w) for w in W],
         b=[None if v is None else like(v) for v in b],
         z=[like(z) for z in run.z],
-        a=[np.asarray(x, np.float64), *(like(a) for a in run.a[1:])],
+        a=[x0, *(like(a) for a in run.a[1:])],
         E=like(run.E),
         E_total=like(run.E_total),
         delta=[like(d) for d in run.delta],
         dE_dW=[like(g) for g in run.dE_dW],
         dE_db=[like(g) for g in run.dE_db],
-        t=np.asarray(t, np.float64),
+        t=t0,
     )
 
 

@@ -123,7 +123,9 @@ def fill_setup(
     _text(
         ws,
         "A1",
-        f"bpxl: {network_title(sheet)} trained by gradient descent in live formulas",
+        f"bpxl: {network_title(sheet)} trained by "
+        + ("gradient descent" if sheet.batching is None else "mini-batch gradient descent")
+        + " in live formulas",
         TITLE,
     )
     plain = set(optimizers) == {"sgd"}
@@ -143,8 +145,9 @@ def fill_setup(
         _text(ws, f"C{row}", entry.meaning)
 
     first = column_index_from_string(layout.SETUP_LR_COLUMNS[0])
-    _header(ws, layout.SETUP_LR_HEADER_ROW, ["η", "sheet", "final E_total"], first)
-    letters = letters or [sheet.letter["E_total"]] * len(titles)
+    loss = sheet.loss_key
+    _header(ws, layout.SETUP_LR_HEADER_ROW, ["η", "sheet", f"final {loss}"], first)
+    letters = letters or [sheet.letter[loss]] * len(titles)
     for j, (title, letter) in enumerate(zip(titles, letters, strict=True)):
         _lr_entry(ws, layout.setup_lr_row(j), layout.SETUP_LR_COLUMNS, title, steps, letter)
     if not plain:  # beside the list: which optimizer each sheet runs, as torch.optim calls it
@@ -160,6 +163,8 @@ def fill_setup(
         _text(ws, f"{label}{row}", name, BOLD)
         _text(ws, f"{value}{row}", text)
 
+    if sheet.batching is not None:
+        _fill_schedule(ws, sheet)
     start = layout.setup_equations_row(len(sheet.setup))
     row = start
     equations = list(EQUATIONS if sheet.classic else general_equations(sheet))
@@ -177,6 +182,28 @@ def fill_setup(
     for col, width in (widths | {"J": 30}).items():
         ws.column_dimensions[col].width = width
     _page_setup(ws, [f"A1:J{row}"], 1, None)
+
+
+def _fill_schedule(ws: Worksheet, sheet: layout.SheetLayout) -> None:
+    """A mini-batch run's schedule: epoch in L, then the sample at each position of its shuffle."""
+    assert sheet.batching is not None
+    epoch = layout.SETUP_SCHEDULE_EPOCH_COLUMN
+    first = layout.SETUP_SCHEDULE_FIRST_COLUMN
+    seed, S = sheet.batching.seed, sheet.training_samples
+    _text(
+        ws,
+        f"{epoch}{layout.SETUP_HEADER_ROW - 1}",
+        f"batch schedule: sample number at each position of each epoch's shuffle "
+        f"(np.random.default_rng({seed}).permutation({S}) + 1, once per epoch)",
+        BOLD,
+    )
+    _header(ws, layout.SETUP_HEADER_ROW, ["epoch", *map(str, range(1, S + 1))],
+            column_index_from_string(epoch))  # fmt: skip
+    for e, permutation in enumerate(sheet.schedule().tolist()):
+        row = layout.SETUP_FIRST_ROW + e
+        ws.cell(row, first - 1, e + 1)
+        for p, n in enumerate(permutation):
+            ws.cell(row, first + p, n)
 
 
 def fill_lr_sheet(
@@ -201,7 +228,13 @@ def fill_lr_sheet(
     )
     if sheet.optimizer.name != "sgd":
         note = optimizer_note(sheet.optimizer)
-    if sheet.samples > 1:
+    if sheet.batching is not None:
+        note += (
+            f" Each step is one mini-batch of {sheet.samples} of the {sheet.training_samples} "
+            "samples (epoch, n⁽ᵐ⁾: from the schedule on Setup); x⁽ᵐ⁾ is x of batch position m, "
+            "E_train the loss on all samples."
+        )
+    elif sheet.samples > 1:
         note += f" Each step is one full batch of all {sheet.samples} samples"
         note += "; x⁽ˢ⁾ is x of sample s."
     frozen = sheetview.frozen_columns(sheet)
@@ -248,8 +281,9 @@ def fill_summary(
     heading: str = "Error vs learning rate",
 ) -> None:
     """The comparison of the training sheets (Error vs LR, or Optimizers); `letters` is each
-    sheet's E_total column (the layout's by default)."""
-    letters = letters or [sheet.letter["E_total"]] * len(titles)
+    sheet's loss column (the layout's by default)."""
+    loss = sheet.loss_key
+    letters = letters or [sheet.letter[loss]] * len(titles)
     _text(ws, "A1", heading, TITLE)
     threshold_row = int(re.sub(r"\D", "", layout.THRESHOLD_CELL))
     _text(ws, f"A{threshold_row}", "threshold", BOLD)
@@ -266,7 +300,7 @@ def fill_summary(
         ws.column_dimensions[col].width = width
     every = "η" if heading == "Error vs learning rate" else "sheet"
     instruction = (
-        f"change it: the first iteration with E_total below it is found again for every {every}"
+        f"change it: the first iteration with {loss} below it is found again for every {every}"
     )
     _text(ws, f"C{threshold_row}", instruction)
     ws[f"C{threshold_row}"].alignment = Alignment(wrap_text=True, vertical="center")
@@ -280,7 +314,7 @@ def fill_summary(
     _header(
         ws,
         layout.SUMMARY_HEADER_ROW,
-        ["η", "sheet", "final E_total", "first iteration below threshold"],
+        ["η", "sheet", f"final {loss}", "first iteration below threshold"],
     )
     ws.row_dimensions[layout.SUMMARY_HEADER_ROW].height = 30
     e_format = layout.FORMAT_SMALL
@@ -302,7 +336,7 @@ def fill_summary(
 
     per = "learning rate" if every == "η" else "sheet"
     chart = sheetview.e_total_chart(
-        f"E_total against iteration, one line per {per}", s.steps, bounds
+        f"{loss} against iteration, one line per {per}", s.steps, bounds
     )
     chart.height, chart.width = 10, 18
     last = s.iteration_row(s.steps)

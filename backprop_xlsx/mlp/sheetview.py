@@ -51,8 +51,9 @@ def column_width(column: layout.Column) -> int:
 
 
 def is_input(key: str) -> bool:
-    """A target or input column (t1, i2_s3): a copy of Setup's training data on every row."""
-    return re.fullmatch(r"[ti]\d+(?:_s\d+)?", key) is not None
+    """A target or input column (t1, i2_s3): a copy of Setup's training data on every row; with
+    mini-batches also the epoch and the batch's sample numbers that pick them."""
+    return re.fullmatch(r"[ti]\d+(?:_[sb]\d+)?|epoch|n_b\d+", key) is not None
 
 
 def frozen_columns(sheet: layout.SheetLayout) -> int:
@@ -101,7 +102,7 @@ def chart_positions(sheet: layout.SheetLayout) -> list[tuple[int, int]]:
     outputs chart: side by side in the band, starting right of the frozen columns."""
     left = sum(column_pixels(c) for c in sheet.columns[: frozen_columns(sheet)]) + GAP
     e_total = (left, _cm_pixels(E_TOTAL_CHART_WIDTH))
-    if sheet.samples == 1:
+    if sheet.samples == 1 and sheet.batching is None:
         return [e_total]
     return [e_total, (left + e_total[1] + GAP, _cm_pixels(OUTPUTS_CHART_WIDTH))]
 
@@ -215,23 +216,29 @@ def lr_charts(
     iteration = column_index_from_string(sheet.letter[layout.ITERATION])
     x = Reference(ws, min_col=iteration, min_row=layout.FIRST_ROW, max_row=last)
     chart = e_total_chart(f"E_total, {ws.title} (η = {eta:g})", steps, bounds)
-    e_total = column_index_from_string(sheet.letter["E_total"])
-    add_lines(chart, ws, x, [e_total], layout.HEADER_ROW, last)
-    chart.legend = None
+    losses = ["E_total"] if sheet.batching is None else ["E_total", "E_train"]
+    add_lines(chart, ws, x, [column_index_from_string(sheet.letter[k]) for k in losses],
+              layout.HEADER_ROW, last)  # fmt: skip
+    if sheet.batching is None:
+        chart.legend = None
+    else:  # the batch's loss and the whole training set's, one line each
+        chart.legend.position = "b"
+        chart.legend.txPr = small_text()
     chart.anchor = chart_anchor(sheet, 0)
     ws.add_chart(chart)
-    if sheet.samples == 1:
+    if sheet.samples == 1 and sheet.batching is None:
         return
     outputs = iteration_chart(f"outputs per sample, {ws.title} (η = {eta:g})", steps, "a_o")
     outputs.width = OUTPUTS_CHART_WIDTH
     outputs.y_axis.number_format = "0.0"
     if sheet.network.net.activations[-1] in ("sigmoid", "softmax"):  # outputs between 0 and 1
         outputs.y_axis.scaling.min, outputs.y_axis.scaling.max = 0.0, 1.0
-    columns = [
-        column_index_from_string(sheet.letter[sheet.sample(f"a_{name}", s)])
-        for s in range(sheet.samples)
-        for name in sheet.names[-1]
-    ]
+    if sheet.batching is None:
+        keys = [sheet.sample(f"a_{n}", s) for s in range(sheet.samples) for n in sheet.names[-1]]
+    else:  # every training sample's output, from the full pass: a batch position's changes
+        S = range(sheet.training_samples)
+        keys = [f"full_a_{n}_s{s + 1}" for s in S for n in sheet.names[-1]]
+    columns = [column_index_from_string(sheet.letter[key]) for key in keys]
     add_lines(outputs, ws, x, columns, layout.HEADER_ROW, last)
     if len(columns) > LEGEND_MAX:
         outputs.legend = None

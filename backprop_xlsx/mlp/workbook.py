@@ -273,7 +273,8 @@ class _Run:
 
     @property
     def e_total(self) -> np.ndarray:
-        return self.values["E_total"]
+        """The loss Error vs LR follows: E_total, or E_train with mini-batches."""
+        return self.values[self.sheet.loss_key]
 
     def matrix(self, j: int) -> np.ndarray:
         """(steps + 1, columns): learning rate j's values in the sheet's column order."""
@@ -333,7 +334,7 @@ def write_workbook(
     sheet = runs[0].sheet
     training = [(r, j) for r in runs for j in range(len(etas))]
     titles = [layout.sheet_title(r.sheet.optimizer.name, etas[j]) for r, j in training]
-    letters = [r.sheet.letter["E_total"] for r, _ in training]
+    letters = [r.sheet.letter[r.sheet.loss_key] for r, _ in training]
     e_total = np.concatenate([r.e_total for r in runs], axis=1)  # (steps + 1, sheets)
     every_eta = [etas[j] for _, j in training]
     summary_title = layout.summary_title(optimizers)
@@ -349,8 +350,10 @@ def write_workbook(
     wb.custom_doc_props.append(StringProperty(name=SHEETS_PROPERTY, value=record))
 
     fill_setup(setup, sheet, titles, steps, letters, optimizers)
-    for k, (ws, (run, j)) in enumerate(zip(sheets, training, strict=True)):
-        fill_lr_sheet(ws, run.sheet, etas[j], steps, log_bounds(e_total[:, k]), blank)
+    for ws, (run, j) in zip(sheets, training, strict=True):
+        losses = dict.fromkeys(("E_total", run.sheet.loss_key))  # a batch's and the whole set's
+        charted = np.concatenate([run.values[key][:, j] for key in losses])
+        fill_lr_sheet(ws, run.sheet, etas[j], steps, log_bounds(charted), blank)
     heading = (
         "Error vs learning rate"
         if summary_title == layout.SUMMARY_SHEET

@@ -16,6 +16,7 @@ import numpy as np
 from openpyxl.utils import get_column_letter
 
 from backprop_xlsx.mlp import layout
+from backprop_xlsx.verify import batches
 from backprop_xlsx.verify.lr_sheet import ETA_KEY, SETUP_VALUE_COL, LrSheet
 from backprop_xlsx.verify.optimizers import HYPER_RANGES
 from backprop_xlsx.verify.progress import QUIET, Progress
@@ -96,7 +97,8 @@ def compile_formula(
             return lookup("prev", key)
         raise Unsupported(f"{where} is not a cell of this or the previous iteration")
 
-    return Compiler(tokens, resolve, algebra).compile(), same_row
+    ranges = batches.range_resolver(sheet, setup_key_at_row, SETUP_VALUE_COL, first)
+    return Compiler(tokens, resolve, algebra, ranges).compile(), same_row
 
 
 def check_structure(sheet: LrSheet, report: Report) -> bool:
@@ -322,12 +324,13 @@ def _changed_inputs(
         return {key: np.concatenate([row[key] for row in rows]) for key in rows[0]}
 
     # the first row alone; the later rows side by side (iteration-major), one run per formula
+    schedule = batches.schedule_env(sheet.layout)
     envs = {
         True: {"cur": exact_inputs(truth[0]), "prev": {}, "setup": exact_inputs(start),
-               "eta": exact(eta)},
+               "eta": exact(eta), **schedule},
         False: {"cur": exact_inputs(stacked(truth[1:])), "prev": exact_inputs(stacked(truth[:-1])),
                 "setup": exact_inputs({k: np.tile(v, later) for k, v in start.items()}),
-                "eta": exact(np.tile(eta, later))},
+                "eta": exact(np.tile(eta, later)), **schedule},
     }  # fmt: skip
     wants = {True: truth[0], False: stacked(truth[1:])}
     compiled = 0

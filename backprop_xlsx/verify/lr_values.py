@@ -137,10 +137,10 @@ def read_network(cells: dict[tuple[int, int], Cell] | None) -> layout.SheetLayou
         return layout.SEED_LAYOUT
     label, value = (column_number(c) for c in layout.SETUP_NETWORK_COLUMNS)
     fields: dict[str, str] = {}
-    for k in range(len(layout.NETWORK_FIELDS)):
+    for k in range(len(layout.NETWORK_FIELDS) + len(layout.BATCH_FIELDS)):
         row = layout.SETUP_FIRST_ROW + k
         name, text = cells.get((row, label)), cells.get((row, value))
-        if name is not None and name.value in layout.NETWORK_FIELDS:
+        if name is not None and name.value in (*layout.NETWORK_FIELDS, *layout.BATCH_FIELDS):
             fields[name.value] = "" if text is None or text.value is None else text.value
     if not fields:
         return layout.SEED_LAYOUT

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from backprop_xlsx.xlsx.formula import COMPARE, Algebra
+from backprop_xlsx.xlsx.formula import COMPARE, Algebra, pick
 
 U = 2.0**-53  # unit roundoff of a double
 ULP_FUNCTION = 2 * U  # exp, ln, tanh, ^: NumPy's are within an ulp or two of the exact result
@@ -65,20 +65,38 @@ def _neg(a: Bounded) -> Bounded:
     return Bounded(-a.v, a.m, a.e)
 
 
+WHOLE = 2.0**53  # whole numbers below this add and multiply exactly
+
+
+def _whole(x: Bounded) -> bool:
+    """Whether x is exact (a scalar error of 0, as inputs and constants carry) and whole."""
+    if np.ndim(x.e) or x.e != 0:
+        return False
+    with np.errstate(invalid="ignore"):
+        return bool(np.all(np.trunc(x.v) == x.v))
+
+
+def _exact_whole(a: Bounded, b: Bounded, v: Any) -> bool:
+    """Whole operands and a whole result below 2⁵³: + − · are exact (row and sample numbers)."""
+    return _whole(a) and _whole(b) and bool(np.all(np.abs(v) < WHOLE))
+
+
 def _add(a: Bounded, b: Bounded) -> Bounded:
-    m = a.m + b.m
-    return Bounded(a.v + b.v, m, a.e + b.e + U * m)
+    m, v = a.m + b.m, a.v + b.v
+    return Bounded(v, m, 0.0 if _exact_whole(a, b, v) else a.e + b.e + U * m)
 
 
 def _sub(a: Bounded, b: Bounded) -> Bounded:
-    m = a.m + b.m
-    return Bounded(a.v - b.v, m, a.e + b.e + U * m)
+    m, v = a.m + b.m, a.v - b.v
+    return Bounded(v, m, 0.0 if _exact_whole(a, b, v) else a.e + b.e + U * m)
 
 
 def _mul(a: Bounded, b: Bounded) -> Bounded:
-    m = a.m * b.m
+    m, v = a.m * b.m, a.v * b.v
+    if _exact_whole(a, b, v):
+        return Bounded(v, m, 0.0)
     e = np.abs(a.v) * b.e + np.abs(b.v) * a.e + a.e * b.e + U * m
-    return Bounded(a.v * b.v, m, e)
+    return Bounded(v, m, e)
 
 
 def _div(a: Bounded, b: Bounded) -> Bounded:
@@ -144,6 +162,33 @@ def _if(condition: Bounded, yes: Bounded, no: Bounded) -> Bounded:
     return Bounded(np.where(take, yes.v, no.v), np.where(take, yes.m, no.m), e)
 
 
+def _quotient(a: Bounded, b: Bounded) -> Bounded:
+    """Exact for exact whole operands below 2⁵³; else anything within a whole of it."""
+    with np.errstate(all="ignore"):
+        v = np.trunc(a.v / b.v)
+    if _whole(a) and _whole(b) and bool(np.all(np.abs(a.v) < WHOLE)):
+        return Bounded(v, np.abs(v), 0.0)
+    return Bounded(v, np.abs(v), np.ones_like(v) + np.abs(v) * U)
+
+
+def _mod(a: Bounded, b: Bounded) -> Bounded:
+    """Exact for exact operands (fmod is exact); else anything in [0, b)."""
+    with np.errstate(all="ignore"):
+        v = np.where(np.asarray(b.v) == 0, np.nan, np.mod(a.v, b.v))
+    if np.ndim(a.e) == 0 and np.ndim(b.e) == 0 and a.e == 0 and b.e == 0:
+        return Bounded(v, np.abs(v), 0.0)
+    return Bounded(v, np.abs(v), np.abs(b.v) + 0 * v)
+
+
+def _index(table: Bounded, r: Bounded, c: Bounded | None = None) -> Bounded:
+    """The table's entry at (r, c); a position that is not exact could be any entry: no bound."""
+    c = c if c is not None else Bounded(np.float64(1.0), np.float64(1.0), 0.0)
+    v, m = pick(table.v, r.v, c.v), pick(table.m, r.v, c.v)
+    e = pick(np.broadcast_to(table.e, np.shape(table.v)), r.v, c.v)
+    unsure = (np.asarray(r.e) > 0) | (np.asarray(c.e) > 0)
+    return Bounded(v, m, np.where(unsure, np.inf, e))
+
+
 def _compare(op: Any) -> Any:
     """1 or 0; its error is 1 where the operands are within their errors of each other."""
 
@@ -167,6 +212,9 @@ BOUNDED = Algebra(
         "IF": _if,
         "ABS": _abs,
         "SQRT": _sqrt,
+        "QUOTIENT": _quotient,
+        "MOD": _mod,
+        "INDEX": _index,
     },
     negative=_neg,
     constant=_constant,

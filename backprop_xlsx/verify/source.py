@@ -61,7 +61,7 @@ def network_cells(pkg: Package) -> dict[tuple[int, int], Cell] | None:
     if layout.SETUP_SHEET not in pkg.parts:
         return None
     width = column_number(layout.SETUP_NETWORK_COLUMNS[-1])
-    last = layout.SETUP_FIRST_ROW + len(layout.NETWORK_FIELDS) - 1
+    last = layout.SETUP_FIRST_ROW + len(layout.NETWORK_FIELDS) + len(layout.BATCH_FIELDS) - 1
     return pkg.cells(layout.SETUP_SHEET, width, last)
 
 

@@ -17,6 +17,7 @@ from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import gradcheck as G
 from backprop_xlsx.mlp import layout
+from backprop_xlsx.verify.batches import check_schedule, read_schedule_cells
 from backprop_xlsx.verify.conditioning import reproducible_until
 from backprop_xlsx.verify.gradcheck import check_gradcheck, read_gradcheck_cells
 from backprop_xlsx.verify.lr_formulas import check_formulas, check_structure, with_iteration_column
@@ -111,6 +112,8 @@ def verify_package(
             sheet.columns = sheet.formula_ids = None  # not needed any more
             sheets.append(sheet)
         setup_cells = read_setup_cells(pkg, sheet_layout)
+        if sheet_layout.batching is not None:
+            check_schedule(read_schedule_cells(pkg, sheet_layout), sheet_layout, report)
         summary_cells = read_summary_cells(pkg, sheets, summary_title)
         gradcheck = read_gradcheck_cells(pkg, sheet_layout)
         others = {} if gradcheck is None else {G.GRADCHECK_SHEET: gradcheck}
@@ -149,7 +152,8 @@ def verify_package(
         stats.formulas = compiled[sheet.title]
         report.sheets.append(stats)
         progress.advance(SHARE_VALUES / len(sheets))
-        e_total = None if want is None else want[:, sheet.layout.keys.index("E_total")]
+        loss = sheet.layout.loss_key
+        e_total = None if want is None else want[:, sheet.layout.keys.index(loss)]
         if e_total is not None and sheet.title in until:  # not compared from there on
             e_total = e_total.copy()
             e_total[until[sheet.title] :] = np.nan

@@ -199,7 +199,8 @@ def render(tokens: list[Token], row: int, col: int) -> str:
 
 class Unsupported(Exception):
     """A formula outside what the network's formulas use (+ - * / ^ comparisons ( ) numbers and
-    EXP LN TANH MAX IF ABS SQRT), or past a bound (length, nesting, a number no double can hold)."""
+    EXP LN TANH MAX IF ABS SQRT, and for mini-batches QUOTIENT MOD INDEX), or past a bound
+    (length, nesting, a number no double can hold)."""
 
 
 Env = Mapping[str, Any]  # "cur", "prev", "setup": quantity → array; "eta": array
@@ -266,6 +267,41 @@ def _if(condition: Any, yes: Any, no: Any) -> Any:
     return np.where(np.asarray(condition) != 0, yes, no)
 
 
+def _quotient(a: Any, b: Any) -> Any:
+    """QUOTIENT: the integer part of a/b, toward zero (exact for whole numbers below 2⁵³)."""
+    with np.errstate(all="ignore"):
+        return np.trunc(np.divide(a, b))
+
+
+def _mod(a: Any, b: Any) -> Any:
+    """MOD: a − b·INT(a/b), the sign of b's, as a spreadsheet's; NaN (#DIV/0!) for b = 0."""
+    with np.errstate(all="ignore"):
+        return np.where(np.asarray(b) == 0, np.nan, np.mod(a, b))
+
+
+def pick(table: np.ndarray, r: Any, c: Any = 1.0) -> np.ndarray:
+    """INDEX(table, r, c), 1-based, truncating as a spreadsheet does; NaN (#REF!) outside it.
+
+    `table` is (rows, columns) or (rows, columns, n), n values side by side (input sets) that
+    r and c run along."""
+    table = np.asarray(table)
+    rows, cols = table.shape[:2]
+    with np.errstate(invalid="ignore"):
+        r, c = np.trunc(np.asarray(r, np.float64)), np.trunc(np.asarray(c, np.float64))
+    shape = np.broadcast_shapes(r.shape, c.shape, table.shape[2:])
+    r, c = np.broadcast_to(r, shape), np.broadcast_to(c, shape)
+    inside = (r >= 1) & (r <= rows) & (c >= 1) & (c <= cols)
+    at = (np.where(inside, r - 1, 0).astype(np.intp), np.where(inside, c - 1, 0).astype(np.intp))
+    if table.ndim == 3:
+        along = np.arange(table.shape[2]) if table.shape[2] > 1 else np.zeros(1, np.intp)
+        at = (*at, np.broadcast_to(along, shape))
+    return np.where(inside, table[at], np.nan)
+
+
+def _index(table: Any, r: Any, c: Any = 1.0) -> Any:
+    return pick(table, r, c)
+
+
 # name → (NumPy function, fewest and most arguments)
 _FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
     "EXP": (np.exp, 1, 1),
@@ -275,6 +311,9 @@ _FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
     "IF": (_if, 3, 3),
     "ABS": (np.abs, 1, 1),
     "SQRT": (np.sqrt, 1, 1),  # RMSprop's and Adam's √v
+    "QUOTIENT": (_quotient, 2, 2),
+    "MOD": (_mod, 2, 2),
+    "INDEX": (_index, 2, 3),  # its first argument a range, resolved by the compiler's caller
 }
 
 
@@ -284,7 +323,7 @@ class Algebra(NamedTuple):
 
     binary: Mapping[str, Callable[[Any, Any], Any]]  # + - * / ^
     compare: Mapping[str, Callable[[Any, Any], Any]]  # = <> < <= > >=, as 1 or 0
-    functions: Mapping[str, Callable[..., Any]]  # EXP LN TANH MAX IF ABS SQRT
+    functions: Mapping[str, Callable[..., Any]]  # EXP LN TANH MAX IF ABS SQRT QUOTIENT MOD INDEX
     negative: Callable[[Any], Any]
     constant: Callable[[np.float64], Any]
     lift: Callable[[Any], Any] | None  # applied to every value read from the Env; None: as is
@@ -315,12 +354,17 @@ class Compiler:
     functions = _FUNCTIONS
 
     def __init__(
-        self, tokens: list[Token], resolve: Callable[[Ref], Expr], algebra: Algebra = NUMPY
+        self,
+        tokens: list[Token],
+        resolve: Callable[[Ref], Expr],
+        algebra: Algebra = NUMPY,
+        resolve_range: Callable[[Ref, Ref], Expr] | None = None,
     ) -> None:
         self.algebra = algebra
         self.tokens = tokens
         self.pos = 0
         self.resolve = resolve
+        self.resolve_range = resolve_range  # INDEX's range → its table; None: no ranges
         self.depth = 0
 
     def peek(self) -> Token | None:
@@ -428,7 +472,7 @@ class Compiler:
         """NAME( arg, … ), the opening parenthesis taken."""
         fn, fewest, most = self.functions[name]
         fn = self.algebra.functions.get(name, fn)  # the algebra's own, where it has one
-        args = [self.comparison()]
+        args = [self._range() if name == "INDEX" else self.comparison()]
         while self.take(","):
             args.append(self.comparison())
         if not self.take(")"):
@@ -436,6 +480,20 @@ class Compiler:
         if not fewest <= len(args) <= most:
             raise Unsupported(f"{name} takes {fewest}-{most} arguments, not {len(args)}")
         return lambda env: fn(*(arg(env) for arg in args))
+
+    def _range(self) -> Expr:
+        """A1:B2, INDEX's first argument: the table `resolve_range` makes of it."""
+        tokens = self.tokens[self.pos : self.pos + 3]
+        if (
+            self.resolve_range is None
+            or len(tokens) < 3
+            or tokens[0][0] != "ref"
+            or tokens[1] != ("op", ":")
+            or tokens[2][0] != "ref"
+        ):
+            raise Unsupported("INDEX reads only a range of cells bpxl writes")
+        self.pos += 3
+        return self.resolve_range(tokens[0][1], tokens[2][1])
 
 
 # What people write by hand besides: POWER(x, 2) for x^2.
