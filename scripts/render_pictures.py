@@ -4,13 +4,16 @@ them.
     python scripts/render_pictures.py [outputs/backprop.xlsx] [--sheet "LR 2"]
     python scripts/render_pictures.py --preset xor [--lr 2]
     python scripts/render_pictures.py --network docs/networks/circle_2-16-16-1.toml [--lr 0.2]
+    python scripts/render_pictures.py --preset ravine --optimizer sgd momentum adam --lr 0.04
+    python scripts/render_pictures.py --preset moons --batch-size 8 --lr 0.5
 
 From a workbook (the seed's): outputs/lr_sheet.png (the first screen of one LR sheet),
 outputs/lr_sheet_gradients.png (its printed page with the gradients), outputs/lr_chart.png (its
 chart band) and outputs/error_vs_lr.png (the Error vs LR chart). With --preset or --network,
 builds that network at one learning rate (its own steps) and writes outputs/preset_NAME.png or
 outputs/net_LAYERS.png (the first screen of its LR sheet) and the same name with _chart (its
-chart band).
+chart band); with several --optimizer, also _optimizers (the Optimizers sheet's chart); with
+--batch-size B, the names end in _bB.
 
 "The first screen" is the cells LibreOffice shows at 100 % zoom on a 1366×768 display when the
 sheet opens: a copy of the workbook gets that range as its print area, on one page. Then
@@ -157,15 +160,32 @@ def render_screens(
 PRESET_LR = {"seed": 2.0, "mazur": 0.5, "xor": 2.0, "softmax": 1.0}
 
 
-def render_network(network: description.Network, eta: float, name: str, out_dir: Path, dpi: int):
-    """One network's LR sheet at `eta`: its first screen and its charts."""
+def render_network(
+    network: description.Network,
+    eta: float,
+    name: str,
+    out_dir: Path,
+    dpi: int,
+    optimizers: list[str],
+    batch_size: int | None,
+):
+    """One network's first training sheet at `eta`: its first screen and its charts; with
+    several optimizers, the Optimizers sheet's chart too."""
+    from backprop_xlsx.mlp.config import check_batching
     from backprop_xlsx.mlp.workbook import build_workbook
 
+    steps = network.steps or 100
+    network = check_batching(network, batch_size, 0, steps)
     with tempfile.TemporaryDirectory() as tmp:
         book = Path(tmp) / "book.xlsx"
-        build_workbook(network, [eta], network.steps or 100, book)
-        sheet = layout.SheetLayout(network)
-        render_screens(book, sheet, layout.lr_sheet_title(eta), name, out_dir, dpi)
+        build_workbook(network, [eta], steps, book, optimizers=optimizers)
+        sheet = layout.SheetLayout(network, optimizer=optimizers[0])
+        render_screens(book, sheet, layout.sheet_title(optimizers[0], eta), name, out_dir, dpi)
+        if len(optimizers) > 1:
+            pdf = export_pdf(book, Path(tmp) / "book.pdf")
+            pages = page_texts(pdf)
+            summary = find_page(pages, "one line per sheet")
+            render(pdf, summary, out_dir / f"{name}_optimizers.png", dpi)
 
 
 def main() -> None:
@@ -175,6 +195,8 @@ def main() -> None:
     parser.add_argument("--preset", help="picture this preset instead of a workbook")
     parser.add_argument("--network", type=Path, help="picture this network file instead")
     parser.add_argument("--lr", type=float, help="the network's learning rate to picture")
+    parser.add_argument("--optimizer", nargs="+", default=["sgd"], help="with --preset/--network")
+    parser.add_argument("--batch-size", type=int, help="with --preset/--network: mini-batches")
     parser.add_argument("--out-dir", type=Path, default=Path("outputs"))
     parser.add_argument("--dpi", type=int, default=110)
     args = parser.parse_args()
@@ -187,7 +209,9 @@ def main() -> None:
             network = description.load(args.network)
             name = "net_" + "-".join(map(str, network.net.layers))
             eta = args.lr or (network.lr[len(network.lr) // 2] if network.lr else 0.1)
-        render_network(network, eta, name, args.out_dir, args.dpi)
+        if args.batch_size:
+            name += f"_b{args.batch_size}"
+        render_network(network, eta, name, args.out_dir, args.dpi, args.optimizer, args.batch_size)
         return
 
     render_screens(args.workbook, layout.SEED_LAYOUT, args.sheet, "lr_sheet", args.out_dir, 110)

@@ -18,6 +18,7 @@ from test_properties import OUTPUT, Case, near_a_kink
 from backprop_xlsx.mlp import batches, network
 from backprop_xlsx.mlp.config import check_batching
 from backprop_xlsx.mlp.layout import SheetLayout
+from backprop_xlsx.mlp.optim import HYPERPARAMETERS, OPTIMIZERS
 
 STEPS = 200
 TOLERANCE = 1e-12  # relative to each array's largest entry
@@ -48,7 +49,20 @@ def batch_cases(draw: st.DrawFn) -> tuple[Case, int, int, float]:
     return case, size, draw(st.integers(0, 2**32 - 1)), draw(st.sampled_from([0.01, 0.05, 0.1]))
 
 
-def torch_trajectory(case: Case, size: int, seed: int, eta: float):  # type: ignore[no-untyped-def]
+# each optimizer as torch.optim builds it, with torch's defaults (those of optim.py)
+TORCH_OPTIMIZERS = {
+    "sgd": lambda params, eta, torch: torch.optim.SGD(params, lr=eta),
+    "momentum": lambda params, eta, torch: torch.optim.SGD(params, lr=eta, momentum=0.9),
+    "nesterov": lambda params, eta, torch: torch.optim.SGD(
+        params, lr=eta, momentum=0.9, nesterov=True
+    ),
+    "rmsprop": lambda params, eta, torch: torch.optim.RMSprop(params, lr=eta),
+    "adam": lambda params, eta, torch: torch.optim.Adam(params, lr=eta),
+    "adamw": lambda params, eta, torch: torch.optim.AdamW(params, lr=eta),
+}
+
+
+def torch_trajectory(case: Case, size: int, seed: int, eta: float, optimizer_name: str = "sgd"):  # type: ignore[no-untyped-def]
     """W, b after every step and E_train of every step, by torch, batches from the schedule."""
     import torch
 
@@ -60,7 +74,7 @@ def torch_trajectory(case: Case, size: int, seed: int, eta: float):  # type: ign
     W = [torch.tensor(w, requires_grad=True) for w in nw.W]
     b = [None if v is None else torch.tensor(v, requires_grad=nw.bias == "trained") for v in nw.b]
     trained = [*W, *(v for v in b if v is not None and nw.bias == "trained")]
-    optimizer = torch.optim.SGD(trained, lr=eta)
+    optimizer = TORCH_OPTIMIZERS[optimizer_name](trained, eta, torch)
     x_all, t_all = torch.tensor(nw.inputs), torch.tensor(nw.targets)
 
     def loss(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -121,7 +135,16 @@ def test_numpy_mini_batches_are_torch_sgd(drawn: tuple[Case, int, int, float]) -
     assume(check_against_torch(drawn))
 
 
-def check_against_torch(drawn: tuple[Case, int, int, float]) -> bool:
+@pytest.mark.torch
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_mini_batches_with_every_optimizer_are_torch_optim(name: str) -> None:
+    """Mini-batches and an optimizer together: each step's update of torch.optim's rule from
+    the gradient of the schedule's batch."""
+    drawn = (Case((2, 3, 1), ("tanh", "sigmoid"), "binary_cross_entropy", True, 10, 5), 4, 2, 0.05)
+    assert check_against_torch(drawn, name), "the example left float64 or sat on a ReLU kink"
+
+
+def check_against_torch(drawn: tuple[Case, int, int, float], optimizer_name: str = "sgd") -> bool:
     """NumPy's run against torch's; False (nothing compared) where NumPy's run leaves float64
     or a ReLU input sits within rounding of 0 (see test_properties.near_a_kink)."""
     case, size, seed, eta = drawn
@@ -130,8 +153,11 @@ def check_against_torch(drawn: tuple[Case, int, int, float]) -> bool:
     x, t, W, b = sheet.parameters({e.key: e.value for e in sheet.setup})
     numbers = batches.step_batches(sheet.schedule(), size, STEPS)
     with np.errstate(all="ignore"):
+        optimizer = OPTIMIZERS[optimizer_name]
+        hyper = {k: HYPERPARAMETERS[k].default for k in optimizer.hyper}
         h = network.train_network(nw.net, x, t, W, b, [eta], STEPS,
-                                  train_bias=nw.bias == "trained", batches=numbers)  # fmt: skip
+                                  train_bias=nw.bias == "trained", batches=numbers,
+                                  optimizer=optimizer, hyper=hyper)  # fmt: skip
         full = batches.full_pass(nw.net, x, t, h.W, h.b)
     if not (all(np.isfinite(w).all() for w in h.W) and np.isfinite(full.E_train).all()):
         return False
@@ -141,7 +167,7 @@ def check_against_torch(drawn: tuple[Case, int, int, float]) -> bool:
                                [None if v is None else v[k, 0] for v in h.b])  # fmt: skip
         if near_a_kink(nw, run):
             return False
-    Ws, bs, E_train = torch_trajectory(case, size, seed, eta)
+    Ws, bs, E_train = torch_trajectory(case, size, seed, eta, optimizer_name)
     for layer in range(nw.net.depth):
         close(h.W[layer][:, 0], np.stack([w[layer] for w in Ws]), f"W{layer + 1} of {drawn}")
         if h.b[layer] is not None:

@@ -44,7 +44,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-PRESETS = ("seed", "mazur", "xor", "softmax", "moons")
+PRESETS = ("seed", "mazur", "xor", "softmax", "moons", "ravine")
 DEFAULT_PRESET = "seed"
 BIAS_MODES = {True: "trained", False: "none", "fixed": "fixed"}
 MAX_WEIGHT_LAYERS = 3

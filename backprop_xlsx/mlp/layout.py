@@ -225,7 +225,9 @@ class SheetLayout(Formulas, BatchFormulas):
         # the update rule of this sheet, and the hyperparameters Setup lists (key → value): all
         # the workbook's optimizers read, so every training sheet shares one Setup
         self.optimizer = OPTIMIZERS[optimizer]
-        self.hyper = dict(hyper or {})
+        if hyper is None:  # this optimizer's own, with torch.optim's defaults
+            hyper = {k: HYPERPARAMETERS[k].default for k in self.optimizer.hyper}
+        self.hyper = dict(hyper)
         missing = set(self.optimizer.hyper) - set(self.hyper)
         assert not missing, f"{optimizer} needs {sorted(missing)} on Setup"
         # the seed's own layout (no δ columns, δ inlined in the gradients): the network says
