@@ -237,7 +237,7 @@ def cli() -> None:
     type=click.Choice(PRESETS),
     help="A network from templates/: seed (the default 2-2-2), mazur (the worked example with "
     "biases), xor (2-3-1), softmax (a 3-class classifier), moons (40 generated points, for "
-    "--batch-size), ravine (a 2-1 linear neuron in a narrow valley, for --optimizer)."
+    "--batch-size), ravine (a 2-1 linear neuron in a narrow valley, for --optimizer).",
 )
 @click.option(
     "--config",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backprop_xlsx.mlp.network import _T, Architecture, _matmul, activate, error_terms
+from backprop_xlsx.mlp.network import Architecture, error_terms, forward
 
 DEFAULT_SHUFFLE_SEED = 0
 
@@ -93,13 +93,8 @@ def full_pass(
 ) -> FullPass:
     """The forward pass of all S samples for every step at once: W[l] (steps + 1, ..., n, m)
     from a History, x (..., S, n_in) and t (..., S, n_out) the training set."""
-    a = [np.asarray(x, dtype=np.float64)]
-    for W_l, b_l, f in zip(W, b, net.activations, strict=True):
-        z_l = _matmul(a[-1], _T(W_l))
-        if b_l is not None:
-            z_l = z_l + b_l[..., None, :]
-        a.append(activate(f, z_l))
-    terms = error_terms(net.loss, z_l, a[-1], t)
+    z, a = forward(net, x, W, b)
+    terms = error_terms(net.loss, z[-1], a[-1], t)
     E = terms[..., 0]
     for j in range(1, terms.shape[-1]):
         E = E + terms[..., j]  # left to right, as the sheet's sum

@@ -134,6 +134,24 @@ def _matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
+def forward(
+    net: Architecture,
+    x: np.ndarray,
+    W: Sequence[np.ndarray],
+    b: Sequence[np.ndarray | None],
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """z and a of every layer (a[0] = x): z = W·a_prev + b, a = f(z); a None b adds nothing."""
+    a = [np.asarray(x, dtype=np.float64)]
+    z: list[np.ndarray] = []
+    for W_l, b_l, f in zip(W, b, net.activations, strict=True):
+        z_l = _matmul(a[-1], _T(W_l))
+        if b_l is not None:
+            z_l = z_l + b_l[..., None, :]
+        z.append(z_l)
+        a.append(activate(f, z_l))
+    return z, a
+
+
 def backprop(
     net: Architecture,
     x: np.ndarray,
@@ -145,14 +163,7 @@ def backprop(
 
     A layer whose b is None has no bias (it adds nothing to z).
     """
-    a = [np.asarray(x, dtype=np.float64)]
-    z: list[np.ndarray] = []
-    for W_l, b_l, f in zip(W, b, net.activations, strict=True):
-        z_l = _matmul(a[-1], _T(W_l))
-        if b_l is not None:
-            z_l = z_l + b_l[..., None, :]
-        z.append(z_l)
-        a.append(activate(f, z_l))
+    z, a = forward(net, x, W, b)
     E = error_terms(net.loss, z[-1], a[-1], t)
     E_total = E.sum(axis=(-2, -1))
 
