@@ -486,7 +486,7 @@ def test_internal_error_is_one_line(recalculated: Path, monkeypatch: pytest.Monk
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("float division by zero")
 
-    monkeypatch.setattr(verify, "verify_workbook", broken)
+    monkeypatch.setattr(verify, "verify_package", broken)  # what the command calls
     code, out, err = run(recalculated)
     assert_one_line_error(
         code, out, err, "internal error: ZeroDivisionError: float division by zero"
