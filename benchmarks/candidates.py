@@ -25,8 +25,8 @@ from mnist import model, train, training  # noqa: E402
 
 W75 = (8, 12, 16, 16, 16)  # the 7,568-parameter net: the `ours-*` candidates, the default before
 W49 = (8, 10, 12, 12, 14)  # the 4,932-parameter net: the `4.9k*` candidates, the default before
-W68 = (8, 10, 12, 16, 20)  # 6,812 parameters, 384,944 multiply-adds: today's `ours`
-W79 = (8, 10, 14, 18, 20)  # 7,900 parameters
+W68 = (8, 10, 12, 16, 20)  # 6,812 parameters, 384,944 multiply-adds: the default before
+W79 = (8, 10, 14, 18, 20)  # 7,900 parameters, 434,984 multiply-adds: today's `ours`
 W103 = (8, 12, 16, 20, 24)  # 10,264 parameters: past 8,000, if no net within holds
 
 
@@ -83,10 +83,10 @@ CANDIDATES: dict[str, tuple[Callable[[], nn.Module], dict]] = {
     #   99.50 99.55 (seed 7 short); `4.9k-e14`, the same in 14 epochs: 1: 99.48, 2: 99.44,
     #   4: 99.45, 7: 99.40, each 0.02 above 12 epochs, too little for a margin;
     # `6.8k-e14`, the channels added where the pixels are few (a weight on 5×5 maps costs 25
-    #   multiply-adds, one at full resolution 676), 14 epochs: today's `ours`, its sweep in
-    #   outputs/mnist_seeds.md. Weights averaged step by step over its last one or two epochs
-    #   (`--probe-averages`, BatchNorm re-estimated for them) ended within -0.02..+0.03 of the
-    #   last weights on seeds 1, 2, 4, 7: SWA-style averaging adds nothing to an annealed run.
+    #   multiply-adds, one at full resolution 676), 14 epochs: the default before `7.9k`, 19/20
+    #   (benchmarks/sweeps/mnist_seeds_6.8k-e14.md). Weights averaged step by step over its last
+    #   one or two epochs (`--probe-averages`, BatchNorm re-estimated for them) ended within
+    #   -0.02..+0.03 of the last weights on seeds 1, 2, 4, 7: SWA-style averaging adds nothing to an annealed run.
     "4.9k-e12": (gap_net(W49), {"epochs": 12}),
     "4.9k-e14": (gap_net(W49), {"epochs": 14}),
     "6.8k-e14": (gap_net(W68), {"epochs": 14}),
