@@ -86,7 +86,8 @@ CANDIDATES: dict[str, tuple[Callable[[], nn.Module], dict]] = {
     #   multiply-adds, one at full resolution 676), 14 epochs: the default before `7.9k`, 19/20
     #   (benchmarks/sweeps/mnist_seeds_6.8k-e14.md). Weights averaged step by step over its last
     #   one or two epochs (`--probe-averages`, BatchNorm re-estimated for them) ended within
-    #   -0.02..+0.03 of the last weights on seeds 1, 2, 4, 7: SWA-style averaging adds nothing to an annealed run.
+    #   -0.02..+0.03 of the last weights on seeds 1, 2, 4, 7: SWA-style averaging adds nothing
+    #   to an annealed run.
     "4.9k-e12": (gap_net(W49), {"epochs": 12}),
     "4.9k-e14": (gap_net(W49), {"epochs": 14}),
     "6.8k-e14": (gap_net(W68), {"epochs": 14}),
