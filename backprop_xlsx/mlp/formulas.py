@@ -253,16 +253,10 @@ class Formulas:
 
 
 def _full_activation(f: str, z: str, exps: list[str], j: int) -> str:
-    """a = f(z) with z written out (the full pass has no z columns)."""
-    if f == "sigmoid":
-        return f"1/(1+EXP(-({z})))"
-    if f == "tanh":
-        return f"TANH({z})"
-    if f == "relu":
-        return f"MAX(0,{z})"
+    """a = f(z) with z written out in brackets (the full pass has no z columns)."""
     if f == "softmax":
         return f"{exps[j]}/({'+'.join(exps)})"
-    return z  # linear
+    return ACTIVATION_FORMULAS[f].format(z=f"({z})")
 
 
 class BatchFormulas:
