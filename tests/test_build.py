@@ -357,7 +357,8 @@ def test_overflow_is_refused_at_the_iteration_libreoffice_shows_num(
     found = re.fullmatch(r"error: learning rate 1e\+308 overflows at iteration (\d+): .*\n", stderr)
     assert found, stderr
     raw = tmp_path / "unchecked.xlsx"  # the workbook the check refuses, written anyway
-    writer.write_workbook(default_values(), [1e308], 3, raw, check=False)
+    runs = writer._runs(default_values(), [1e308], 3, ("sgd",), None, check=False)
+    writer.write_workbook(runs, [1e308], 3, raw)
     recalculate(raw, raw)
     ws = openpyxl.load_workbook(raw, data_only=True)[layout.lr_sheet_title(1e308)]
     errors = [

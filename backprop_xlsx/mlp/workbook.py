@@ -247,7 +247,7 @@ class _Run:
     @classmethod
     def of(
         cls,
-        network: Network | Mapping[str, float] | _Run,
+        network: Network,
         etas: Sequence[float],
         steps: int,
         *,
@@ -259,10 +259,6 @@ class _Run:
 
         `optimizer` is this run's update rule, `hyper` every hyperparameter Setup shows.
         `check=False` is for the tests' witness of what the check refuses."""
-        if isinstance(network, _Run):
-            return network
-        if not isinstance(network, Network):
-            network = description.seed(network)  # the seed's named values, i1 … w8
         sheet = layout.SheetLayout(network, optimizer=optimizer, hyper=hyper)
         layout.check_size(sheet, len(etas), steps)
         if not check:
@@ -282,21 +278,18 @@ class _Run:
 
 
 def _runs(
-    network: Network | Mapping[str, float] | _Run | Sequence[_Run],
+    network: Network | Mapping[str, float],
     etas: Sequence[float],
     steps: int,
     optimizers: Sequence[str],
     hyper: Mapping[str, float] | None,
     check: bool = True,
 ) -> list[_Run]:
-    """One run per optimizer, all with every hyperparameter the workbook's Setup shows."""
-    if isinstance(network, Sequence) and not isinstance(network, _Run):
-        return list(network)
-    if isinstance(network, _Run):
-        return [network]
-    shown = {k: (hyper or {}).get(k, HYPERPARAMETERS[k].default) for k in hyper_keys(optimizers)}
+    """One run per optimizer, all with every hyperparameter the workbook's Setup shows; a
+    mapping is the seed's named values (i1 … w8)."""
     if not isinstance(network, Network):
         network = description.seed(network)
+    shown = {k: (hyper or {}).get(k, HYPERPARAMETERS[k].default) for k in hyper_keys(optimizers)}
     sheet = layout.SheetLayout(network)
     columns = sum(
         len(layout.SheetLayout(network, optimizer=o, hyper=shown).columns) for o in optimizers
@@ -308,7 +301,7 @@ def _runs(
 
 
 def write_workbook(
-    network: Network | Mapping[str, float] | _Run | Sequence[_Run],
+    runs: Sequence[_Run],
     etas: Sequence[float],
     steps: int,
     path: Path,
@@ -316,10 +309,7 @@ def write_workbook(
     carry_from: Path | None = None,
     carry: Sequence[str] = (),
     removed: Sequence[str] = (),
-    check: bool = True,
     blank: frozenset[str] = frozenset(),
-    optimizers: Sequence[str] = ("sgd",),
-    hyper: Mapping[str, float] | None = None,
     gradient_check: bool = False,
 ) -> list[str]:
     """Write the complete workbook to `path` (not atomic: build_workbook wraps it).
@@ -327,9 +317,8 @@ def write_workbook(
     Every formula cell also carries the value NumPy computed for it, for viewers that do not
     calculate; Excel and LibreOffice still recalculate on open. The sheets `carry` of
     `carry_from` are carried over (see package.build_package, whose warnings are returned).
-    One training sheet per optimizer (of the runs given, or of `optimizers`) and η.
+    One training sheet per run (one per optimizer, made by `_runs`) and η.
     """
-    runs = _runs(network, etas, steps, optimizers, hyper, check)
     optimizers = [r.sheet.optimizer.name for r in runs]
     sheet = runs[0].sheet
     training = [(r, j) for r in runs for j in range(len(etas))]
