@@ -357,8 +357,10 @@ def test_overflow_is_refused_at_the_iteration_libreoffice_shows_num(
     found = re.fullmatch(r"error: learning rate 1e\+308 overflows at iteration (\d+): .*\n", stderr)
     assert found, stderr
     raw = tmp_path / "unchecked.xlsx"  # the workbook the check refuses, written anyway
-    runs = writer._runs(default_values(), [1e308], 3, ("sgd",), None, check=False)
-    writer.write_workbook(runs, [1e308], 3, raw)
+    sheet = layout.SheetLayout(description.seed(default_values()))
+    with np.errstate(all="ignore"):
+        values = sheet.run({e.key: e.value for e in sheet.setup}, np.array([1e308]), 3)
+    writer.write_workbook([writer._Run(sheet, values)], [1e308], 3, raw)
     recalculate(raw, raw)
     ws = openpyxl.load_workbook(raw, data_only=True)[layout.lr_sheet_title(1e308)]
     errors = [

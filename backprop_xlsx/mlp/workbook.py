@@ -251,20 +251,14 @@ class _Run:
         etas: Sequence[float],
         steps: int,
         *,
-        check: bool = True,
         optimizer: str = "sgd",
         hyper: Mapping[str, float] | None = None,
     ) -> _Run:
         """Checked before anything is written: the size, and a run that never overflows.
 
-        `optimizer` is this run's update rule, `hyper` every hyperparameter Setup shows.
-        `check=False` is for the tests' witness of what the check refuses."""
+        `optimizer` is this run's update rule, `hyper` every hyperparameter Setup shows."""
         sheet = layout.SheetLayout(network, optimizer=optimizer, hyper=hyper)
         layout.check_size(sheet, len(etas), steps)
-        if not check:
-            with np.errstate(all="ignore"):
-                setup = {e.key: e.value for e in sheet.setup}
-                return cls(sheet, sheet.run(setup, np.asarray(etas, np.float64), steps))
         return cls(sheet, check_runs_finish(sheet, etas, steps))
 
     @property
@@ -283,7 +277,6 @@ def _runs(
     steps: int,
     optimizers: Sequence[str],
     hyper: Mapping[str, float] | None,
-    check: bool = True,
 ) -> list[_Run]:
     """One run per optimizer, all with every hyperparameter the workbook's Setup shows; a
     mapping is the seed's named values (i1 … w8)."""
@@ -296,7 +289,7 @@ def _runs(
     )
     layout.check_size(sheet, len(etas), steps, columns)
     return [
-        _Run.of(network, etas, steps, check=check, optimizer=o, hyper=shown) for o in optimizers
+        _Run.of(network, etas, steps, optimizer=o, hyper=shown) for o in optimizers
     ]
 
 
