@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from backprop_xlsx.cli import DEFAULT_LRS, cli
-from backprop_xlsx.mlp import description, layout
+from backprop_xlsx.mlp import description, layout, summary_layout
 from backprop_xlsx.mlp import workbook as writer
 from backprop_xlsx.mlp.config import default_values
 from backprop_xlsx.mlp.network import PARAMS
@@ -153,7 +153,7 @@ def test_setup_values_and_learning_rates(book: openpyxl.Workbook) -> None:
     eta_col, sheet_col, final_col = layout.SETUP_LR_COLUMNS
     for j, eta in enumerate(ETAS):
         title, row = layout.lr_sheet_title(eta), layout.setup_lr_row(j)
-        assert ws[f"{eta_col}{row}"].value == layout.eta_ref(title)
+        assert ws[f"{eta_col}{row}"].value == summary_layout.eta_ref(title)
         assert ws[f"{sheet_col}{row}"].value == title
         assert ws[f"{sheet_col}{row}"].hyperlink.location == f"{layout.sheet_ref(title)}!A1"
         assert ws[f"{final_col}{row}"].value == f"={layout.sheet_ref(title)}!$X${STEPS + 4}"
@@ -161,14 +161,14 @@ def test_setup_values_and_learning_rates(book: openpyxl.Workbook) -> None:
 
 def test_summary_formulas(book: openpyxl.Workbook) -> None:
     ws = book[layout.SUMMARY_SHEET]
-    s = layout.SummaryLayout(len(ETAS), STEPS)
-    cols = layout.SUMMARY_COLUMNS
-    assert ws[layout.THRESHOLD_CELL].value == layout.DEFAULT_THRESHOLD
+    s = summary_layout.SummaryLayout(len(ETAS), STEPS)
+    cols = summary_layout.SUMMARY_COLUMNS
+    assert ws[summary_layout.THRESHOLD_CELL].value == summary_layout.DEFAULT_THRESHOLD
     for j, eta in enumerate(ETAS):
         title, row = layout.lr_sheet_title(eta), s.lr_row(j)
-        assert ws[f"{cols['eta']}{row}"].value == layout.eta_ref(title)
+        assert ws[f"{cols['eta']}{row}"].value == summary_layout.eta_ref(title)
         assert ws[f"{cols['sheet']}{row}"].hyperlink.location == f"'{title}'!A1"
-        assert ws[f"{cols['final']}{row}"].value == layout.final_e_total_ref(title, STEPS)
+        assert ws[f"{cols['final']}{row}"].value == summary_layout.final_e_total_ref(title, STEPS)
         first_below = ws[f"{cols['first_below']}{row}"].value
         assert first_below.text == s.first_below_formula(j)  # a CSE array formula
         assert ws.cell(s.table_header_row, j + 2).value == title
@@ -177,7 +177,7 @@ def test_summary_formulas(book: openpyxl.Workbook) -> None:
         assert ws[f"A{s.iteration_row(k)}"].value == k
         for j, eta in enumerate(ETAS):
             cell = ws[f"{s.lr_column(j)}{s.iteration_row(k)}"]
-            assert cell.value == layout.e_total_ref(layout.lr_sheet_title(eta), k)
+            assert cell.value == summary_layout.e_total_ref(layout.lr_sheet_title(eta), k)
     assert len(ws._charts) == 1 and len(ws._charts[0].series) == len(ETAS)
 
 
@@ -192,12 +192,21 @@ def test_libreoffice_values_equal_numpy(values: openpyxl.Workbook) -> None:
 
 def test_summary_values_equal_numpy(values: openpyxl.Workbook) -> None:
     ws = values[layout.SUMMARY_SHEET]
-    s = layout.SummaryLayout(len(ETAS), STEPS)
+    s = summary_layout.SummaryLayout(len(ETAS), STEPS)
     e_total = train(default_values(), ETAS, STEPS)["E_total"]
-    cols = layout.SUMMARY_COLUMNS
-    below = e_total < layout.DEFAULT_THRESHOLD
-    firsts = [int(np.argmax(below[:, j])) if below[:, j].any() else layout.NEVER for j in range(6)]
-    assert firsts == [layout.NEVER, layout.NEVER, 85, 53, 43, 21]  # some never, some do
+    cols = summary_layout.SUMMARY_COLUMNS
+    below = e_total < summary_layout.DEFAULT_THRESHOLD
+    firsts = [
+        int(np.argmax(below[:, j])) if below[:, j].any() else summary_layout.NEVER for j in range(6)
+    ]
+    assert firsts == [
+        summary_layout.NEVER,
+        summary_layout.NEVER,
+        85,
+        53,
+        43,
+        21,
+    ]  # some never, some do
     for j, eta in enumerate(ETAS):
         row = s.lr_row(j)
         assert ws[f"{cols['eta']}{row}"].value == eta
@@ -405,10 +414,10 @@ def test_error_vs_lr_prints_every_column_and_keeps_its_header_frozen(
     out = tmp_path / "b.xlsx"
     build_workbook(default_values(), ETAS[:n], 60, out)
     ws = openpyxl.load_workbook(out)[layout.SUMMARY_SHEET]
-    s = layout.SummaryLayout(n, 60)
+    s = summary_layout.SummaryLayout(n, 60)
     areas = re.findall(r"\$([A-Z]+)\$(\d+):\$([A-Z]+)\$(\d+)", str(ws.print_area))
     table = next(a for a in areas if a[0] == "A")
-    used = max(ws.max_column, len(layout.SUMMARY_COLUMNS))  # D: first below threshold
+    used = max(ws.max_column, len(summary_layout.SUMMARY_COLUMNS))  # D: first below threshold
     assert openpyxl.utils.column_index_from_string(table[2]) == used == max(n + 1, 4)
     assert ws.cell(s.lr_row(0), 4).value is not None  # column D is really used
     # Frozen up to the iteration table's header: it stays in view as the iterations scroll.

@@ -12,7 +12,7 @@ import openpyxl
 import pytest
 from openpyxl.utils import column_index_from_string, get_column_letter
 
-from backprop_xlsx.mlp import description, layout, sheetview
+from backprop_xlsx.mlp import description, layout, sheetview, summary_layout
 from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.verify.workbook import verify_workbook
 
@@ -130,11 +130,11 @@ def test_error_vs_lr_headers_and_instruction_are_whole(tmp_path: Path, n: int) -
     out = tmp_path / "b.xlsx"
     build_workbook(network("seed"), [0.1, 0.2, 0.5, 0.8, 1, 2][:n], 20, out)
     ws = openpyxl.load_workbook(out)[layout.SUMMARY_SHEET]
-    header = ws.cell(layout.SUMMARY_HEADER_ROW, 4)
+    header = ws.cell(summary_layout.SUMMARY_HEADER_ROW, 4)
     assert header.value == "first iteration below threshold"
     # two lines ("first iteration" / "below threshold"), each inside the column's width
     assert ws.column_dimensions["D"].width >= len("first iteration") + 1
-    assert ws.row_dimensions[layout.SUMMARY_HEADER_ROW].height >= 2 * 15
+    assert ws.row_dimensions[summary_layout.SUMMARY_HEADER_ROW].height >= 2 * 15
     assert header.alignment.wrap_text
     instruction = next(r for r in ws.merged_cells.ranges if r.coord.startswith("C3:"))
     text = ws["C3"].value

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from backprop_xlsx.cli import cli
-from backprop_xlsx.mlp import layout
+from backprop_xlsx.mlp import layout, summary_layout
 from backprop_xlsx.mlp.config import default_values
 from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.verify.lr_formulas import compile_formula
@@ -228,9 +228,9 @@ def test_cached_value_nudged_by_1e_9_relative(recalculated: Path) -> None:
 
 
 def test_summary_values_are_checked(recalculated: Path) -> None:
-    summary = layout.SummaryLayout(len(ETAS), STEPS)
-    final = f"{layout.SUMMARY_COLUMNS['final']}{summary.lr_row(0)}"
-    first_below = f"{layout.SUMMARY_COLUMNS['first_below']}{summary.lr_row(1)}"
+    summary = summary_layout.SummaryLayout(len(ETAS), STEPS)
+    final = f"{summary_layout.SUMMARY_COLUMNS['final']}{summary.lr_row(0)}"
+    first_below = f"{summary_layout.SUMMARY_COLUMNS['first_below']}{summary.lr_row(1)}"
 
     def nudge(cell: str) -> str:
         return re.sub(r"<v>([^<]+)</v>", lambda m: f"<v>{float(m[1]) * (1 + 1e-9)!r}</v>", cell)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from openpyxl.utils import get_column_letter
+from openpyxl.utils.cell import absolute_coordinate
 
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import layout
@@ -60,11 +61,6 @@ MAX_FORMULAS = 1_000_000  # 2-16-16-1 with 20 samples is 890,000; LibreOffice: ~
 
 SIDES = ("+", "-")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
-
-
-def _abs(cell: str) -> str:
-    col, row = re.fullmatch(r"([A-Z]+)(\d+)", cell).groups()
-    return f"${col}${row}"
 
 
 @dataclass(frozen=True)
@@ -138,7 +134,7 @@ class GradCheckLayout:
         return f"{sheet_ref(self.lr_title)}!${letter}${first}:${letter}${last}"
 
     def _at_iteration(self, key: str) -> str:
-        return f"=INDEX({self._lr_range(key)},{_abs(ITERATION_CELL)}+1)"
+        return f"=INDEX({self._lr_range(key)},{absolute_coordinate(ITERATION_CELL)}+1)"
 
     def e_total_formula(self) -> str:
         return self._at_iteration("E_total")
@@ -161,12 +157,12 @@ class GradCheckLayout:
     def cd_formula(self, p: str) -> str:
         r = self.row[p]
         plus, minus = self.letter["+", "E_total"], self.letter["-", "E_total"]
-        return f"=({plus}{r}-{minus}{r})/(2*{_abs(H_CELL)})"
+        return f"=({plus}{r}-{minus}{r})/(2*{absolute_coordinate(H_CELL)})"
 
     def rel_formula(self, p: str) -> str:
         r = self.row[p]
         cd, bp = f"{COLUMNS['cd']}{r}", f"{COLUMNS['backprop']}{r}"
-        return f"=ABS({cd}-{bp})/MAX(ABS({cd}),ABS({bp}),{_abs(FLOOR_CELL)})"
+        return f"=ABS({cd}-{bp})/MAX(ABS({cd}),ABS({bp}),{absolute_coordinate(FLOOR_CELL)})"
 
     def pass_formula(self, p: str, side: str, key: str) -> str:
         """z, a or E_total of the forward pass with p nudged by +h or −h: the LR sheet's own
@@ -210,7 +206,7 @@ class GradCheckLayout:
             name = match[1]
             if name in self.row:  # a trained parameter
                 value = f"${theta}${self.row[name]}"
-                return f"({value}{side}{_abs(H_CELL)})" if name == nudged else value
+                return f"({value}{side}{absolute_coordinate(H_CELL)})" if name == nudged else value
             if name in sheet.setup_row:  # an input, a target, a fixed bias
                 row = sheet.setup_row[name]
                 return f"{sheet_ref(layout.SETUP_SHEET)}!${layout.SETUP_VALUE_COLUMN}${row}"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from openpyxl.formatting.rule import CellIsRule
 from openpyxl.styles import PatternFill
 from openpyxl.utils import get_column_letter
+from openpyxl.utils.cell import absolute_coordinate
 from openpyxl.worksheet.worksheet import Worksheet
 
 from backprop_xlsx.mlp import gradcheck as G
@@ -112,7 +113,7 @@ def fill_gradcheck(ws: Worksheet, g: G.GradCheckLayout, values: Mapping[str, flo
                 col = column_number(a1.rstrip("0123456789"))
                 bulk.formula(r, col, formulas[a1], style, values.get(a1))
     rel = f"{G.COLUMNS['rel']}{G.FIRST_ROW}:{G.COLUMNS['rel']}{g.last_row}"
-    threshold = f"${G.THRESHOLD_CELL[0]}${G.THRESHOLD_CELL[1:]}"
+    threshold = absolute_coordinate(G.THRESHOLD_CELL)
     ws.conditional_formatting.add(
         rel, CellIsRule(operator="lessThanOrEqual", formula=[threshold], fill=PASS_FILL)
     )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from openpyxl.utils import get_column_letter
+from openpyxl.utils.cell import absolute_coordinate
 
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import batches
@@ -79,15 +80,6 @@ SETUP_LR_COLUMNS = ("E", "F", "G")
 ETA_CELL = "B1"
 HEADER_ROW = 3
 FIRST_ROW = 4
-
-# Error vs LR sheet: the threshold input, then one row per learning rate, then the iterations.
-THRESHOLD_CELL = "B3"
-DEFAULT_THRESHOLD = 1e-3
-SUMMARY_HEADER_ROW = 5  # η | sheet | final E_total | first iteration below threshold
-NEVER = "never"  # what "first iteration below threshold" shows when E_total never gets there
-# Columns of the per-LR table on Error vs LR (rows SummaryLayout.lr_row).
-SUMMARY_COLUMNS = {"eta": "A", "sheet": "B", "final": "C", "first_below": "D"}
-
 
 MAX_SHEET_TITLE = 31  # Excel refuses longer sheet names
 
@@ -160,11 +152,6 @@ def is_bpxl_sheet(title: str) -> bool:
 def setup_ref(name: str) -> str:
     """Absolute reference to a starting value on the Setup sheet, e.g. Setup!$B$8."""
     return f"{sheet_ref(SETUP_SHEET)}!${SETUP_VALUE_COLUMN}${SETUP_ROW[name]}"
-
-
-def _abs(cell: str) -> str:
-    col, row = re.fullmatch(r"([A-Z]+)(\d+)", cell).groups()
-    return f"${col}${row}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +251,7 @@ class SheetLayout(Formulas, BatchFormulas):
                 if where == "setup":
                     return f"{sheet_ref(SETUP_SHEET)}!${SETUP_VALUE_COLUMN}${self.setup_row[name]}"
                 if name == "eta":
-                    return _abs(ETA_CELL)
+                    return absolute_coordinate(ETA_CELL)
                 if name in ("schedule", "data"):
                     return self.setup_range(name)
                 return letters[name] + ("{p}" if where == "prev" else "{r}")
@@ -553,58 +540,3 @@ def row_of_iteration(k: int) -> int:
 def last_row(steps: int) -> int:
     """Sheet row of the last iteration: `steps` updates after the initial weights."""
     return FIRST_ROW + steps
-
-
-def eta_ref(title: str) -> str:
-    """Formula of a live reference to an LR sheet's η, e.g. ='LR 0.1'!$B$1."""
-    return f"={sheet_ref(title)}!{_abs(ETA_CELL)}"
-
-
-def final_e_total_ref(title: str, steps: int, letter: str = LETTER["E_total"]) -> str:
-    """Formula of a live reference to an LR sheet's last E_total, e.g. ='LR 0.1'!$W$104.
-
-    `letter` is the E_total column of the sheet's layout (the seed's by default)."""
-    return f"={sheet_ref(title)}!${letter}${last_row(steps)}"
-
-
-def e_total_ref(title: str, k: int, letter: str = LETTER["E_total"]) -> str:
-    """Formula of a live reference to E_total of iteration k on an LR sheet, e.g. ='LR 0.1'!W4."""
-    return f"={sheet_ref(title)}!{letter}{row_of_iteration(k)}"
-
-
-@dataclass(frozen=True)
-class SummaryLayout:
-    """Positions on the Error vs LR sheet, which depend on how many learning rates there are."""
-
-    n_lr: int
-    steps: int
-
-    def lr_row(self, j: int) -> int:
-        """Row of the j-th learning rate in the per-LR table (η, sheet, final E, first below)."""
-        return SUMMARY_HEADER_ROW + 1 + j
-
-    @property
-    def table_header_row(self) -> int:
-        """Header row of the E_total-per-iteration table: iteration | LR … | LR …"""
-        return SUMMARY_HEADER_ROW + self.n_lr + 3
-
-    def iteration_row(self, k: int) -> int:
-        return self.table_header_row + 1 + k
-
-    @staticmethod
-    def lr_column(j: int) -> str:
-        """Column of the j-th learning rate in the per-iteration table (A holds the iteration)."""
-        return get_column_letter(j + 2)
-
-    def lr_range(self, j: int) -> str:
-        """The j-th learning rate's E_total over all iterations in the per-iteration table."""
-        col = self.lr_column(j)
-        return f"{col}{self.iteration_row(0)}:{col}{self.iteration_row(self.steps)}"
-
-    def first_below_formula(self, j: int) -> str:
-        """First iteration whose E_total is below the threshold, or NEVER.
-
-        Written as a CSE array formula (the comparison runs over a range), which both Excel and
-        LibreOffice evaluate; MATCH gives a 1-based position, iteration numbers start at 0.
-        """
-        return f'=IFERROR(MATCH(TRUE,{self.lr_range(j)}<{_abs(THRESHOLD_CELL)},0)-1,"{NEVER}")'

@@ -19,7 +19,7 @@ from openpyxl.worksheet.formula import ArrayFormula
 from openpyxl.worksheet.hyperlink import Hyperlink
 from openpyxl.worksheet.worksheet import Worksheet
 
-from backprop_xlsx.mlp import layout, sheetview
+from backprop_xlsx.mlp import layout, sheetview, summary_layout
 from backprop_xlsx.mlp.compare import optimizer_equations, optimizer_names, optimizer_note
 from backprop_xlsx.mlp.equations import EQUATIONS, general_equations, network_fields, network_title
 from backprop_xlsx.xlsx.look import INPUT_FILL
@@ -69,9 +69,9 @@ def _lr_entry(
 
     `letter` is the E_total column of the LR sheets."""
     eta_col, sheet_col, final_col = columns
-    ws[f"{eta_col}{row}"] = layout.eta_ref(title)
+    ws[f"{eta_col}{row}"] = summary_layout.eta_ref(title)
     _sheet_link(ws, f"{sheet_col}{row}", title)
-    ws[f"{final_col}{row}"] = layout.final_e_total_ref(title, steps, letter)
+    ws[f"{final_col}{row}"] = summary_layout.final_e_total_ref(title, steps, letter)
     ws[f"{final_col}{row}"].number_format = layout.FORMAT_SMALL
 
 
@@ -275,7 +275,7 @@ def fill_summary(
     ws: Worksheet,
     sheet: layout.SheetLayout,
     titles: list[str],
-    s: layout.SummaryLayout,
+    s: summary_layout.SummaryLayout,
     bounds: tuple[float, float] | None,
     letters: Sequence[str] | None = None,
     heading: str = "Error vs learning rate",
@@ -285,14 +285,14 @@ def fill_summary(
     loss = sheet.loss_key
     letters = letters or [sheet.letter[loss]] * len(titles)
     _text(ws, "A1", heading, TITLE)
-    threshold_row = int(re.sub(r"\D", "", layout.THRESHOLD_CELL))
+    threshold_row = int(re.sub(r"\D", "", summary_layout.THRESHOLD_CELL))
     _text(ws, f"A{threshold_row}", "threshold", BOLD)
-    cell = ws[layout.THRESHOLD_CELL]
-    cell.value = layout.DEFAULT_THRESHOLD
+    cell = ws[summary_layout.THRESHOLD_CELL]
+    cell.value = summary_layout.DEFAULT_THRESHOLD
     cell.fill = INPUT_FILL
     cell.number_format = "0.0E+00"
     # The instruction wraps within the tables' columns, so neither screen nor print cuts it.
-    last_column = max(len(titles) + 1, len(layout.SUMMARY_COLUMNS))
+    last_column = max(len(titles) + 1, len(summary_layout.SUMMARY_COLUMNS))
     widths = {"A": 14, "B": 14, "C": 14, "D": 17} | {
         get_column_letter(k + 1): 14 for k in range(4, last_column)
     }
@@ -304,19 +304,19 @@ def fill_summary(
     )
     _text(ws, f"C{threshold_row}", instruction)
     ws[f"C{threshold_row}"].alignment = Alignment(wrap_text=True, vertical="center")
-    for label in (f"A{threshold_row}", layout.THRESHOLD_CELL):
+    for label in (f"A{threshold_row}", summary_layout.THRESHOLD_CELL):
         ws[label].alignment = Alignment(vertical="center")
     ws.merge_cells(f"C{threshold_row}:{get_column_letter(last_column)}{threshold_row}")
     room = sum(widths[get_column_letter(k)] for k in range(3, last_column + 1)) - 2
     ws.row_dimensions[threshold_row].height = 15 * math.ceil(len(instruction) / room)
 
-    cols = layout.SUMMARY_COLUMNS
+    cols = summary_layout.SUMMARY_COLUMNS
     _header(
         ws,
-        layout.SUMMARY_HEADER_ROW,
+        summary_layout.SUMMARY_HEADER_ROW,
         ["η", "sheet", f"final {loss}", "first iteration below threshold"],
     )
-    ws.row_dimensions[layout.SUMMARY_HEADER_ROW].height = 30
+    ws.row_dimensions[summary_layout.SUMMARY_HEADER_ROW].height = 30
     e_format = layout.FORMAT_SMALL
     for j, (title, letter) in enumerate(zip(titles, letters, strict=True)):
         row = s.lr_row(j)
@@ -331,7 +331,7 @@ def fill_summary(
     ws[f"A{first}"] = 0
     for j, (title, letter) in enumerate(zip(titles, letters, strict=True)):
         cell = ws[f"{s.lr_column(j)}{first}"]
-        cell.value = layout.e_total_ref(title, 0, letter)
+        cell.value = summary_layout.e_total_ref(title, 0, letter)
         cell.number_format = e_format
 
     per = "learning rate" if every == "η" else "sheet"

@@ -28,7 +28,7 @@ from openpyxl import Workbook
 from openpyxl.packaging.custom import StringProperty
 
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.mlp import description, layout
+from backprop_xlsx.mlp import description, layout, summary_layout
 from backprop_xlsx.mlp.config import check_runs_finish
 from backprop_xlsx.mlp.description import Network
 from backprop_xlsx.mlp.gradcheck import (
@@ -288,9 +288,7 @@ def _runs(
         len(layout.SheetLayout(network, optimizer=o, hyper=shown).columns) for o in optimizers
     )
     layout.check_size(sheet, len(etas), steps, columns)
-    return [
-        _Run.of(network, etas, steps, optimizer=o, hyper=shown) for o in optimizers
-    ]
+    return [_Run.of(network, etas, steps, optimizer=o, hyper=shown) for o in optimizers]
 
 
 def write_workbook(
@@ -320,7 +318,7 @@ def write_workbook(
     e_total = np.concatenate([r.e_total for r in runs], axis=1)  # (steps + 1, sheets)
     every_eta = [etas[j] for _, j in training]
     summary_title = layout.summary_title(optimizers)
-    summary_layout = layout.SummaryLayout(len(titles), steps)
+    places = summary_layout.SummaryLayout(len(titles), steps)
     wb = Workbook()
     setup = wb.active
     setup.title = layout.SETUP_SHEET
@@ -342,7 +340,7 @@ def write_workbook(
         else ("Error by optimizer and learning rate")
     )
     bounds = log_bounds(e_total)
-    fill_summary(summary, sheet, titles, summary_layout, bounds, letters, heading)
+    fill_summary(summary, sheet, titles, places, bounds, letters, heading)
     if checker is not None:
         first = runs[0]
         g = gradcheck_layout(first, etas, steps)
@@ -357,7 +355,7 @@ def write_workbook(
     for title, (run, j) in zip(titles, training, strict=True):
         streams[title] = _lr_bulk(title, steps, run, j, blank).stream
     streams[summary_title] = _summary_bulk(
-        titles, summary_layout, e_total, letters, every_eta, summary_title
+        titles, places, e_total, letters, every_eta, summary_title
     ).stream
     if checker is not None:
         streams[GRADCHECK_SHEET] = gradcheck_stream(bulk, g, check_values)
@@ -417,12 +415,12 @@ def _lr_bulk(
 def _first_below(e_total: np.ndarray, threshold: float) -> int | str:
     """What the first-below cell computes: the first iteration with E_total < threshold."""
     below = np.flatnonzero(e_total < threshold)
-    return int(below[0]) if below.size else layout.NEVER
+    return int(below[0]) if below.size else summary_layout.NEVER
 
 
 def _summary_bulk(
     titles: list[str],
-    s: layout.SummaryLayout,
+    s: summary_layout.SummaryLayout,
     e_total: np.ndarray,
     letters: Sequence[str],
     etas: Sequence[float],
@@ -434,16 +432,18 @@ def _summary_bulk(
     `top` holds the values of the per-LR table and of iteration 0, computed as the cells do."""
     cells = [("A", "<v>{k}</v>")]
     for j, (title, letter) in enumerate(zip(titles, letters, strict=True)):
-        # layout.e_total_ref(title, k) with the row left open, e.g. ='LR 0.1'!W{s}
-        ref = re.sub(r"\d+$", "{s}", layout.e_total_ref(title, 0, letter))
+        # summary_layout.e_total_ref(title, k) with the row left open, e.g. ='LR 0.1'!W{s}
+        ref = re.sub(r"\d+$", "{s}", summary_layout.e_total_ref(title, 0, letter))
         cells.append((s.lr_column(j), _formula_xml(ref, j)))
-    cols = layout.SUMMARY_COLUMNS
+    cols = summary_layout.SUMMARY_COLUMNS
     top: dict[str, float | str] = {}
     for j, eta in enumerate(etas):
         row = s.lr_row(j)
         top[f"{cols['eta']}{row}"] = eta
         top[f"{cols['final']}{row}"] = e_total[-1, j]
-        top[f"{cols['first_below']}{row}"] = _first_below(e_total[:, j], layout.DEFAULT_THRESHOLD)
+        top[f"{cols['first_below']}{row}"] = _first_below(
+            e_total[:, j], summary_layout.DEFAULT_THRESHOLD
+        )
         top[f"{s.lr_column(j)}{s.iteration_row(0)}"] = e_total[0, j]
     first = s.iteration_row(1)
     return PatternRows(

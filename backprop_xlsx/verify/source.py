@@ -22,7 +22,7 @@ from lxml import etree
 
 from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.mlp import layout
+from backprop_xlsx.mlp import layout, summary_layout
 from backprop_xlsx.verify.lr_sheet import SETUP_VALUE_COL, LrSheet, read_lr_sheet
 from backprop_xlsx.verify.report import Report
 from backprop_xlsx.xlsx.facts import application
@@ -73,13 +73,15 @@ def read_summary_cells(
     if title not in pkg.parts:
         return None
     steps = max((s.rows - 1 for s in sheets), default=0)
-    where = layout.SummaryLayout(len(sheets), steps)
+    where = summary_layout.SummaryLayout(len(sheets), steps)
     width = max(
-        [column_number(c) for c in layout.SUMMARY_COLUMNS.values()]
+        [column_number(c) for c in summary_layout.SUMMARY_COLUMNS.values()]
         + [column_number(where.lr_column(j)) for j in range(len(sheets))]
     )
     last = max(
-        where.iteration_row(steps), where.lr_row(len(sheets)), cell_key(layout.THRESHOLD_CELL)[0]
+        where.iteration_row(steps),
+        where.lr_row(len(sheets)),
+        cell_key(summary_layout.THRESHOLD_CELL)[0],
     )
     cells: dict[tuple[int, int], Cell] = {}
     rows = pkg.grid(title, width)  # its table's rows are plain: read as text

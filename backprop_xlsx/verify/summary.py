@@ -11,7 +11,7 @@ import math
 import numpy as np
 from openpyxl.utils import get_column_letter
 
-from backprop_xlsx.mlp import layout
+from backprop_xlsx.mlp import layout, summary_layout
 from backprop_xlsx.verify.lr_values import within
 from backprop_xlsx.verify.report import Finding, Report
 from backprop_xlsx.xlsx.formula import (
@@ -45,13 +45,13 @@ def check_summary(
     `summary_title`: Error vs LR, or Optimizers (the same tables over every training sheet)."""
     titles = list(lr)
     steps = max((len(e) - 1 for _, e in lr.values() if e is not None), default=0)
-    where = layout.SummaryLayout(len(titles), steps)
-    columns = {k: column_number(v) for k, v in layout.SUMMARY_COLUMNS.items()}
-    threshold_cell = cells.get(cell_key(layout.THRESHOLD_CELL))
+    where = summary_layout.SummaryLayout(len(titles), steps)
+    columns = {k: column_number(v) for k, v in summary_layout.SUMMARY_COLUMNS.items()}
+    threshold_cell = cells.get(cell_key(summary_layout.THRESHOLD_CELL))
     threshold = cell_number(threshold_cell)
     if threshold is None:
         found = threshold_cell and threshold_cell.value
-        report.add(Finding(summary_title, layout.THRESHOLD_CELL, "threshold", None, found))
+        report.add(Finding(summary_title, summary_layout.THRESHOLD_CELL, "threshold", None, found))
     checked = 0
     order: list[str] = []
     for j, fallback in enumerate(titles):
@@ -59,7 +59,7 @@ def check_summary(
         named = cells.get((row, columns["sheet"]))
         title = named.value if named is not None and named.value in lr else fallback
         if named is None or named.value != title:
-            cell = f"{layout.SUMMARY_COLUMNS['sheet']}{row}"
+            cell = f"{summary_layout.SUMMARY_COLUMNS['sheet']}{row}"
             report.add(Finding(summary_title, cell, "sheet name", title, named and named.value))
         order.append(title)
         eta, e_total = lr[title]
@@ -131,11 +131,11 @@ def _check_first_below(
     never = len(e_total)
     cell = cells.get((row, col))
     found: float | str | None = cell_number(cell)
-    if found is None and cell is not None and cell.value == layout.NEVER:
+    if found is None and cell is not None and cell.value == summary_layout.NEVER:
         found = never
     ok = isinstance(found, float | int) and found == int(found) and maybe <= found <= surely
     if not ok:
-        want = layout.NEVER if surely == never and maybe == never else surely
+        want = summary_layout.NEVER if surely == never and maybe == never else surely
         report.add(
             Finding(
                 summary_title,
