@@ -117,6 +117,7 @@ def _rows(path: Path) -> tuple[dict[str, tuple[float, float, float]], float]:
 # --- without an engine -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_one_row_per_trained_parameter_named_as_on_the_lr_sheets(tmp_path: Path) -> None:
     for name, make in NETWORKS.items():
         network = make()
@@ -135,7 +136,9 @@ def test_the_default_build_has_no_gradient_check(tmp_path: Path) -> None:
     assert G.GRADCHECK_SHEET not in Package(path).parts
 
 
-@pytest.mark.parametrize("name", list(NETWORKS))
+@pytest.mark.parametrize(  # the 2-16-16-1 net takes seconds: slow
+    "name", [pytest.param(n, marks=[pytest.mark.slow] * (n == "deep")) for n in NETWORKS]
+)
 def test_numpy_central_difference_agrees_with_backprop(name: str) -> None:
     """The sheet's rule, on NumPy's own numbers at every fifth iteration of both learning rates:
     the relative error with its floor stays ≤ 1e-7, and a gradient off by 1e-6 is caught."""

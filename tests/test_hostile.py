@@ -223,6 +223,7 @@ def gigabyte_of_zeros(built: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_gigabyte_part_is_refused_quickly(gigabyte_of_zeros: Path, tmp_path: Path) -> None:
     start = time.monotonic()
     code, out, err = run(gigabyte_of_zeros)

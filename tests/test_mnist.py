@@ -341,6 +341,7 @@ def test_bad_input_is_one_error_line(flags, message, tmp_path: Path, capsys) -> 
     assert not (tmp_path / "o").exists()  # no empty output folder left behind
 
 
+@pytest.mark.slow
 def test_offline_without_data_leaves_no_folders(tmp_path: Path) -> None:
     """No files anywhere and no network: one line, and no empty data/, outputs/ or temp folders.
 
@@ -381,6 +382,7 @@ def test_unwritable_out_and_fake_workbook(tmp_path: Path, capsys) -> None:
     assert blocker.read_text() == "keep me" and fake.read_text() == "not a zip"
 
 
+@pytest.mark.slow
 def test_corrupt_data_via_the_real_entry_point(tmp_path: Path) -> None:
     write_small_set(tmp_path / "d")
     (tmp_path / "d" / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8bnot really gzip")

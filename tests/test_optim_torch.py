@@ -125,6 +125,7 @@ def assert_same(mine: np.ndarray, witness: np.ndarray, what: str, history: float
     np.testing.assert_allclose(mine, witness, rtol=RTOL, atol=RTOL * scale, err_msg=what)
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 @settings(max_examples=100, deadline=None)
 @given(cases(max_columns=400), st.sampled_from(sorted(OPTIMIZERS)))

@@ -90,7 +90,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, obj
     return out
 
 
-@pytest.mark.parametrize("name", list(NETS))
+@pytest.mark.parametrize(  # the nets with 20 and 30 samples take seconds: slow
+    "name", [pytest.param(n, marks=[pytest.mark.slow] * (NETS[n][3] > 6)) for n in NETS]
+)
 def test_a_correct_deep_net_has_no_formula_findings(built, name: str) -> None:
     path, net = built[name]
     report = _formula_findings(path, net)
