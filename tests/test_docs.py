@@ -53,3 +53,19 @@ def test_relative_links_resolve(page: Path) -> None:
         elif anchor and (target.suffix != ".md" or anchor not in _anchors(target)):
             broken.append(f"{link}: no such heading")
     assert not broken, broken
+
+
+def test_every_package_ships() -> None:
+    """A package left out of pyproject's list works in an editable install and breaks in a
+    normal one (`pip install .`): every folder with an __init__.py is in the list."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for top in ("backprop_xlsx", "mnist")
+        for p in (ROOT / top).rglob("__init__.py")
+    }
+    assert found <= listed, sorted(found - listed)
