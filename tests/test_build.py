@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import openpyxl
 import pytest
+from _seed import seed, seed_values
 from click.testing import CliRunner
 
 from backprop_xlsx.cli import DEFAULT_LRS, cli
-from backprop_xlsx.mlp import description, layout, summary_layout
+from backprop_xlsx.mlp import layout, summary_layout
 from backprop_xlsx.mlp import workbook as writer
-from backprop_xlsx.mlp.config import default_values
 from backprop_xlsx.mlp.network import PARAMS
 from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.xlsx.libreoffice import recalculate
@@ -41,7 +41,7 @@ def lr_values(wb: openpyxl.Workbook, eta: float, steps: int) -> np.ndarray:
     rows = ws.iter_rows(
         min_row=layout.FIRST_ROW,
         max_row=layout.last_row(steps),
-        max_col=len(layout.COLUMNS),
+        max_col=len(layout.SEED_LAYOUT.columns),
         values_only=True,
     )
     return np.array(list(rows), dtype=np.float64)
@@ -49,7 +49,7 @@ def lr_values(wb: openpyxl.Workbook, eta: float, steps: int) -> np.ndarray:
 
 def train(start: dict[str, float], etas: list[float], steps: int) -> dict[str, np.ndarray]:
     """NumPy's value of every column of the seed's LR sheets: key → (steps + 1, len(etas))."""
-    net = description.seed(start)
+    net = seed(start)
     sheet = layout.SheetLayout(net)
     return sheet.run({e.key: e.value for e in sheet.setup}, np.asarray(etas, np.float64), steps)
 
@@ -61,7 +61,7 @@ def max_relative_error(wb: openpyxl.Workbook, start: dict[str, float]) -> float:
     worst = 0.0
     for j, eta in enumerate(ETAS):
         found = lr_values(wb, eta, STEPS)
-        expected = np.stack([history[c.key][:, j] for c in layout.COLUMNS], axis=1)
+        expected = np.stack([history[c.key][:, j] for c in layout.SEED_LAYOUT.columns], axis=1)
         assert found.shape == expected.shape
         diff = np.abs(found - expected)
         scale = np.abs(expected)
@@ -79,7 +79,7 @@ def max_relative_error(wb: openpyxl.Workbook, start: dict[str, float]) -> float:
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default workbook (6 learning rates × 100 steps), as the writer leaves it."""
     out = tmp_path_factory.mktemp("built") / "backprop.xlsx"
-    line = build_workbook(default_values(), ETAS, STEPS, out)
+    line = build_workbook(seed(), ETAS, STEPS, out)
     assert line.startswith(f"wrote {out}: 6 learning-rate sheets × 101 iterations, 19,392 formulas")
     return out
 
@@ -97,7 +97,7 @@ def recalculated(
     folder = tmp_path_factory.mktemp("recalc")
     changed = folder / "t1.xlsx"
     wb = openpyxl.load_workbook(built)
-    wb[layout.SETUP_SHEET][f"{layout.SETUP_VALUE_COLUMN}{layout.SETUP_ROW['t1']}"] = 0.3
+    wb[layout.SETUP_SHEET][f"{layout.SETUP_VALUE_COLUMN}{layout.SEED_LAYOUT.setup_row['t1']}"] = 0.3
     wb.save(changed)
     with ThreadPoolExecutor(1) as pool:
         live = pool.submit(recalculate, changed, folder / "t1-recalculated.xlsx")
@@ -125,12 +125,12 @@ def test_sheets_header_and_every_formula(book: openpyxl.Workbook) -> None:
         assert ws[layout.ETA_CELL].value == eta
         assert ws["A1"].value == "η"
         header = [c.value for c in ws[layout.HEADER_ROW]]
-        assert header == [c.header for c in layout.COLUMNS]
+        assert header == [c.header for c in layout.SEED_LAYOUT.columns]
         assert ws.max_row == layout.last_row(STEPS) == layout.FIRST_ROW + STEPS
-        assert ws.max_column == len(layout.COLUMNS)
+        assert ws.max_column == len(layout.SEED_LAYOUT.columns)
         assert ws.freeze_panes == "F4"  # the header, the iteration and t1 t2 i1 i2 in view
         for row in ws.iter_rows(min_row=layout.FIRST_ROW):
-            for cell, column in zip(row, layout.COLUMNS, strict=True):
+            for cell, column in zip(row, layout.SEED_LAYOUT.columns, strict=True):
                 assert cell.value == column.formula(cell.row), cell.coordinate
                 assert cell.number_format == column.number_format, cell.coordinate
         assert len(ws._charts) == 1
@@ -139,10 +139,10 @@ def test_sheets_header_and_every_formula(book: openpyxl.Workbook) -> None:
 
 def test_setup_values_and_learning_rates(book: openpyxl.Workbook) -> None:
     ws = book[layout.SETUP_SHEET]
-    start = default_values()
+    start = seed_values()
     assert start["w1"] == 0.15  # templates/network.toml
     for name in PARAMS:
-        row = layout.SETUP_ROW[name]
+        row = layout.SEED_LAYOUT.setup_row[name]
         assert ws[f"A{row}"].value == name
         assert ws[f"{layout.SETUP_VALUE_COLUMN}{row}"].value == start[name]
     texts = [str(c.value) for c in ws["A"] if isinstance(c.value, str)]
@@ -168,7 +168,9 @@ def test_summary_formulas(book: openpyxl.Workbook) -> None:
         title, row = layout.lr_sheet_title(eta), s.lr_row(j)
         assert ws[f"{cols['eta']}{row}"].value == summary_layout.eta_ref(title)
         assert ws[f"{cols['sheet']}{row}"].hyperlink.location == f"'{title}'!A1"
-        assert ws[f"{cols['final']}{row}"].value == summary_layout.final_e_total_ref(title, STEPS)
+        assert ws[f"{cols['final']}{row}"].value == summary_layout.final_e_total_ref(
+            title, STEPS, "X"
+        )
         first_below = ws[f"{cols['first_below']}{row}"].value
         assert first_below.text == s.first_below_formula(j)  # a CSE array formula
         assert ws.cell(s.table_header_row, j + 2).value == title
@@ -177,7 +179,7 @@ def test_summary_formulas(book: openpyxl.Workbook) -> None:
         assert ws[f"A{s.iteration_row(k)}"].value == k
         for j, eta in enumerate(ETAS):
             cell = ws[f"{s.lr_column(j)}{s.iteration_row(k)}"]
-            assert cell.value == summary_layout.e_total_ref(layout.lr_sheet_title(eta), k)
+            assert cell.value == summary_layout.e_total_ref(layout.lr_sheet_title(eta), k, "X")
     assert len(ws._charts) == 1 and len(ws._charts[0].series) == len(ETAS)
 
 
@@ -185,7 +187,7 @@ def test_summary_formulas(book: openpyxl.Workbook) -> None:
 
 
 def test_libreoffice_values_equal_numpy(values: openpyxl.Workbook) -> None:
-    worst = max_relative_error(values, default_values())
+    worst = max_relative_error(values, seed_values())
     print(f"max relative error, LibreOffice vs NumPy: {worst:.2e}")
     assert worst <= REL
 
@@ -193,7 +195,7 @@ def test_libreoffice_values_equal_numpy(values: openpyxl.Workbook) -> None:
 def test_summary_values_equal_numpy(values: openpyxl.Workbook) -> None:
     ws = values[layout.SUMMARY_SHEET]
     s = summary_layout.SummaryLayout(len(ETAS), STEPS)
-    e_total = train(default_values(), ETAS, STEPS)["E_total"]
+    e_total = train(seed_values(), ETAS, STEPS)["E_total"]
     cols = summary_layout.SUMMARY_COLUMNS
     below = e_total < summary_layout.DEFAULT_THRESHOLD
     firsts = [
@@ -221,13 +223,20 @@ def test_summary_values_equal_numpy(values: openpyxl.Workbook) -> None:
 
 def test_recalc_keeps_formulas(recalculated: dict[str, Path]) -> None:
     wb = openpyxl.load_workbook(recalculated["recalc"])
-    assert wb["LR 2"][f"X{layout.FIRST_ROW + 7}"].value == layout.COLUMN["E_total"].formula(11)
+    assert wb["LR 2"][f"X{layout.FIRST_ROW + 7}"].value == layout.SEED_LAYOUT.column[
+        "E_total"
+    ].formula(11)
 
 
 def test_setup_is_live(recalculated: dict[str, Path]) -> None:
     wb = openpyxl.load_workbook(recalculated["live"], data_only=True)
-    start = default_values() | {"t1": 0.3}
-    assert lr_values(wb, 0.5, STEPS)[0, layout.COLUMNS.index(layout.COLUMN["t1"])] == 0.3
+    start = seed_values() | {"t1": 0.3}
+    assert (
+        lr_values(wb, 0.5, STEPS)[
+            0, layout.SEED_LAYOUT.columns.index(layout.SEED_LAYOUT.column["t1"])
+        ]
+        == 0.3
+    )
     assert max_relative_error(wb, start) <= REL
 
 
@@ -258,7 +267,7 @@ def test_cli_variadic_lr_steps_and_out(tmp_path: Path) -> None:
     wb = openpyxl.load_workbook(out)
     assert wb.sheetnames == ["Setup", "LR 0.5", "Error vs LR"]
     assert wb["LR 0.5"].max_row == layout.FIRST_ROW + 3
-    assert wb["LR 0.5"]["X7"].value == layout.COLUMN["E_total"].formula(7)
+    assert wb["LR 0.5"]["X7"].value == layout.SEED_LAYOUT.column["E_total"].formula(7)
 
 
 def test_cli_config(tmp_path: Path) -> None:
@@ -268,8 +277,10 @@ def test_cli_config(tmp_path: Path) -> None:
     code, _, stderr = run("build", "--config", str(config), "--steps", "2", "--out", str(out))
     assert code == 0, stderr
     ws = openpyxl.load_workbook(out)[layout.SETUP_SHEET]
-    expected = default_values() | {"t1": 0.01, "w5": -0.4}
-    got = {n: ws[f"{layout.SETUP_VALUE_COLUMN}{layout.SETUP_ROW[n]}"].value for n in PARAMS}
+    expected = seed_values() | {"t1": 0.01, "w5": -0.4}
+    got = {
+        n: ws[f"{layout.SETUP_VALUE_COLUMN}{layout.SEED_LAYOUT.setup_row[n]}"].value for n in PARAMS
+    }
     assert got == expected
 
 
@@ -320,7 +331,7 @@ def test_cli_bad_input(args: list[str], tmp_path: Path, monkeypatch: pytest.Monk
     (tmp_path / "folder.xlsx").mkdir()
     (tmp_path / "dangling.xlsx").symlink_to(tmp_path / "gone.xlsx")
     existing = tmp_path / "existing.xlsx"
-    build_workbook(default_values(), [0.5], 2, existing)
+    build_workbook(seed(), [0.5], 2, existing)
     before = {p: p.read_bytes() for p in (existing, notes)}
 
     args = [a.format(tmp=tmp_path, locked=_unwritable_folder(tmp_path)) for a in args]
@@ -344,8 +355,8 @@ def test_log_axis_bounds_when_error_reaches_zero(tmp_path: Path, book: openpyxl.
     """LibreOffice draws nothing on an auto-scaled log axis once E_total is exactly 0."""
     assert book[layout.SUMMARY_SHEET]._charts[0].y_axis.scaling.min is None  # auto: no zeros
     out = tmp_path / "zero.xlsx"
-    build_workbook(default_values(), [0.5, 10], 150, out)  # η = 10 reaches 0 at step 91
-    assert train(default_values(), [10], 150)["E_total"][91:].max() == 0
+    build_workbook(seed(), [0.5, 10], 150, out)  # η = 10 reaches 0 at step 91
+    assert train(seed_values(), [10], 150)["E_total"][91:].max() == 0
     wb = openpyxl.load_workbook(out)
     scaling = wb[layout.SUMMARY_SHEET]._charts[0].y_axis.scaling
     assert scaling.logBase == 10
@@ -366,7 +377,7 @@ def test_overflow_is_refused_at_the_iteration_libreoffice_shows_num(
     found = re.fullmatch(r"error: learning rate 1e\+308 overflows at iteration (\d+): .*\n", stderr)
     assert found, stderr
     raw = tmp_path / "unchecked.xlsx"  # the workbook the check refuses, written anyway
-    sheet = layout.SheetLayout(description.seed(default_values()))
+    sheet = layout.SheetLayout(seed(seed_values()))
     with np.errstate(all="ignore"):
         values = sheet.run({e.key: e.value for e in sheet.setup}, np.array([1e308]), 3)
     writer.write_workbook([writer._Run(sheet, values)], [1e308], 3, raw)
@@ -412,7 +423,7 @@ def test_error_vs_lr_prints_every_column_and_keeps_its_header_frozen(
     tmp_path: Path, n: int
 ) -> None:
     out = tmp_path / "b.xlsx"
-    build_workbook(default_values(), ETAS[:n], 60, out)
+    build_workbook(seed(), ETAS[:n], 60, out)
     ws = openpyxl.load_workbook(out)[layout.SUMMARY_SHEET]
     s = summary_layout.SummaryLayout(n, 60)
     areas = re.findall(r"\$([A-Z]+)\$(\d+):\$([A-Z]+)\$(\d+)", str(ws.print_area))

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _seed import seed
 
-from backprop_xlsx.mlp.config import default_values
 from backprop_xlsx.mlp.workbook import build_workbook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,7 +121,7 @@ def test_a_fifo_as_out_is_refused_without_hanging(tmp_path: Path, private_tmp: P
 def test_a_symlink_as_out_replaces_its_target(tmp_path: Path, private_tmp: Path) -> None:
     target = tmp_path / "real" / "book.xlsx"
     target.parent.mkdir()
-    build_workbook(default_values(), [0.5], 2, target)
+    build_workbook(seed(), [0.5], 2, target)
     link = tmp_path / "link.xlsx"
     link.symlink_to(target)
     done = _run(["build", "--lr", "0.1", "--steps", "2", "--out", str(link)], private_tmp)
@@ -175,7 +175,7 @@ def test_disk_full_is_one_line(tmp_path: Path, private_tmp: Path) -> None:
         pytest.skip(reason)
     try:
         out = disk / "book.xlsx"
-        build_workbook(default_values(), [0.5], 2, out)
+        build_workbook(seed(), [0.5], 2, out)
         old = out.read_bytes()
         done = _run(["build", "--steps", "3000", "--out", str(out)], private_tmp)
         line = _assert_clean_failure(done, out, old)
@@ -189,7 +189,7 @@ def test_file_size_limit_is_one_line(tmp_path: Path, private_tmp: Path) -> None:
     """RLIMIT_FSIZE: the kernel refuses writes past 256 KiB (EFBIG), as for any user."""
     out = tmp_path / "out" / "book.xlsx"
     out.parent.mkdir()
-    build_workbook(default_values(), [0.5], 2, out)
+    build_workbook(seed(), [0.5], 2, out)
     old = out.read_bytes()
 
     def limit() -> None:
@@ -260,7 +260,7 @@ def test_a_signal_mid_build_leaves_nothing(
 ) -> None:
     out = tmp_path / "out" / "book.xlsx"
     out.parent.mkdir()
-    build_workbook(default_values(), [0.5], 2, out)
+    build_workbook(seed(), [0.5], 2, out)
     old = out.read_bytes()
     proc = _start(["build", "--lr", "0.1", "--steps", "20000", "--out", str(out)], private_tmp)
     try:
@@ -291,7 +291,7 @@ def test_sigterm_during_libreoffice_kills_it(
     if command == "build":
         args = ["build", "--recalc", "--lr", "0.5", "--steps", "5000", "--out", str(out)]
     else:
-        build_workbook(default_values(), [0.5], 5000, out)
+        build_workbook(seed(), [0.5], 5000, out)
         args = ["verify", "--engine", "libreoffice", str(out)]
     before = sorted(p.name for p in out.parent.iterdir())
     proc = _start(args, private_tmp, BPXL_SOFFICE=soffice)

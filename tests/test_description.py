@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _seed import seed_values
 
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import description, network
-from backprop_xlsx.mlp.config import default_values
 
 
 def _train(net: description.Network, steps: int | None = None) -> network.History:
@@ -65,7 +65,7 @@ def test_softmax_classifier_learns_all_three_classes() -> None:
 
 def test_seed_preset_is_the_default_network() -> None:
     net = description.preset("seed")
-    values = default_values()
+    values = seed_values()
     assert net.weights == [values[f"w{k}"] for k in range(1, 9)]
     run = (
         _train(net, 20)

@@ -13,9 +13,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from _seed import seed
 
 from backprop_xlsx.mlp import layout
-from backprop_xlsx.mlp.config import default_values
 from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.verify.workbook import verify_workbook
 from backprop_xlsx.xlsx.read import Package, cell_number
@@ -37,7 +37,7 @@ def _with_setup_value(src: Path, dst: Path, name: str, value: float) -> Path:
     pkg = Package(src)
     part = pkg.parts[layout.SETUP_SHEET]
     pkg.close()
-    cell = f"{layout.SETUP_VALUE_COLUMN}{layout.SETUP_ROW[name]}"
+    cell = f"{layout.SETUP_VALUE_COLUMN}{layout.SEED_LAYOUT.setup_row[name]}"
     pattern = re.compile(rf'(<c r="{cell}"[^>]*>\s*<v>)[^<]*(</v>)')
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
         for item in zin.infolist():
@@ -53,7 +53,7 @@ def _with_setup_value(src: Path, dst: Path, name: str, value: float) -> Path:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("gnumeric") / "built.xlsx"
-    build_workbook(default_values(), ETAS, STEPS, out)
+    build_workbook(seed(), ETAS, STEPS, out)
     return out
 
 
@@ -61,7 +61,7 @@ def test_gnumeric_recalculation_passes_verify(built: Path, ssconvert: str) -> No
     recalculated = _gnumeric_recalc(ssconvert, built, built.with_name("gnumeric.xlsx"))
     report = verify_workbook(recalculated, engine="cached")
     assert report.ok, report.text()
-    assert report.cells_checked == len(ETAS) * (STEPS + 1) * len(layout.COLUMNS) + (
+    assert report.cells_checked == len(ETAS) * (STEPS + 1) * len(layout.SEED_LAYOUT.columns) + (
         report.summary_cells
     )
     # Gnumeric computes in doubles too; measured here ≤ 5e-14 relative against NumPy.
@@ -80,6 +80,11 @@ def test_gnumeric_follows_a_changed_setup_input(built: Path, ssconvert: str) -> 
     finally:
         pkg.close()
     t1 = cell_number(
-        cells[(layout.FIRST_ROW + STEPS, layout.COLUMNS.index(layout.COLUMN["t1"]) + 1)]
+        cells[
+            (
+                layout.FIRST_ROW + STEPS,
+                layout.SEED_LAYOUT.columns.index(layout.SEED_LAYOUT.column["t1"]) + 1,
+            )
+        ]
     )
     assert t1 == 0.9

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _seed import seed
 from click.testing import CliRunner
 
 from backprop_xlsx.cli import cli
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import layout
-from backprop_xlsx.mlp.config import default_values
 from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.verify.lr_formulas import compile_formula
 from backprop_xlsx.xlsx.formula import MAX_NESTING, Unsupported, tokenize
@@ -46,7 +46,7 @@ QUICK = 20.0  # seconds: generous, only to tell "returns" from "hangs" (the old 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("hostile") / "built.xlsx"
-    build_workbook(default_values(), ETAS, STEPS, out)
+    build_workbook(seed(), ETAS, STEPS, out)
     return out
 
 
@@ -463,7 +463,7 @@ def test_exit_codes(recalculated: Path, tmp_path: Path) -> None:
     code, out, err = run(wrong)
     assert code == 1 and err == "" and f"{WHERE}U41" in out
     # the old compiler ran 1/0 as Python: ZeroDivisionError; now a wrong value on changed inputs
-    e1 = layout.LETTER["E1"]
+    e1 = layout.SEED_LAYOUT.letter["E1"]
     wrong = edit_sheet(recalculated, tmp_path / "div.xlsx", set_column_formula(e1, "1/0"))
     code, out, err = run(wrong)
     assert code == 1 and err == "" and f"{WHERE}{e1}5: formula gives a wrong E1" in out

@@ -128,7 +128,10 @@ def test_the_seed_keeps_exactly_its_layout() -> None:
     # every row after the first follows the same relative pattern
     for c in seed.columns:
         assert c.pattern().format(r=9, p=8) == c.formula(9)
-    assert seed.setup_row == layout.SETUP_ROW
+    assert seed.setup_row == {  # the assignment's order, from row 4
+        name: 4 + k
+        for k, name in enumerate(["i1", "i2", "t1", "t2", *(f"w{n}" for n in range(1, 9))])
+    }
 
 
 def _shifted(formula: str) -> str:

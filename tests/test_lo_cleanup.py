@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _seed import seed
 
-from backprop_xlsx.mlp.config import default_values
 from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.xlsx.fileio import STALE_AFTER, sweep_stale_folders
 
@@ -63,7 +63,7 @@ def test_a_killed_verify_leaves_no_libreoffice_and_the_next_run_sweeps(
     private = tmp_path / "tmpdir"
     private.mkdir()
     book = tmp_path / "book.xlsx"
-    build_workbook(default_values(), [0.1, 0.2, 0.5, 0.8, 1.0, 2.0], 4000, book)
+    build_workbook(seed(), [0.1, 0.2, 0.5, 0.8, 1.0, 2.0], 4000, book)
     proc = _start(["verify", "--engine", "libreoffice", str(book)], private, soffice)
     ours = f"bpxl-lo-{proc.pid}-"
     try:
@@ -84,7 +84,7 @@ def test_a_killed_verify_leaves_no_libreoffice_and_the_next_run_sweeps(
     old = time.time() - STALE_AFTER - 5
     os.utime(left[0], (old, old))
     small = tmp_path / "small.xlsx"
-    build_workbook(default_values(), [0.5], 2, small)
+    build_workbook(seed(), [0.5], 2, small)
     again = _start(["verify", "--engine", "libreoffice", str(small)], private, soffice)
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err

@@ -7,9 +7,9 @@ import itertools
 
 import numpy as np
 import pytest
+from _seed import seed_values
 
 from backprop_xlsx.mlp import network
-from backprop_xlsx.mlp.config import default_values
 
 N = 2000  # random networks per test
 
@@ -92,7 +92,7 @@ def test_small_steps_decrease_the_error() -> None:
 
 
 def test_train_shapes_and_first_row() -> None:
-    start = {k: np.float64(v) for k, v in default_values().items()}
+    start = {k: np.float64(v) for k, v in seed_values().items()}
     x, t, W, b = seed_arrays(start)
     etas = np.array([0.1, 0.5, 2.0])
     history = network.train_network(network.SEED, x, t, W, b, etas, 7)

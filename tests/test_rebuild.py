@@ -15,12 +15,12 @@ from pathlib import Path
 import openpyxl
 import pytest
 from _cli import bpxl
+from _seed import seed
 from openpyxl.chart import LineChart, Reference
 from openpyxl.styles import Font, NamedStyle
 from openpyxl.workbook.defined_name import DefinedName
 
 from backprop_xlsx.mlp import layout
-from backprop_xlsx.mlp.config import default_values
 from backprop_xlsx.mlp.workbook import SHEETS_PROPERTY, build_workbook, existing_sheets
 from backprop_xlsx.xlsx.transplant import transplant_sheets
 
@@ -42,7 +42,7 @@ def _record(path: Path) -> list[str] | None:
 
 def _user_edited(path: Path, etas: list[float]) -> None:
     """A bpxl workbook to which a user added sheets, a style, a defined name and a chart."""
-    build_workbook(default_values(), etas, 5, path)
+    build_workbook(seed(), etas, 5, path)
     wb = openpyxl.load_workbook(path)
     for k, name in enumerate(USER_SHEETS):
         ws = wb.create_sheet(name)
@@ -183,7 +183,7 @@ def _as_older_bpxl_wrote_it(path: Path) -> None:
 
 def test_a_workbook_of_an_older_bpxl_is_recognised_by_its_setup_sheet(tmp_path: Path) -> None:
     out = tmp_path / "book.xlsx"
-    build_workbook(default_values(), [0.1, 7], 5, out)
+    build_workbook(seed(), [0.1, 7], 5, out)
     _as_older_bpxl_wrote_it(out)
     mnist = tmp_path / "mnist.xlsx"
     wb = openpyxl.Workbook()
@@ -259,7 +259,7 @@ def test_a_sheet_s_part_outside_the_package_is_never_copied(tmp_path: Path) -> N
 def test_a_broken_record_is_not_trusted(tmp_path: Path, bad: str) -> None:
     """A record that is not a list of titles counts as no record: the Setup sheet decides."""
     out = tmp_path / "book.xlsx"
-    build_workbook(default_values(), [0.5], 2, out)
+    build_workbook(seed(), [0.5], 2, out)
     tmp = out.with_suffix(".tmp2")
     with zipfile.ZipFile(out) as zin, zipfile.ZipFile(tmp, "w") as zout:
         for info in zin.infolist():
@@ -289,7 +289,7 @@ def test_a_hostile_user_sheet_is_refused_and_reveals_nothing(tmp_path: Path) -> 
     secret = tmp_path / "secret.txt"
     secret.write_text("TOP-SECRET-42")
     book = tmp_path / "book.xlsx"
-    build_workbook(default_values(), [0.5], 3, book)
+    build_workbook(seed(), [0.5], 3, book)
     wb = openpyxl.load_workbook(book)
     wb.create_sheet("Notes")["A1"] = "&xxe;"
     wb.save(book)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _seed import seed
 from click.testing import CliRunner
 
 from backprop_xlsx.cli import cli
 from backprop_xlsx.mlp import layout, summary_layout
-from backprop_xlsx.mlp.config import default_values
 from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.verify.lr_formulas import compile_formula
 from backprop_xlsx.verify.workbook import verify_workbook
@@ -32,7 +32,7 @@ WHERE = "'LR 0.5'!"  # how findings name a cell of SHEET
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workbook as `bpxl build` writes it: formulas only, no computed values."""
     out = tmp_path_factory.mktemp("verify") / "built.xlsx"
-    build_workbook(default_values(), ETAS, STEPS, out)
+    build_workbook(seed(), ETAS, STEPS, out)
     return out
 
 
@@ -93,10 +93,10 @@ def test_built_workbook_passes_through_libreoffice(built: Path, soffice: str) ->
     report = verify_workbook(built)  # auto: no cached values, so LibreOffice recalculates
     assert report.ok, report.text()
     assert report.engine == "libreoffice"
-    cells = len(ETAS) * (STEPS + 1) * len(layout.COLUMNS)
+    cells = len(ETAS) * (STEPS + 1) * len(layout.SEED_LAYOUT.columns)
     assert sum(s.cells for s in report.sheets) == cells
     assert report.summary_cells > len(ETAS) * (STEPS + 1)
-    assert report.formulas_checked == len(ETAS) * 2 * len(layout.COLUMNS)
+    assert report.formulas_checked == len(ETAS) * 2 * len(layout.SEED_LAYOUT.columns)
     assert [s.eta for s in report.sheets] == list(ETAS)
 
 
@@ -170,8 +170,12 @@ def test_wrong_shared_formula_is_caught_in_every_copy(recalculated: Path) -> Non
 # --- spoiled workbooks are caught, with the cell named --------------------------------------
 
 
-E1, W5 = layout.LETTER["E1"], layout.LETTER["w5"]  # V, N
-T1, T2, A_O1 = layout.LETTER["t1"], layout.LETTER["t2"], layout.LETTER["a_o1"]  # B, C, S
+E1, W5 = layout.SEED_LAYOUT.letter["E1"], layout.SEED_LAYOUT.letter["w5"]  # V, N
+T1, T2, A_O1 = (
+    layout.SEED_LAYOUT.letter["t1"],
+    layout.SEED_LAYOUT.letter["t2"],
+    layout.SEED_LAYOUT.letter["a_o1"],
+)  # B, C, S
 
 
 def t2_for_t1(cell: str) -> str:

@@ -16,11 +16,6 @@ from backprop_xlsx.mlp.layout import SheetLayout, lr_sheet_title
 from backprop_xlsx.mlp.optim import HYPERPARAMETERS, OPTIMIZERS
 
 
-def default_values() -> dict[str, float]:
-    """The seed's starting values by name (i1 i2 t1 t2 w1…w8), from templates/seed.toml."""
-    return description.seed_values(description.preset(description.DEFAULT_PRESET))
-
-
 def check_learning_rates(etas: list[float]) -> list[float]:
     """Positive, finite and distinct: each learning rate gets its own sheet."""
     if not etas:

@@ -28,7 +28,7 @@ import math
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -454,24 +454,6 @@ def _template_text(name: str) -> str:
     if checkout.is_file():
         return checkout.read_text(encoding="utf-8")
     return resources.files("backprop_xlsx.templates").joinpath(f"{name}.toml").read_text("utf-8")
-
-
-def seed(values: Mapping[str, float] | None = None) -> Network:
-    """The seed's 2-2-2 network, with any of its named values (i1 … w8) replaced."""
-    base = preset(DEFAULT_PRESET)
-    if not values:
-        return base
-    net = from_mapping({k: float(v) for k, v in values.items()})
-    same = seed_values(net) == seed_values(base)
-    return replace(net, preset=DEFAULT_PRESET if same else None)
-
-
-def seed_values(net: Network) -> dict[str, float]:
-    """A 2-2-2 network's starting values by the seed's names: i1 i2 t1 t2 w1 … w8."""
-    (i1, i2), (t1, t2) = net.inputs[0], net.targets[0]
-    named = {"i1": i1, "i2": i2, "t1": t1, "t2": t2}
-    named |= {f"w{k + 1}": w for k, w in enumerate(net.weights)}
-    return {k: float(v) for k, v in named.items()}
 
 
 def load_network(config: Path | None = None, preset_name: str | None = None) -> Network:

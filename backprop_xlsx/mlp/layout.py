@@ -37,7 +37,7 @@ from backprop_xlsx.mlp.formulas import (  # noqa: F401  (re-exported: the layout
     Formulas,
     neuron_letter,
 )
-from backprop_xlsx.mlp.network import PARAMS, QUANTITIES, SEED, History, train_network
+from backprop_xlsx.mlp.network import QUANTITIES, SEED, History, train_network
 from backprop_xlsx.mlp.optim import HYPERPARAMETERS, OPTIMIZERS
 from backprop_xlsx.xlsx.formula import sheet_ref
 
@@ -52,7 +52,6 @@ OPTIMIZER_SHEET = "Optimizers"
 
 # Setup sheet: one row per starting value, name in column A, value in column B.
 SETUP_FIRST_ROW = 4
-SETUP_ROW = {name: SETUP_FIRST_ROW + k for k, name in enumerate(PARAMS)}  # the seed's
 SETUP_VALUE_COLUMN = "B"
 SETUP_HEADER_ROW = SETUP_FIRST_ROW - 1  # name | value | meaning
 
@@ -148,10 +147,6 @@ def is_bpxl_sheet(title: str) -> bool:
         return True
     return training_sheet(title) is not None
 
-
-def setup_ref(name: str) -> str:
-    """Absolute reference to a starting value on the Setup sheet, e.g. Setup!$B$8."""
-    return f"{sheet_ref(SETUP_SHEET)}!${SETUP_VALUE_COLUMN}${SETUP_ROW[name]}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -527,10 +522,7 @@ def _seed_structure() -> Network:
 
 
 SEED_LAYOUT = SheetLayout(_seed_structure(), classic=True)
-COLUMNS: tuple[Column, ...] = SEED_LAYOUT.columns
-COLUMN = SEED_LAYOUT.column
-LETTER = SEED_LAYOUT.letter
-assert tuple(COLUMN) == (ITERATION, *QUANTITIES), "the seed's columns: iteration, its quantities"
+assert tuple(SEED_LAYOUT.column) == (ITERATION, *QUANTITIES), "the seed's columns, in order"
 
 
 def row_of_iteration(k: int) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.cell import absolute_coordinate
 
-from backprop_xlsx.mlp.layout import ETA_CELL, LETTER, last_row, row_of_iteration
+from backprop_xlsx.mlp.layout import ETA_CELL, last_row, row_of_iteration
 from backprop_xlsx.xlsx.formula import sheet_ref
 
 # The threshold input, then one row per learning rate, then the iterations.
@@ -29,14 +29,14 @@ def eta_ref(title: str) -> str:
     return f"={sheet_ref(title)}!{absolute_coordinate(ETA_CELL)}"
 
 
-def final_e_total_ref(title: str, steps: int, letter: str = LETTER["E_total"]) -> str:
+def final_e_total_ref(title: str, steps: int, letter: str) -> str:
     """Formula of a live reference to an LR sheet's last E_total, e.g. ='LR 0.1'!$W$104.
 
     `letter` is the E_total column of the sheet's layout (the seed's by default)."""
     return f"={sheet_ref(title)}!${letter}${last_row(steps)}"
 
 
-def e_total_ref(title: str, k: int, letter: str = LETTER["E_total"]) -> str:
+def e_total_ref(title: str, k: int, letter: str) -> str:
     """Formula of a live reference to E_total of iteration k on an LR sheet, e.g. ='LR 0.1'!W4."""
     return f"={sheet_ref(title)}!{letter}{row_of_iteration(k)}"
 

@@ -28,7 +28,7 @@ from openpyxl import Workbook
 from openpyxl.packaging.custom import StringProperty
 
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.mlp import description, layout, summary_layout
+from backprop_xlsx.mlp import layout, summary_layout
 from backprop_xlsx.mlp.config import check_runs_finish
 from backprop_xlsx.mlp.description import Network
 from backprop_xlsx.mlp.gradcheck import (
@@ -52,7 +52,7 @@ ZIP_LEVEL = 1  # deflate level for the streamed sheets: ~3× faster than 6, file
 
 
 def build_workbook(
-    network: Network | Mapping[str, float],
+    network: Network,
     etas: Sequence[float],
     steps: int,
     out: Path,
@@ -272,16 +272,13 @@ class _Run:
 
 
 def _runs(
-    network: Network | Mapping[str, float],
+    network: Network,
     etas: Sequence[float],
     steps: int,
     optimizers: Sequence[str],
     hyper: Mapping[str, float] | None,
 ) -> list[_Run]:
-    """One run per optimizer, all with every hyperparameter the workbook's Setup shows; a
-    mapping is the seed's named values (i1 … w8)."""
-    if not isinstance(network, Network):
-        network = description.seed(network)
+    """One run per optimizer, all with every hyperparameter the workbook's Setup shows."""
     shown = {k: (hyper or {}).get(k, HYPERPARAMETERS[k].default) for k in hyper_keys(optimizers)}
     sheet = layout.SheetLayout(network)
     columns = sum(

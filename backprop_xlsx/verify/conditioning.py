@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from backprop_xlsx.mlp import layout
 from backprop_xlsx.mlp.optim import HYPERPARAMETERS
 from backprop_xlsx.verify.lr_sheet import LrSheet
 from backprop_xlsx.verify.lr_values import numpy_sheets
@@ -52,15 +51,3 @@ def reproducible_until(
             if rows.size:
                 out[sheet.title] = int(rows[0])
     return out
-
-
-def note(title: str, first: int, steps: int) -> str:
-    """The report's line on a sheet whose last iterations were not compared."""
-    return (
-        f"{title}: iterations {first:,} to {steps:,} not compared with NumPy: from there one "
-        "rounding grows past the tolerance (g/√v of a gradient at rounding level), so correct "
-        "engines differ; their formulas are checked on changed inputs"
-    )
-
-
-assert layout.FIRST_ROW  # the iterations counted here are the sheet's rows from FIRST_ROW

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from backprop_xlsx.mlp import layout
+from backprop_xlsx.xlsx.formula import sheet_ref
 
 # |found − expected| ≤ RTOL·|expected| + ATOL. Measured with LibreOffice 7.4 against NumPy: at
 # most 8.5e-15 relative for 100 steps (3.4e-13 on a small E1); at 10,000 steps o1, o2 and the
@@ -46,7 +46,7 @@ class Finding:
 
     @property
     def where(self) -> str:
-        where = f"{layout.sheet_ref(self.sheet)}!{self.cell}" if self.cell else self.sheet
+        where = f"{sheet_ref(self.sheet)}!{self.cell}" if self.cell else self.sheet
         return printable(where, None)
 
     def text(self) -> str:
@@ -161,7 +161,7 @@ class Report:
     atol: float = ATOL
     sheets: list[SheetStats] = field(default_factory=list)
     summary_cells: int = 0
-    summary_title: str = layout.SUMMARY_SHEET  # Error vs LR, or Optimizers
+    summary_title: str = ""  # Error vs LR, or Optimizers: set by the check that reads it
     gradcheck_cells: int = 0  # cells of the Gradient check sheet compared with NumPy
     formula_cells: int = 0  # cells checked for the same relative formula down their column
     findings: list[Finding] = field(default_factory=list)
@@ -224,9 +224,7 @@ class Report:
             lines.append(f"{self.summary_title:<14}{'':>18}{self.summary_cells:>11,}")
         for s in self.sheets:
             if s.compared_until is not None:
-                from backprop_xlsx.verify.conditioning import note
-
-                lines.append(note(printable(s.title, 40), s.compared_until, s.steps))
+                lines.append(_not_compared(printable(s.title, 40), s.compared_until, s.steps))
         if self.gradcheck_cells:
             lines.append(f"{'Gradient check':<14}{'':>18}{self.gradcheck_cells:>11,}")
         if self.cnn is not None:
@@ -248,3 +246,12 @@ class Report:
             if self.findings_total > SHOWN:
                 lines.append(f"  … and {self.findings_total - SHOWN:,} more")
         return "\n".join(lines)
+
+
+def _not_compared(title: str, first: int, steps: int) -> str:
+    """The line on a sheet whose last iterations were not compared (see conditioning.py)."""
+    return (
+        f"{title}: iterations {first:,} to {steps:,} not compared with NumPy: from there one "
+        "rounding grows past the tolerance (g/√v of a gradient at rounding level), so correct "
+        "engines differ; their formulas are checked on changed inputs"
+    )
