@@ -28,6 +28,7 @@ from typing import NoReturn
 import click
 
 from backprop_xlsx.errors import BpxlError
+from backprop_xlsx.mlp.batches import DEFAULT_SHUFFLE_SEED
 from backprop_xlsx.mlp.config import (
     MAX_STEPS,
     check_batching,
@@ -265,7 +266,7 @@ def cli() -> None:
 @click.option(
     "--shuffle-seed",
     type=int,
-    default=0,
+    default=DEFAULT_SHUFFLE_SEED,
     show_default=True,
     help="Seed of the mini-batch shuffle: NumPy's default_rng(seed).permutation, once per epoch.",
 )
@@ -356,7 +357,7 @@ def build(
     if exercise or blank:
         from .mlp import layout
 
-        sheet = layout.SheetLayout(network, classic=network.classic)
+        sheet = layout.SheetLayout(network)
         blanks = layout.exercise_columns(sheet, blank)
     created = make_folders(out.parent)
     try:

@@ -406,7 +406,7 @@ def test_one_cell_of_50000_quotes_is_refused_quickly(recalculated: Path, tmp_pat
 def test_compiler_bounds_are_unsupported_not_crashes(case: str, formula: str, message: str) -> None:
     start = time.monotonic()
     with pytest.raises(Unsupported, match=re.escape(message)):
-        compile_formula(tokenize(formula, 5, 1, SHEET, {}), 5, 1, first=False)
+        compile_formula(tokenize(formula, 5, 1, SHEET, {}), 5, 1, False, layout.SEED_LAYOUT)
     assert time.monotonic() - start < 5
 
 
@@ -427,7 +427,9 @@ def test_tokenizing_is_linear() -> None:
 
 
 def test_division_by_zero_is_a_number_not_a_crash() -> None:
-    expr, _ = compile_formula(tokenize("1/0-(-8)^(1/3)", 5, 1, SHEET, {}), 5, 1, first=False)
+    expr, _ = compile_formula(
+        tokenize("1/0-(-8)^(1/3)", 5, 1, SHEET, {}), 5, 1, False, layout.SEED_LAYOUT
+    )
     with np.errstate(all="ignore"):
         value = expr({})
     assert np.isnan(value) or np.isinf(value)

@@ -313,7 +313,7 @@ def test_unusable_input_is_one_line_error(kind: str, tmp_path: Path, built: Path
 )
 def test_compiler_follows_excel_precedence(formula: str, value: float) -> None:
     tokens = tokenize(formula, 5, 1, SHEET, {})
-    expr, _ = compile_formula(tokens, 5, 1, first=False)
+    expr, _ = compile_formula(tokens, 5, 1, False, layout.SEED_LAYOUT)
     assert expr({}) == pytest.approx(value, rel=1e-15)
 
 
@@ -323,4 +323,4 @@ def test_compiler_follows_excel_precedence(formula: str, value: float) -> None:
 def test_compiler_rejects_what_the_network_does_not_need(formula: str) -> None:
     tokens = tokenize(formula, 5, 1, SHEET, {"other": "Other"})
     with pytest.raises(Unsupported):
-        compile_formula(tokens, 5, 1, first=False)
+        compile_formula(tokens, 5, 1, False, layout.SEED_LAYOUT)

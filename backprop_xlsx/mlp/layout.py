@@ -148,7 +148,6 @@ def is_bpxl_sheet(title: str) -> bool:
     return training_sheet(title) is not None
 
 
-
 # ---------------------------------------------------------------------------------------------
 
 

@@ -272,10 +272,10 @@ def train_network(
                     for v, g in zip(bs, run.dE_db, strict=True)
                 ]
             continue
-        Ws = step_all(optimizer, Ws, run.dE_dW, state_W, eta, k + 1, hyper)
+        Ws = step_all(optimizer, Ws, run.dE_dW, state_W, eta, hyper)
         if train_bias:
             grads = [g for v, g in zip(bs, run.dE_db, strict=True) if v is not None]
-            stepped = iter(step_all(optimizer, trained_b, grads, state_b, eta, k + 1, hyper))
+            stepped = iter(step_all(optimizer, trained_b, grads, state_b, eta, hyper))
             bs = [v if v is None else next(stepped) for v in bs]
             trained_b = [v for v in bs if v is not None]
     assert history is not None

@@ -59,7 +59,7 @@ class Optimizer:
     hyper: tuple[str, ...]  # keys of HYPERPARAMETERS it reads
     torch: str  # the torch.optim call with the same defaults
     rule: str  # the update, as one line of text for the sheet's note
-    step: Callable[[np.ndarray, np.ndarray, State, np.ndarray, int, Hyper], np.ndarray]
+    step: Callable[[np.ndarray, np.ndarray, State, np.ndarray, Hyper], np.ndarray]
     # hyperparameters whose power βᵗ the bias correction needs: kept as a running product
     # βᵗ = βᵗ⁻¹·β (a column of its own), as a spreadsheet's POWER is #NUM! once βᵗ underflows
     # (LibreOffice: 0.9^6724 < 2.2e-308), while a product just reaches 0
@@ -76,32 +76,26 @@ class Optimizer:
         return out | {f"{h}_t": np.ones_like(p) for h in self.powers}
 
 
-def _sgd(p: np.ndarray, g: np.ndarray, st: State, eta: np.ndarray, t: int, h: Hyper) -> np.ndarray:
+def _sgd(p: np.ndarray, g: np.ndarray, st: State, eta: np.ndarray, h: Hyper) -> np.ndarray:
     return p - eta * g
 
 
-def _momentum(
-    p: np.ndarray, g: np.ndarray, st: State, eta: np.ndarray, t: int, h: Hyper
-) -> np.ndarray:
+def _momentum(p: np.ndarray, g: np.ndarray, st: State, eta: np.ndarray, h: Hyper) -> np.ndarray:
     st["v"] = h["mu"] * st["v"] + g
     return p - eta * st["v"]
 
 
-def _nesterov(
-    p: np.ndarray, g: np.ndarray, st: State, eta: np.ndarray, t: int, h: Hyper
-) -> np.ndarray:
+def _nesterov(p: np.ndarray, g: np.ndarray, st: State, eta: np.ndarray, h: Hyper) -> np.ndarray:
     st["v"] = h["mu"] * st["v"] + g
     return p - eta * (g + h["mu"] * st["v"])
 
 
-def _rmsprop(
-    p: np.ndarray, g: np.ndarray, st: State, eta: np.ndarray, t: int, h: Hyper
-) -> np.ndarray:
+def _rmsprop(p: np.ndarray, g: np.ndarray, st: State, eta: np.ndarray, h: Hyper) -> np.ndarray:
     st["v"] = h["alpha"] * st["v"] + (1 - h["alpha"]) * g**2
     return p - eta * g / (np.sqrt(st["v"]) + h["eps"])
 
 
-def _adam_moments(g: np.ndarray, st: State, t: int, h: Hyper) -> None:
+def _adam_moments(g: np.ndarray, st: State, h: Hyper) -> None:
     st["m"] = h["beta1"] * st["m"] + (1 - h["beta1"]) * g
     st["v"] = h["beta2"] * st["v"] + (1 - h["beta2"]) * g**2
     st["beta1_t"] = st["beta1_t"] * h["beta1"]
@@ -110,15 +104,13 @@ def _adam_moments(g: np.ndarray, st: State, t: int, h: Hyper) -> None:
     st["v_hat"] = st["v"] / (1 - st["beta2_t"])
 
 
-def _adam(p: np.ndarray, g: np.ndarray, st: State, eta: np.ndarray, t: int, h: Hyper) -> np.ndarray:
-    _adam_moments(g, st, t, h)
+def _adam(p: np.ndarray, g: np.ndarray, st: State, eta: np.ndarray, h: Hyper) -> np.ndarray:
+    _adam_moments(g, st, h)
     return p - eta * st["m_hat"] / (np.sqrt(st["v_hat"]) + h["eps"])
 
 
-def _adamw(
-    p: np.ndarray, g: np.ndarray, st: State, eta: np.ndarray, t: int, h: Hyper
-) -> np.ndarray:
-    _adam_moments(g, st, t, h)
+def _adamw(p: np.ndarray, g: np.ndarray, st: State, eta: np.ndarray, h: Hyper) -> np.ndarray:
+    _adam_moments(g, st, h)
     return p * (1 - eta * h["weight_decay"]) - eta * st["m_hat"] / (np.sqrt(st["v_hat"]) + h["eps"])
 
 
@@ -174,13 +166,12 @@ def step_all(
     grads: Sequence[np.ndarray],
     states: Sequence[State],
     eta: np.ndarray,
-    t: int,
     hyper: Hyper,
 ) -> list[np.ndarray]:
-    """Step t of every parameter array (states updated in place); η and the hyperparameters
+    """One step of every parameter array (states updated in place); η and the hyperparameters
     run over the leading dimensions."""
     out = []
     for p, g, st in zip(params, grads, states, strict=True):
         h = {k: per_leading(hyper[k], p) for k in optimizer.hyper}
-        out.append(optimizer.step(p, g, st, per_leading(eta, p), t, h))
+        out.append(optimizer.step(p, g, st, per_leading(eta, p), h))
     return out

@@ -48,7 +48,7 @@ def compile_formula(
     row: int,
     col: int,
     first: bool,
-    sheet: layout.SheetLayout = layout.SEED_LAYOUT,
+    sheet: layout.SheetLayout,
     algebra: Algebra = NUMPY,
 ) -> tuple[Expr, set[str]]:
     """A formula in (row, col) of an LR sheet as NumPy operations, and the same-row keys it reads.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -132,7 +132,7 @@ class LrSheet:
     columns: list[ColumnFormulas] | None = None  # None when read without formulas
     formula_ids: np.ndarray | None = None  # (rows, columns) int32: ColumnFormulas ids
     gap: tuple[int, int] | None = None  # (first missing row, next row) where reading stopped
-    layout: layout.SheetLayout = layout.SEED_LAYOUT  # the network's columns, read from Setup
+    layout: layout.SheetLayout = field(kw_only=True)  # the network's columns, read from Setup
 
     @property
     def rows(self) -> int:
@@ -179,8 +179,8 @@ class _Grid:
 def read_lr_sheet(
     pkg: Package,
     title: str,
+    sheet_layout: layout.SheetLayout,
     with_formulas: bool = True,
-    sheet_layout: layout.SheetLayout = layout.SEED_LAYOUT,
 ) -> LrSheet:
     """Read one LR sheet in one streaming pass; cells right of the network's columns are not
     the verifier's concern. Memory follows the cells read, not the row numbers a file claims."""
@@ -205,7 +205,7 @@ def read_lr_sheet(
         grid.columns,
         grid.ids[:n] if with_formulas else None,
         gap,
-        sheet_layout,
+        layout=sheet_layout,
     )
 
 

@@ -85,7 +85,7 @@ def numpy_sheets(
     setup: dict[str, float],
     etas: list[float],
     steps: int,
-    sheet: layout.SheetLayout = layout.SEED_LAYOUT,
+    sheet: layout.SheetLayout,
 ) -> np.ndarray:
     """NumPy's value of every cell: shape (len(etas), steps + 1, columns), columns as the sheet."""
     with np.errstate(all="ignore"):
@@ -110,7 +110,7 @@ def expected_runs(setup: dict[str, float] | None, sheets: list[LrSheet]) -> dict
 def read_setup(
     cells: dict[tuple[int, int], Cell],
     report: Report,
-    sheet: layout.SheetLayout = layout.SEED_LAYOUT,
+    sheet: layout.SheetLayout,
 ) -> dict[str, float] | None:
     """The starting values from the Setup sheet's own cells; None (and findings) if unusable."""
     values: dict[str, float] = {}

@@ -46,9 +46,7 @@ CORRUPT = (
 )  # fmt: skip
 
 
-def read_setup_cells(
-    pkg: Package, sheet: layout.SheetLayout = layout.SEED_LAYOUT
-) -> dict[tuple[int, int], Cell] | None:
+def read_setup_cells(pkg: Package, sheet: layout.SheetLayout) -> dict[tuple[int, int], Cell] | None:
     """The Setup sheet's cells that the checks read (its value column), or None if missing."""
     if layout.SETUP_SHEET not in pkg.parts:
         return None
@@ -103,7 +101,7 @@ def read_summary_cells(
     return cells
 
 
-def choose_engine(pkg: Package, engine: str, sheets: list[LrSheet], report: Report) -> str:
+def choose_engine(pkg: Package, engine: str, sheets: list[LrSheet]) -> str:
     """cached when the formula cells carry values (saved by Excel or LibreOffice), else a
     LibreOffice recalculation of a copy; a clear error when neither can give values."""
     with_value = sum(int((s.has_value & s.has_formula).sum()) for s in sheets)
@@ -200,7 +198,7 @@ def recalculated(
     with contextlib.ExitStack() as stack:
         pkg = open_recalculated(path, stack)
         for sheet in sheets:
-            fresh = read_lr_sheet(pkg, sheet.title, False, sheet.layout)
+            fresh = read_lr_sheet(pkg, sheet.title, sheet.layout, with_formulas=False)
             if fresh.values.shape == sheet.values.shape:
                 computed = sheet.has_formula
                 sheet.values = np.where(computed, fresh.values, sheet.values)

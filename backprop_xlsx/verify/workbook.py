@@ -1,8 +1,9 @@
 """`bpxl verify`: prove a workbook's numbers and formulas right, independently of how it was made.
 
-`verify_workbook` reads the network from the workbook itself, runs the LR sheets' formula check
-(lr_formulas) and value check (lr_values), the Error vs LR check (summary) and the trained net's
-sheets' check (cnn.check), all over one source of values (source). The workbook is untrusted:
+`verify_workbook` reads the network from the workbook itself, then runs, over one source of
+values (source): the training sheets' formula check (lr_formulas; mini-batch schedule: batches)
+and value check (lr_values, up to where rounding decides: conditioning), the comparison sheet's
+(summary), the Gradient check sheet's (gradcheck) and the trained net's sheets' (cnn.check). The workbook is untrusted:
 whatever it holds ends as a finding (exit 1) or a BpxlError (it cannot be checked: exit 2), never
 as an exception of another kind; 0 means every check passed.
 """
@@ -57,8 +58,6 @@ def verify_workbook(
     sheets, no values and no LibreOffice); everything wrong inside the workbook is a finding.
     `progress` is told each step and its share of the whole.
     """
-    if engine not in ENGINES:
-        raise BpxlError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
     pkg = Package(Path(path))
     try:
         return verify_package(pkg, engine, rtol=rtol, atol=atol, progress=progress)
@@ -118,7 +117,7 @@ def verify_package(
         gradcheck = read_gradcheck_cells(pkg, sheet_layout)
         others = {} if gradcheck is None else {G.GRADCHECK_SHEET: gradcheck}
         titles_by_fold = dict(pkg.titles)
-        report.engine = choose_engine(pkg, engine, sheets, report)
+        report.engine = choose_engine(pkg, engine, sheets)
         progress.step("LibreOffice recalculation" if report.engine == "libreoffice" else "values")
         if report.engine == "libreoffice":
             setup_cells, summary_cells = recalculated(
