@@ -3,9 +3,9 @@
 `verify_workbook` reads the network from the workbook itself, then runs, over one source of
 values (source): the training sheets' formula check (lr_formulas; mini-batch schedule: batches)
 and value check (lr_values, up to where rounding decides: conditioning), the comparison sheet's
-(summary), the Gradient check sheet's (gradcheck) and the trained net's sheets' (cnn.check). The workbook is untrusted:
-whatever it holds ends as a finding (exit 1) or a BpxlError (it cannot be checked: exit 2), never
-as an exception of another kind; 0 means every check passed.
+(summary), the Gradient check sheet's (gradcheck) and the trained net's sheets' (cnn.check).
+The workbook is untrusted: whatever it holds ends as a finding (exit 1) or a BpxlError (it
+cannot be checked: exit 2), never as an exception of another kind; 0 means every check passed.
 """
 
 from __future__ import annotations
