@@ -1,11 +1,11 @@
-"""The spreadsheet formula language, as far as the verifier needs it.
+"""The spreadsheet formula language, as far as checking a workbook needs it.
 
 A formula is tokenized with its references made relative to the cell it sits in, so that the
 cells of a column compare equal when they hold the same formula (`relative_key`); a `Template`
 renders it back into any row, fast enough for every row of a sheet and for Excel's shared
-formulas; `compile_formula` turns an LR sheet's formula into a tree of NumPy operations (closures,
-never source text for `eval`: nothing a file says is run as Python), so that it can be run on
-inputs other than the sheet's own.
+formulas; a `Compiler` turns a formula into a tree of NumPy operations (closures, never source
+text for `eval`: nothing a file says is run as Python), each reference mapped by the caller, so
+that it can be run on inputs other than the sheet's own.
 
 Formulas come from untrusted files, so everything is bounded: at most `MAX_FORMULA` characters
 (Excel's 8,192), `MAX_NESTING` levels (Excel's 64), numbers that are finite doubles; tokenizing
@@ -198,19 +198,19 @@ def render(tokens: list[Token], row: int, col: int) -> str:
 
 
 class Unsupported(Exception):
-    """A formula outside what the network's formulas use (+ - * / ^ comparisons ( ) numbers and
-    EXP LN TANH MAX IF ABS SQRT, and for mini-batches QUOTIENT MOD INDEX), or past a bound
-    (length, nesting, a number no double can hold)."""
+    """A formula outside the language compiled here (+ - * / ^ comparisons ( ) numbers and
+    EXP LN TANH MAX IF ABS SQRT QUOTIENT MOD INDEX, and POWER in `compile_tokens`), or past a
+    bound (length, nesting, a number no double can hold)."""
 
 
-Env = Mapping[str, Any]  # "cur", "prev", "setup": quantity → array; "eta": array
+Env = Mapping[str, Any]  # the inputs a compiled formula's references read, named by the caller
 Expr = Callable[[Env], Any]  # a compiled formula: its value for the inputs in an Env
 
 
 def _power(x: Any, y: Any) -> Any:
-    """x^y, with x^2 as x·x: what a spreadsheet's correctly rounded pow gives, and network.py's
-    a**2. numpy 1.24's np.power(x, 2.0) is an ulp off for ~17 % of x, which 1 − a² of a
-    saturated tanh magnifies past verify's tolerance."""
+    """x^y, with x^2 as x·x: what a spreadsheet's correctly rounded pow gives. numpy 1.24's
+    np.power(x, 2.0) is an ulp off for ~17 % of x, which a difference such as 1 − x² can
+    magnify past any tight tolerance."""
     if np.ndim(y) == 0 and y == 2:
         return np.multiply(x, x)
     return np.power(x, y)
@@ -506,6 +506,6 @@ class _HandCompiler(Compiler):
 
 def compile_tokens(tokens: list[Token], resolve: Callable[[Ref], Expr]) -> Expr:
     """Any formula as NumPy operations, each reference mapped by `resolve` (which may raise
-    Unsupported): the hand-made grader's tables have their own cell meanings, and their
-    authors write POWER and SQRT too."""
+    Unsupported), POWER included: for cells whose meanings the caller knows one by one, such as
+    a hand-made workbook's tables, where people write POWER too."""
     return _HandCompiler(tokens, resolve).compile()

@@ -175,19 +175,20 @@ class PatternRows(FilledSheet):
 
     The row above `first_row` is the template: openpyxl wrote it (with the same columns), and its
     cells' style ids are reused. Each cell pattern is the inner XML of a cell with {r} (this
-    row), {p} (the row above), {k} (the iteration), {s} (the iteration's row on an LR sheet) and
-    {v[i]} (column i of `values`, the row's cached values). `top` fills the values of the
-    formulas openpyxl wrote above the bulk; `row_of_iteration_0` is where {s} counts from.
+    row), {p} (the row above), {k} (a count: `first_k` on first_row, one more each row), {s}
+    (k + `s_offset`: the row of the same count on another sheet) and {v[i]} (column i of
+    `values`, the row's cached values). `top` fills the values of the formulas openpyxl wrote
+    above the bulk.
     """
 
     title: str
     first_row: int
     last_row: int
-    first_iteration: int  # the iteration of first_row
+    first_k: int  # {k} on first_row
     cells: tuple[tuple[str, str], ...]  # (column letter, inner XML pattern)
     values: np.ndarray | None = None  # (last_row - first_row + 1, valued cells)
     top: Mapping[str, float | str] = field(default_factory=dict)
-    row_of_iteration_0: int = 0
+    s_offset: int = 0  # {s} = {k} + s_offset
 
     def _rows(self, rows: str) -> tuple[str, Iterable[str]]:
         """openpyxl's rows, then the bulk rows after the template row (its last)."""
@@ -209,7 +210,7 @@ class PatternRows(FilledSheet):
         return f"A1:{self.cells[-1][0]}{self.last_row}", chain((rows,), self._bulk(row_pattern))
 
     def _bulk(self, row_pattern: str) -> Iterator[str]:
-        offset = self.first_iteration - self.first_row
+        offset = self.first_k - self.first_row
         for start in range(self.first_row, self.last_row + 1, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, self.last_row + 1)
             if self.values is None:
@@ -220,8 +221,6 @@ class PatternRows(FilledSheet):
                 if not np.isfinite(chunk).all():  # only in a run the overflow check refuses
                     values = [[x if math.isfinite(x) else "" for x in row] for row in values]
             yield "".join(
-                row_pattern.format(
-                    r=r, p=r - 1, k=r + offset, s=self.row_of_iteration_0 + r + offset, v=v
-                )
+                row_pattern.format(r=r, p=r - 1, k=r + offset, s=self.s_offset + r + offset, v=v)
                 for r, v in zip(range(start, stop), values, strict=True)
             )
