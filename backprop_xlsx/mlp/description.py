@@ -1,24 +1,11 @@
 """A network description: architecture, training set, starting parameters, from a TOML file.
 
-The file format (every preset in templates/ is one):
-
-    layers      = [2, 3, 1]         # input width, hidden widths…, output width: 1-3 weight layers
-    activations = ["sigmoid", "sigmoid"]   # one per weight layer; softmax on the output only
-    loss        = "mse"             # mse | cross_entropy (softmax) | binary_cross_entropy (sigmoid)
-    bias        = true               # true | false | "fixed" (in the forward pass, never updated)
-    inputs      = [[0, 0], [0, 1], [1, 0], [1, 1]]   # one row per training sample
-    targets     = [[0], [1], [1], [0]]
-    weights     = [0.15, 0.2, …]     # optional, w1, w2, …; omitted: drawn from `seed`
-    biases      = [0.35, 0.35, …]    # optional, b1, b2, … neuron by neuron, layer by layer
-    seed        = 1
-    lr          = [0.5, 1, 2]        # optional defaults for --lr and --steps
-    steps       = 2000
-
-Weights are numbered layer by layer, within a layer by receiving neuron, then by sending neuron
-(w1: i1→h1, w2: i2→h1, w3: i1→h2, …): row by row of each W. The seed's flat keys (i1 i2 t1 t2
-w1 … w8) describe its 2-2-2 network and stay valid. Every problem is one line that starts with
-the key it is about, and counts samples and list entries from 1. docs/network-files.md is the
-reference: every key, whether it is required, its default.
+Every preset in templates/ is one such file; docs/network-files.md is the reference (every key,
+whether it is required, its default, an example). Weights are numbered layer by layer, within a
+layer by receiving neuron, then by sending neuron (w1: i1→h1, w2: i2→h1, w3: i1→h2, …): row by
+row of each W. The seed's flat keys (i1 i2 t1 t2 w1 … w8) describe its 2-2-2 network and stay
+valid. Every problem is one line that starts with the key it is about, and counts samples and
+list entries from 1: a file is a user's, and its mistakes are theirs to find quickly.
 """
 
 from __future__ import annotations

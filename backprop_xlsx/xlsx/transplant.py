@@ -2,52 +2,12 @@
 
 Why not openpyxl: loading and saving a workbook with openpyxl drops every cached formula value and
 rewrites (and sometimes alters) charts, so a workbook recalculated by LibreOffice or Excel would
-lose exactly what makes it checkable. Here the destination package is edited part by part: the
-moved sheet's XML and the parts it relates to (drawings, charts, chart styles/colours, images,
-comments, ...) are copied under fresh part names, and only the shared bookkeeping parts change:
-
-* ``xl/workbook.xml`` (``<sheet>`` entry, sheet-local defined names such as print areas),
-* ``xl/_rels/workbook.xml.rels``, ``[Content_Types].xml``,
-* ``xl/styles.xml`` (cell formats the moved sheet needs are appended or reused),
-* ``xl/calcChain.xml`` is dropped when a sheet is replaced (Excel rebuilds it; stale entries
-  would make Excel "repair" the file).
-
-Every other part of the destination stays byte-for-byte identical, including cached values.
-
-Streaming: a package is read part by part from its zip, only the bookkeeping parts and the moved
-sheets are ever parsed or held, and writing copies every other part member by member
-(``shutil.copyfileobj``), from the destination's zip or, for a moved sheet's charts and images,
-from the source's. A rebuild of a 1 × 100,000-step workbook with one user sheet so costs what a
-fresh build costs in peak memory (1.00×, ``benchmarks/bench_rebuild.py``; reading both packages
-whole took 9×). Zip members whose names are absolute or contain ``..`` are never read nor
-copied, and a relationship that points outside the package stops the move.
-
-A rebuild (``build_package``) also carries the source's workbook-level defined names and its
-theme over, and warns about formulas, chart ranges and defined names it carries that refer to
-sheets the rebuild removes.
-
-Theme: charts and cell formats may leave colours to the workbook's theme (openpyxl's charts do).
-A destination without a theme part (LibreOffice writes none) gets a copy of the source's theme,
-so the moved sheets resolve those colours as they did in the source; a destination with its own
-theme keeps it, as when Excel copies a sheet between workbooks.
-
-Choices and limits:
-
-* Shared strings of the moved sheet become inline strings (``t="inlineStr"``), so the
-  destination's ``sharedStrings.xml`` is never touched.
-* Cell formats keep number format, font, fill, border, alignment and protection, and their named
-  cell style (``xfId``): one the destination has by the same name (Normal, Hyperlink) is used,
-  any other is added. Cells without a format (index 0) use the destination's default format.
-  Conditional-format ``dxf`` entries are copied.
-* ``docProps/app.xml`` (the sheet-title list some tools show) is left as it is; Excel and
-  LibreOffice ignore a stale list.
-* Sheet names match case-insensitively, as in Excel: a same-named sheet is replaced in place
-  (same position, same part name, same ``sheetId``); new sheets are appended.
-* Not supported (a `BpxlError` says so): tables, pivot tables, slicers, timelines and threaded
-  comments on the moved sheet, chartsheets, and Strict OOXML packages. Formulas, charts and
-  defined names that point at sheets not present in the destination are copied as they are.
-* If the destination does not exist: when ``names`` are exactly all sheets of ``src`` the result
-  is a byte copy of ``src``; otherwise the sheets are transplanted into a minimal empty package.
+lose exactly what makes it checkable. Here the destination is edited part by part: the moved
+sheet's XML and the parts it relates to (drawings, charts, images, comments, …) are copied under
+fresh part names, only the bookkeeping parts change, and every other part is copied member by
+member, byte for byte, never held whole (a rebuild of a 100,000-step workbook with one user
+sheet peaks at what a fresh build does, 1.00×; reading both packages whole took 9×:
+benchmarks/bench_rebuild.py). `transplant_sheets` lists what changes and what is refused.
 """
 
 from __future__ import annotations
@@ -423,8 +383,26 @@ def write_package(
 def transplant_sheets(src: Path, dst: Path, names: Sequence[str], out: Path | None = None) -> None:
     """Copy worksheets `names` from xlsx `src` into xlsx `dst`, written atomically to `out`.
 
-    `out` defaults to `dst`. Same-named sheets are replaced in place, others appended in the
-    order given; every other part of `dst` stays byte-identical (see the module docstring).
+    `out` defaults to `dst`. Sheet names match case-insensitively, as in Excel: a same-named
+    sheet is replaced in place (same position, part name and sheetId), others are appended in
+    the order given. Only the bookkeeping parts change: xl/workbook.xml (the <sheet> entry,
+    sheet-local defined names such as print areas), its rels, [Content_Types].xml, xl/styles.xml
+    (the formats the moved sheet needs, appended or reused), and xl/calcChain.xml, dropped when
+    a sheet is replaced (Excel rebuilds it; stale entries make Excel "repair" the file). Every
+    other part of `dst` stays byte-identical, cached values included.
+
+    Choices: the moved sheet's shared strings become inline strings (sharedStrings.xml is never
+    touched); cell formats keep number format, font, fill, border, alignment, protection and
+    their named style (one of the same name in `dst` is used, any other added), and
+    conditional-format dxf entries are copied; docProps/app.xml's title list is left stale
+    (Excel and LibreOffice ignore it). A `dst` without a theme takes the source's, so charts
+    that leave colours to the theme keep them; one with its own keeps it, as Excel does.
+    Refused with a BpxlError: tables, pivot tables, slicers, timelines and threaded comments on
+    a moved sheet, chartsheets, Strict OOXML, zip members whose names are absolute or hold
+    "..", and relationships that point outside the package. Formulas, charts and defined names
+    that point at sheets `dst` lacks are copied as they are. If `dst` does not exist, the
+    sheets go into a minimal empty package (a byte copy of `src` when `names` are all of its
+    sheets).
     """
     src, dst = Path(src), Path(dst)
     out = dst if out is None else Path(out)
@@ -497,7 +475,7 @@ def build_package(
     nothing that changes from run to run (see PackageParts.new, which `application` goes to).
     `streams` maps sheet titles of the template to functions that write their XML (see
     `write_package`). The sheets `carry` of workbook `carry_from` are appended, with what they
-    need (see the module docstring), and so are its workbook-level defined names and its theme:
+    need (see `transplant_sheets`), and so are its workbook-level defined names and its theme:
     both packages are read part by part, never held whole. Returns warnings: formulas, chart
     ranges and defined names carried over that refer to the sheets `removed`.
     """
