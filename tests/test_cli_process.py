@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _cli import processes, start, wait_for
 from _seed import seed
 
 from backprop_xlsx.mlp.workbook import build_workbook
@@ -30,16 +31,6 @@ def _env(tmpdir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "BPXL_SOFFICE"}
     env.update(PYTHONPATH=str(ROOT), TMPDIR=str(tmpdir), PYTHONDONTWRITEBYTECODE="1", **extra)
     return env
-
-
-def _start(args: list[str], tmpdir: Path, **extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "backprop_xlsx", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(tmpdir, **extra),
-    )
 
 
 def _run(
@@ -71,28 +62,6 @@ def _one_error_line(stderr: str) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
     assert "Traceback" not in stderr
     return lines[0]
-
-
-def _mentioning(text: str) -> list[int]:
-    """Live processes whose command line contains `text` (a /proc scan, no psutil)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if text.encode() in cmdline:
-                found.append(int(entry.name))
-    return found
-
-
-def _wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 # --- help and bad output paths -----------------------------------------------------------------
@@ -222,7 +191,7 @@ def test_a_libreoffice_that_dies_is_one_line_and_leaves_nothing(
         f"error: LibreOffice {said} while recalculating the new workbook for {out}"
     )
     assert list(out.parent.iterdir()) == [] and list(private_tmp.iterdir()) == []
-    assert _mentioning(marker) == []  # its process group was killed with it
+    assert processes(marker) == {}  # its process group was killed with it
 
 
 def test_an_internal_error_is_one_line(tmp_path: Path, private_tmp: Path) -> None:
@@ -262,14 +231,14 @@ def test_a_signal_mid_build_leaves_nothing(
     out.parent.mkdir()
     build_workbook(seed(), [0.5], 2, out)
     old = out.read_bytes()
-    proc = _start(["build", "--lr", "0.1", "--steps", "20000", "--out", str(out)], private_tmp)
+    proc = start(["build", "--lr", "0.1", "--steps", "20000", "--out", str(out)], _env(private_tmp))
     try:
 
         def writing() -> bool:
             temps = [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
             return bool(temps) and temps[0].stat().st_size > 100_000
 
-        _wait_for(writing, 120, "the build to be writing its temporary file")
+        assert wait_for(writing, 120), "timed out waiting for the build to write its temporary file"
         proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
     finally:
@@ -294,9 +263,9 @@ def test_sigterm_during_libreoffice_kills_it(
         build_workbook(seed(), [0.5], 5000, out)
         args = ["verify", "--engine", "libreoffice", str(out)]
     before = sorted(p.name for p in out.parent.iterdir())
-    proc = _start(args, private_tmp, BPXL_SOFFICE=soffice)
+    proc = start(args, _env(private_tmp, BPXL_SOFFICE=soffice))
     try:
-        _wait_for(lambda: len(_mentioning(str(private_tmp))) > 0, 120, "LibreOffice to start")
+        assert wait_for(lambda: processes(str(private_tmp)) != {}, 120), "LibreOffice never started"
         time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
@@ -304,6 +273,6 @@ def test_sigterm_during_libreoffice_kills_it(
         proc.kill()
     assert proc.returncode == 143, stderr
     assert _one_error_line(stderr) == "error: terminated by SIGTERM"
-    _wait_for(lambda: _mentioning(str(private_tmp)) == [], 10, "LibreOffice to be gone")
+    assert wait_for(lambda: processes(str(private_tmp)) == {}, 10), processes(str(private_tmp))
     assert sorted(p.name for p in out.parent.iterdir()) == before
     assert list(private_tmp.iterdir()) == []

@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _cli import processes, start, wait_for
 from _seed import seed
 
 from backprop_xlsx.mlp.workbook import build_workbook
@@ -21,39 +20,8 @@ from backprop_xlsx.xlsx.fileio import STALE_AFTER, sweep_stale_folders
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _start(args: list[str], tmpdir: Path, soffice: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmpdir), BPXL_SOFFICE=soffice)
-    return subprocess.Popen(
-        [sys.executable, "-m", "backprop_xlsx", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def _processes(text: str) -> dict[int, str]:
-    """Live processes whose command line contains `text`: pid → program (a /proc scan)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                continue
-            if text.encode() in cmdline and state != "Z":
-                found[int(entry.name)] = Path(cmdline.split(b"\0")[0].decode()).name
-    return found
-
-
-def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+def _env(tmpdir: Path, soffice: str) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmpdir), BPXL_SOFFICE=soffice)
 
 
 @pytest.mark.slow
@@ -64,10 +32,10 @@ def test_a_killed_verify_leaves_no_libreoffice_and_the_next_run_sweeps(
     private.mkdir()
     book = tmp_path / "book.xlsx"
     build_workbook(seed(), [0.1, 0.2, 0.5, 0.8, 1.0, 2.0], 4000, book)
-    proc = _start(["verify", "--engine", "libreoffice", str(book)], private, soffice)
+    proc = start(["verify", "--engine", "libreoffice", str(book)], _env(private, soffice))
     ours = f"bpxl-lo-{proc.pid}-"
     try:
-        started = _wait_for(lambda: "soffice.bin" in _processes(ours).values(), 120)
+        started = wait_for(lambda: "soffice.bin" in processes(ours).values(), 120)
         assert started, "LibreOffice's worker, soffice.bin, never started"
         time.sleep(1.0)  # mid-recalculation: the workbook takes LibreOffice several seconds
         assert proc.poll() is None, "verify ended before it could be killed"
@@ -76,7 +44,7 @@ def test_a_killed_verify_leaves_no_libreoffice_and_the_next_run_sweeps(
     finally:
         proc.kill()
         proc.communicate()
-    assert _wait_for(lambda: not _processes(ours), 5), _processes(ours)  # soffice.bin too
+    assert wait_for(lambda: not processes(ours), 5), processes(ours)  # soffice.bin too
     assert not list(private.glob(f"{ours}*"))  # its guard removed the conversion's folder
     left = [p for p in private.iterdir() if f"-{proc.pid}-" in p.name]
     assert [p.name.split("-")[1] for p in left] == ["verify"]  # verify's own, beside it
@@ -85,7 +53,7 @@ def test_a_killed_verify_leaves_no_libreoffice_and_the_next_run_sweeps(
     os.utime(left[0], (old, old))
     small = tmp_path / "small.xlsx"
     build_workbook(seed(), [0.5], 2, small)
-    again = _start(["verify", "--engine", "libreoffice", str(small)], private, soffice)
+    again = start(["verify", "--engine", "libreoffice", str(small)], _env(private, soffice))
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     assert list(private.iterdir()) == []  # the dead run's folder swept, the new run's removed

@@ -8,11 +8,10 @@ list entries counted from 1). docs/network-files.md documents every key these ca
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _cli import bpxl
 
 from backprop_xlsx.cli import cli
 
@@ -138,11 +137,7 @@ def test_the_defaults_make_a_network(
 def test_the_real_process_says_the_same(tmp_path: Path) -> None:
     config = tmp_path / "net.toml"
     config.write_text({c[0]: c[1] for c in CASES}["targets row width"], encoding="utf-8")
-    done = subprocess.run(
-        [sys.executable, "-m", "backprop_xlsx", "build", "--config", str(config),
-         "--out", str(tmp_path / "book.xlsx")],
-        capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    done = bpxl("build", "--config", str(config), "--out", str(tmp_path / "book.xlsx"))
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == (
         f"error: {config}: targets, sample 2 (1-based): 3 numbers, the output layer has 1\n"
