@@ -7,13 +7,12 @@ Changing a Setup input before the recalculation proves Gnumeric computed them it
 
 from __future__ import annotations
 
-import re
 import subprocess
-import zipfile
 from pathlib import Path
 
 import pytest
 from _seed import seed
+from _spoil import set_value
 
 from backprop_xlsx.mlp import layout
 from backprop_xlsx.mlp.workbook import build_workbook
@@ -29,24 +28,6 @@ def _gnumeric_recalc(ssconvert: str, src: Path, dst: Path) -> Path:
         [ssconvert, "--recalc", str(src), str(dst)], capture_output=True, timeout=120, check=False
     )
     assert proc.returncode == 0 and dst.is_file(), proc.stderr.decode("utf-8", "replace")
-    return dst
-
-
-def _with_setup_value(src: Path, dst: Path, name: str, value: float) -> Path:
-    """A copy of `src` whose Setup cell `name` holds `value` (edited in the sheet's XML)."""
-    pkg = Package(src)
-    part = pkg.parts[layout.SETUP_SHEET]
-    pkg.close()
-    cell = f"{layout.SETUP_VALUE_COLUMN}{layout.SEED_LAYOUT.setup_row[name]}"
-    pattern = re.compile(rf'(<c r="{cell}"[^>]*>\s*<v>)[^<]*(</v>)')
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename == part:
-                text, n = pattern.subn(rf"\g<1>{value!r}\g<2>", data.decode("utf-8"))
-                assert n == 1, f"no value cell {cell} on Setup"
-                data = text.encode("utf-8")
-            zout.writestr(item, data)
     return dst
 
 
@@ -70,7 +51,8 @@ def test_gnumeric_recalculation_passes_verify(built: Path, ssconvert: str) -> No
 
 def test_gnumeric_follows_a_changed_setup_input(built: Path, ssconvert: str) -> None:
     # t1 = 0.9 instead of 0.5: every later value changes, so only a real recalculation passes.
-    changed = _with_setup_value(built, built.with_name("t1.xlsx"), "t1", 0.9)
+    t1_cell = f"{layout.SETUP_VALUE_COLUMN}{layout.SEED_LAYOUT.setup_row['t1']}"
+    changed = set_value(built, built.with_name("t1.xlsx"), layout.SETUP_SHEET, t1_cell, 0.9)
     recalculated = _gnumeric_recalc(ssconvert, changed, built.with_name("t1-gnumeric.xlsx"))
     report = verify_workbook(recalculated, engine="cached")
     assert report.ok, report.text()

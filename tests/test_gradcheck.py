@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from _cli import bpxl
+from _spoil import edit_sheet
 
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import description, layout
@@ -62,23 +62,15 @@ def _build(network: Network, path: Path) -> Path:
 def _edit(src: Path, dst: Path, cells: dict[str, tuple[str, str]]) -> Path:
     """A copy of `src` whose Gradient check cells have `old` replaced by `new` in their XML
     (a formula's text, or a typed value): cell → (old, new)."""
-    pkg = Package(src)
-    part = pkg.parts[G.GRADCHECK_SHEET]
-    pkg.close()
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename == part:
-                text = data.decode("utf-8")
-                for a1, (old, new) in cells.items():
-                    match = re.search(rf'<c r="{a1}"[^>]*>.*?</c>', text)
-                    assert match is not None and old in match[0], (a1, old)
-                    text = (
-                        text[: match.start()] + match[0].replace(old, new, 1) + text[match.end() :]
-                    )
-                data = text.encode("utf-8")
-            zout.writestr(item, data)
-    return dst
+
+    def edit(text: str) -> str:
+        for a1, (old, new) in cells.items():
+            match = re.search(rf'<c r="{a1}"[^>]*>.*?</c>', text)
+            assert match is not None and old in match[0], (a1, old)
+            text = text[: match.start()] + match[0].replace(old, new, 1) + text[match.end() :]
+        return text
+
+    return edit_sheet(src, dst, G.GRADCHECK_SHEET, edit)
 
 
 def _formula_findings(path: Path, network: Network) -> list[str]:

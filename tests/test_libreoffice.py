@@ -18,6 +18,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from _spoil import edit_part
 from openpyxl.chart import LineChart, Reference
 
 from backprop_xlsx.errors import BpxlError
@@ -30,17 +31,13 @@ X_VALUES = [0.1, -1.7, 2.123456789012345, 1e-7, 0.6180339887498949]
 
 def _spoil_cached_values(path: Path) -> None:
     """Give every formula cell of the first sheet a wrong cached value, as a stale file would."""
-    tmp = path.with_suffix(".spoiling")
-    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info.filename)
-            if info.filename == "xl/worksheets/sheet1.xml":
-                text = data.decode()
-                text, n = re.subn(r"(</f>)(<v\s*/>|<v></v>)?", rf"\1<v>{WRONG}</v>", text)
-                assert n > 0
-                data = text.encode()
-            zout.writestr(info, data)
-    tmp.replace(path)
+
+    def edit(text: str) -> str:
+        text, n = re.subn(r"(</f>)(<v\s*/>|<v></v>)?", rf"\1<v>{WRONG}</v>", text)
+        assert n > 0
+        return text
+
+    edit_part(path, path, "xl/worksheets/sheet1.xml", edit)
 
 
 def _make_book(path: Path, scale: float) -> None:

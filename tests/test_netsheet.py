@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from _spoil import rewrite, sheet_part
 
 from backprop_xlsx.cnn import layout as L
 from backprop_xlsx.cnn.check import check_cnn_sheets
@@ -118,24 +119,23 @@ def sheet_xml(path: Path, title: str) -> tuple[str, str]:
         return part, z.read(part).decode("utf-8")
 
 
-def rewrite(src: Path, dst: Path, edits: dict[str, list[tuple[str, str]]]) -> Path:
+def edit_sheets(src: Path, dst: Path, edits: dict[str, list[tuple[str, str]]]) -> Path:
     """A copy of `src` with regex edits (pattern, replacement) applied to sheets' XML."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        parts = sheet_parts(zin)[2]
-        by_part = {parts[title]: subs for title, subs in edits.items()}
-        for info in zin.infolist():
-            data = zin.read(info)
-            for pattern, replacement in by_part.get(info.filename, []):
-                text, n = re.subn(pattern, replacement, data.decode("utf-8"), count=1)
-                assert n == 1, pattern
-                data = text.encode("utf-8")
-            zout.writestr(info, data)
-    return dst
+    by_part = {sheet_part(src, title): subs for title, subs in edits.items()}
+
+    def edit(name: str, data: bytes) -> bytes:
+        for pattern, replacement in by_part.get(name, []):
+            text, n = re.subn(pattern, replacement, data.decode("utf-8"), count=1)
+            assert n == 1, pattern
+            data = text.encode("utf-8")
+        return data
+
+    return rewrite(src, dst, edit)
 
 
 def pick(src: Path, dst: Path, image: int) -> Path:
     cell = L.a1(*L.PICK)
-    return rewrite(
+    return edit_sheets(
         src, dst, {L.NET_SHEET: [(rf'(<c r="{cell}"[^>]*>)<v>[^<]*</v>', rf"\g<1><v>{image}</v>")]}
     )
 
@@ -282,7 +282,7 @@ def test_spoiled_cells_are_named_and_batchnorm_is_live(books, models, soffice: s
             (rf'(<c r="{L.a1(gamma_row, L.GAMMA)}"[^>]*>)<v>[^<]*</v>', r"\g<1><v>-2.5</v>")
         ],
     }
-    spoiled = rewrite(books["ours"], tmp_path / "spoiled.xlsx", edits)
+    spoiled = edit_sheets(books["ours"], tmp_path / "spoiled.xlsx", edits)
     done = recalculate(spoiled, tmp_path / "spoiled_lo.xlsx")
     report = verify(spoiled, done)
     named = {f.cell: f.problem for f in report.findings if f.sheet == L.NET_SHEET}
@@ -299,7 +299,7 @@ def test_spoiled_cells_are_named_and_batchnorm_is_live(books, models, soffice: s
 
 def test_a_bad_picker_is_a_finding(books, tmp_path: Path):
     cell = L.a1(*L.PICK)
-    bad = rewrite(books["ours"], tmp_path / "bad.xlsx", {
+    bad = edit_sheets(books["ours"], tmp_path / "bad.xlsx", {
         L.NET_SHEET: [(rf'(<c r="{cell}"[^>]*>)<v>[^<]*</v>', r"\g<1><v>9999</v>")],
     })  # fmt: skip
     report = verify(bad, bad)  # uncalculated on purpose: only the picker is looked at
@@ -334,7 +334,7 @@ def test_a_hostile_architecture_table_is_one_finding(books, tmp_path: Path) -> N
     """Sizes are checked before anything is built from them: 10,000 channels is a finding."""
     row = L.ARCH_HEADER_ROW + 1
     edits = {L.WEIGHTS_SHEET: [(rf'(<c r="D{row}"[^>]*>)<v>[^<]*</v>', r"\g<1><v>10000</v>")]}
-    report = verify(rewrite(books["ours"], tmp_path / "hostile.xlsx", edits))
+    report = verify(edit_sheets(books["ours"], tmp_path / "hostile.xlsx", edits))
     assert report.findings_total == 1
     assert "out channels must be a whole number from 1 to 64" in report.findings[0].problem
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _spoil import edit_part
 
 from backprop_xlsx.mlp import description
 from backprop_xlsx.mlp.workbook import build_workbook
@@ -100,15 +101,12 @@ def wide_network() -> description.Network:
 
 def spoil(src: Path, dst: Path) -> Path:
     """A copy whose first LR sheet has an element the schema does not know inside sheetData."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename == "xl/worksheets/sheet2.xml":
-                text = data.decode("utf-8")
-                assert text.count("<sheetData>") == 1
-                data = text.replace("<sheetData>", "<sheetData><bogus/>").encode("utf-8")
-            zout.writestr(item, data)
-    return dst
+
+    def edit(text: str) -> str:
+        assert text.count("<sheetData>") == 1
+        return text.replace("<sheetData>", "<sheetData><bogus/>")
+
+    return edit_part(src, dst, "xl/worksheets/sheet2.xml", edit)
 
 
 BOOKS = ("seed", "mazur", "xor", "softmax", "wide")

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import openpyxl
 import pytest
+from _spoil import edit_column, set_value
 
 from backprop_xlsx.mlp import description, layout
 from backprop_xlsx.mlp.optim import HYPERPARAMETERS, OPTIMIZERS, hyper_keys
@@ -130,34 +130,6 @@ def test_every_optimizer_sheet_passes_the_formula_check(book: Path) -> None:
         assert report.ok, report.text()
 
 
-def _spoil(src: Path, dst: Path, title: str, letter: str, edit: Callable[[str, int], str]) -> str:
-    """A copy of `src` with every formula of column `letter` below the first row of `title`
-    passed through edit(formula, row); returns the first spoiled cell."""
-    pkg = Package(src)
-    part = pkg.parts[title]
-    pkg.close()
-    cell = re.compile(rf'(<c r="{letter}(\d+)"[^>]*><f>)([^<]*)(</f>)')
-    spoiled: list[int] = []
-
-    def swap(m: re.Match[str]) -> str:
-        row = int(m[2])
-        if row == layout.FIRST_ROW:
-            return m[0]
-        new = edit(m[3], row)
-        assert new != m[3], f"{letter}{row}: {m[3]} unchanged"
-        spoiled.append(row)
-        return m[1] + new + m[4]
-
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename == part:
-                data = cell.sub(swap, data.decode("utf-8")).encode("utf-8")
-            zout.writestr(item, data)
-    assert spoiled
-    return f"{letter}{min(spoiled)}"
-
-
 def _spoils() -> dict[str, tuple[str, str, Callable[[layout.SheetLayout], Callable]]]:
     """spoil → (optimizer, column key, edit given the sheet's layout)."""
 
@@ -213,8 +185,9 @@ def test_a_spoiled_optimizer_formula_is_named(book: Path, spoil: str, tmp_path: 
     titles = [layout.sheet_title(o, e) for o in ALL for e in (ETA, 0.2)]
     sheet = optimizer_layouts(layout.SheetLayout(_network()), titles)[titles.index(title)]
     letter = sheet.letter[key]
-    cell = _spoil(book, tmp_path / "spoiled.xlsx", title, letter, edit(sheet))
-    report = _formula_findings(tmp_path / "spoiled.xlsx", title)
+    spoiled = tmp_path / "spoiled.xlsx"
+    cell = edit_column(book, spoiled, title, letter, edit(sheet), lambda r: r != layout.FIRST_ROW)
+    report = _formula_findings(spoiled, title)
     assert not report.ok
     named = [f for f in report.findings if f.cell == cell]
     assert named and all("changed inputs" in f.problem for f in named), report.text()
@@ -240,22 +213,6 @@ def test_cli_optimizers_and_bad_hyperparameters(tmp_path: Path) -> None:
         assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
         assert bad.stderr.startswith("error:") and words in bad.stderr, bad.stderr
         assert not (tmp_path / "bad.xlsx").exists()
-
-
-def _with_setup_cell(src: Path, dst: Path, cell: str, value: float) -> Path:
-    pkg = Package(src)
-    part = pkg.parts[layout.SETUP_SHEET]
-    pkg.close()
-    pattern = re.compile(rf'(<c r="{cell}"[^>]*>\s*<v>)[^<]*(</v>)')
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename == part:
-                text, n = pattern.subn(rf"\g<1>{value!r}\g<2>", data.decode("utf-8"))
-                assert n == 1, cell
-                data = text.encode("utf-8")
-            zout.writestr(item, data)
-    return dst
 
 
 def _final_e_total(path: Path, title: str) -> float:
@@ -287,7 +244,7 @@ def test_a_changed_beta1_recomputes_every_adam_sheet(
     titles = [layout.sheet_title(o, e) for o in ALL for e in (ETA, 0.2)]
     sheet = optimizer_layouts(layout.SheetLayout(_network()), titles)[-1]
     cell = f"{layout.SETUP_VALUE_COLUMN}{sheet.setup_row['beta1']}"
-    changed = _with_setup_cell(book, tmp_path / "beta1.xlsx", cell, 0.5)
+    changed = set_value(book, tmp_path / "beta1.xlsx", layout.SETUP_SHEET, cell, 0.5)
     recalculate(changed, tmp_path / "beta1-lo.xlsx")
     before = _recalculated(book, tmp_path / "lo.xlsx")
     after = tmp_path / "beta1-lo.xlsx"

@@ -16,6 +16,7 @@ import openpyxl
 import pytest
 from _cli import bpxl
 from _seed import seed
+from _spoil import rewrite
 from openpyxl.chart import LineChart, Reference
 from openpyxl.styles import Font, NamedStyle
 from openpyxl.workbook.defined_name import DefinedName
@@ -73,14 +74,13 @@ def _user_edited(path: Path, etas: list[float]) -> None:
 
 def _drop_charts_of(path: Path, ref: str) -> None:
     """Blank the series of charts that refer to `ref`, so that openpyxl can load the file."""
-    tmp = path.with_suffix(".nochart")
-    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(tmp, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if ref.encode() in data and info.filename.startswith("xl/charts/"):
-                data = re.sub(rb"<c:ser>.*</c:ser>", b"", data, flags=re.S)
-            zout.writestr(info, data)
-    tmp.replace(path)
+
+    def edit(name: str, data: bytes) -> bytes:
+        if ref.encode() in data and name.startswith("xl/charts/"):
+            return re.sub(rb"<c:ser>.*</c:ser>", b"", data, flags=re.S)
+        return data
+
+    rewrite(path, path, edit)
 
 
 def test_rebuild_keeps_user_sheets_names_and_styles(tmp_path: Path) -> None:
@@ -168,16 +168,15 @@ def test_a_non_bpxl_workbook_keeps_its_own_setup(tmp_path: Path) -> None:
 
 def _as_older_bpxl_wrote_it(path: Path) -> None:
     """Remove the record: what bpxl before the custom property wrote (otherwise the same)."""
-    tmp = path.with_suffix(".old")
-    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "docProps/custom.xml":
-                continue
-            if info.filename in ("_rels/.rels", "[Content_Types].xml"):
-                data = re.sub(rb"<[^<>]*custom[.-]properties[^<>]*/>", b"", data)
-            zout.writestr(info, data)
-    tmp.replace(path)
+
+    def edit(name: str, data: bytes) -> bytes | None:
+        if name == "docProps/custom.xml":
+            return None
+        if name in ("_rels/.rels", "[Content_Types].xml"):
+            return re.sub(rb"<[^<>]*custom[.-]properties[^<>]*/>", b"", data)
+        return data
+
+    rewrite(path, path, edit)
     assert _record(path) is None
 
 
@@ -217,20 +216,17 @@ def test_a_sheet_s_part_outside_the_package_is_never_copied(tmp_path: Path) -> N
     out = tmp_path / "book.xlsx"
     _user_edited(out, [0.5])
     evil = tmp_path / "evil.xlsx"
-    with zipfile.ZipFile(out) as zin, zipfile.ZipFile(evil, "w") as zout:
-        sheets = {n for n in zin.namelist() if n.startswith("xl/worksheets/sheet")}
-        last = max(sheets, key=lambda n: int(re.sub(r"\D", "", n)))  # the Notes sheet
-        rels = f"xl/worksheets/_rels/{Path(last).name}.rels"
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == rels:
-                data = data.replace(
-                    b"</Relationships>",
-                    b'<Relationship Id="rIdX" Target="../../../escape.png" Type="http://'
-                    b'schemas.openxmlformats.org/officeDocument/2006/relationships/image"/>'
-                    b"</Relationships>",
-                )
-            zout.writestr(info, data)
+    with zipfile.ZipFile(out) as z:
+        sheets = {n for n in z.namelist() if n.startswith("xl/worksheets/sheet")}
+    last = max(sheets, key=lambda n: int(re.sub(r"\D", "", n)))  # the Notes sheet
+    rels = f"xl/worksheets/_rels/{Path(last).name}.rels"
+    image = (
+        b'<Relationship Id="rIdX" Target="../../../escape.png" Type="http://'
+        b'schemas.openxmlformats.org/officeDocument/2006/relationships/image"/>'
+    )
+    rewrite(out, evil, lambda n, d: d.replace(b"</Relationships>", image + b"</Relationships>")
+            if n == rels else d)  # fmt: skip
+    with zipfile.ZipFile(evil, "a") as zout:
         zout.writestr("../escape.png", b"\x89PNG not really")
         zout.writestr("/abs.xml", b"<x/>")
     evil.replace(out)
@@ -260,28 +256,11 @@ def test_a_broken_record_is_not_trusted(tmp_path: Path, bad: str) -> None:
     """A record that is not a list of titles counts as no record: the Setup sheet decides."""
     out = tmp_path / "book.xlsx"
     build_workbook(seed(), [0.5], 2, out)
-    tmp = out.with_suffix(".tmp2")
-    with zipfile.ZipFile(out) as zin, zipfile.ZipFile(tmp, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "docProps/custom.xml":
-                data = re.sub(
-                    rb"<vt:lpwstr([^>]*)>.*?</vt:lpwstr>",
-                    rb"<vt:lpwstr\1>" + bad.encode() + b"</vt:lpwstr>",
-                    data,
-                )
-            zout.writestr(info, data)
-    tmp.replace(out)
+    record = rb"<vt:lpwstr\1>" + bad.encode() + b"</vt:lpwstr>"
+    rewrite(out, out, lambda n, d: re.sub(rb"<vt:lpwstr([^>]*)>.*?</vt:lpwstr>", record, d)
+            if n == "docProps/custom.xml" else d)  # fmt: skip
     found = existing_sheets(out)
     assert found is not None and found.legacy and found.bpxl == ["Setup", "LR 0.5", "Error vs LR"]
-
-
-def _with_part(src: Path, dst: Path, part: str, edit) -> Path:  # type: ignore[no-untyped-def]
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            zout.writestr(item, edit(data) if item.filename == part else data)
-    return dst
 
 
 def test_a_hostile_user_sheet_is_refused_and_reveals_nothing(tmp_path: Path) -> None:
@@ -300,11 +279,10 @@ def test_a_hostile_user_sheet_is_refused_and_reveals_nothing(tmp_path: Path) -> 
             if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n) and b"&amp;xxe;" in z.read(n)
         )
     doctype = f'<!DOCTYPE x [<!ENTITY xxe SYSTEM "file://{secret}">]>'.encode()
-    hostile = _with_part(
+    hostile = rewrite(
         book,
         tmp_path / "hostile.xlsx",
-        part,
-        lambda data: doctype + data.replace(b"&amp;xxe;", b"&xxe;"),
+        lambda n, d: doctype + d.replace(b"&amp;xxe;", b"&xxe;") if n == part else d,
     )
     before = hostile.read_bytes()
     out = bpxl("build", "--lr", "0.5", "--steps", "3", "--out", str(hostile))

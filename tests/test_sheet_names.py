@@ -8,11 +8,11 @@ import json
 import os
 import re
 import subprocess
-import zipfile
 from pathlib import Path
 
 import pytest
 from _cli import bpxl
+from _spoil import edit_part
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,15 +27,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def renamed(src: Path, dst: Path, old: str, new: str) -> Path:
     """A copy of `src` whose sheet `old` is called `new` in xl/workbook.xml."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "xl/workbook.xml":
-                text, n = re.subn(f'name="{re.escape(old)}"', f'name="{new}"', data.decode())
-                assert n == 1
-                data = text.encode()
-            zout.writestr(info, data)
-    return dst
+
+    def edit(text: str) -> str:
+        text, n = re.subn(f'name="{re.escape(old)}"', f'name="{new}"', text)
+        assert n == 1
+        return text
+
+    return edit_part(src, dst, "xl/workbook.xml", edit)
 
 
 def one_error_line(done: subprocess.CompletedProcess[str]) -> str:

@@ -5,11 +5,11 @@ check of the iteration column."""
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 
 import openpyxl
 import pytest
+from _spoil import rewrite
 from openpyxl.utils import column_index_from_string, get_column_letter
 
 from backprop_xlsx.mlp import description, layout, sheetview, summary_layout
@@ -152,15 +152,15 @@ def spoil(src: Path, edit, dst: Path) -> Path:  # type: ignore[no-untyped-def]
     """A copy of `src` whose parts pass through edit(part name, xml), as if a spreadsheet had
     saved it: verify takes its cached values (NumPy's, which every engine test holds the
     formulas to) instead of recalculating in LibreOffice."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename == "docProps/app.xml":  # saved by a spreadsheet: its values count
-                data = data.replace(b">bpxl</Application>", b">Microsoft Excel</Application>")
-            elif item.filename.endswith(".xml"):
-                data = edit(item.filename, data.decode("utf-8")).encode("utf-8")
-            zout.writestr(item, data)
-    return dst
+
+    def change(name: str, data: bytes) -> bytes:
+        if name == "docProps/app.xml":  # saved by a spreadsheet: its values count
+            return data.replace(b">bpxl</Application>", b">Microsoft Excel</Application>")
+        if name.endswith(".xml"):
+            return edit(name, data.decode("utf-8")).encode("utf-8")
+        return data
+
+    return rewrite(src, dst, change)
 
 
 def test_verify_checks_the_iteration_column(books: dict[str, Path], tmp_path: Path) -> None:

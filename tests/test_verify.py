@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _seed import seed
+from _spoil import edit_sheet
 from click.testing import CliRunner
 
 from backprop_xlsx.cli import cli
@@ -20,7 +21,6 @@ from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.verify.lr_formulas import compile_formula
 from backprop_xlsx.verify.workbook import verify_workbook
 from backprop_xlsx.xlsx.formula import Unsupported, tokenize
-from backprop_xlsx.xlsx.read import Package
 
 ETAS = (0.5, 2.0)
 STEPS = 60
@@ -46,20 +46,8 @@ def recalculated(built: Path, soffice: str) -> Path:
 
 def spoil(src: Path, edit: Callable[[str], str], title: str = SHEET) -> Path:
     """A copy of `src` whose sheet `title` has its XML text passed through `edit`."""
-    pkg = Package(src)
-    part = pkg.parts[title]
-    pkg.close()
-    dst = src.with_name(f"spoiled-{spoil.count}.xlsx")
     spoil.count += 1
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename == part:
-                changed = edit(data.decode("utf-8"))
-                assert changed != data.decode("utf-8"), "the spoil changed nothing"
-                data = changed.encode("utf-8")
-            zout.writestr(item, data)
-    return dst
+    return edit_sheet(src, src.with_name(f"spoiled-{spoil.count - 1}.xlsx"), title, edit)
 
 
 spoil.count = 0

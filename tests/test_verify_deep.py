@@ -8,13 +8,13 @@ wrong row, weight or activation in a three-layer net is named by its cell.
 from __future__ import annotations
 
 import re
-import zipfile
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _spoil import edit_column
 
 from backprop_xlsx.mlp import description, layout
 from backprop_xlsx.mlp.workbook import build_workbook
@@ -100,34 +100,6 @@ def test_a_correct_deep_net_has_no_formula_findings(built, name: str) -> None:
     assert report.findings_total == 0
 
 
-def _spoil(src: Path, dst: Path, letter: str, edit: Callable[[str, int], str], rows: range) -> str:
-    """A copy of `src` with the formulas of column `letter` in `rows` passed through edit(f, row);
-    returns the first spoiled cell."""
-    pkg = Package(src)
-    part = pkg.parts[TITLE]
-    pkg.close()
-    cell = re.compile(rf'(<c r="{letter}(\d+)"[^>]*><f>)([^<]*)(</f>)')
-    spoiled: list[int] = []
-
-    def swap(m: re.Match[str]) -> str:
-        row = int(m[2])
-        if row not in rows:
-            return m[0]
-        new = edit(m[3], row)
-        assert new != m[3], f"{letter}{row}: {m[3]} unchanged"
-        spoiled.append(row)
-        return m[1] + new + m[4]
-
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename == part:
-                data = cell.sub(swap, data.decode("utf-8")).encode("utf-8")
-            zout.writestr(item, data)
-    assert spoiled, f"no formula of column {letter} changed"
-    return f"{letter}{min(spoiled)}"
-
-
 def _row_above(letter: str) -> Callable[[str, int], str]:
     """Every reference to column `letter` moved one row up: a reference off by one row."""
     return lambda f, row: re.sub(rf"\b{letter}{row}\b", f"{letter}{row - 1}", f)
@@ -181,8 +153,9 @@ def test_a_spoiled_formula_in_a_three_layer_net_is_named(three_layer, spoil: str
     sheet = layout.SheetLayout(net)
     key, edit, first = _spoils(sheet)[spoil]
     last = layout.last_row(3)
-    cell = _spoil(path, tmp_path / "spoiled.xlsx", sheet.letter[key], edit, range(first, last + 1))
-    report = _formula_findings(tmp_path / "spoiled.xlsx", net)
+    spoiled = tmp_path / "spoiled.xlsx"
+    cell = edit_column(path, spoiled, TITLE, sheet.letter[key], edit, lambda r: first <= r <= last)
+    report = _formula_findings(spoiled, net)
     assert not report.ok
     named = [f for f in report.findings if f.cell == cell]
     assert named and all("changed inputs" in f.problem for f in named), report.text()

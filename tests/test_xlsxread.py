@@ -5,6 +5,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from _spoil import edit_part, edit_sheet
+
 from backprop_xlsx.xlsx.read import Package
 
 CONTENT_TYPES = (
@@ -112,17 +114,8 @@ def test_a_wide_row_reads_alike_as_text_and_by_lxml(tmp_path: Path) -> None:
     other = layout.SheetLayout(net).columns[PIECE + 6].letter
     row = layout.FIRST_ROW + 1
     spoiled = tmp_path / "spoiled.xlsx"
-    pkg = Package(path)
-    part = pkg.parts[title]
-    pkg.close()
-    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(spoiled, "w") as zout:
-        for item in zin.infolist():
-            data = zin.read(item)
-            if item.filename == part:
-                data = data.replace(
-                    f'<c r="{letter}{row}"'.encode(), f'<c r="{other}{row}"'.encode()
-                )
-            zout.writestr(item, data)
+    moved = f'<c r="{other}{row}"'
+    edit_sheet(path, spoiled, title, lambda xml: xml.replace(f'<c r="{letter}{row}"', moved))
     text, parsed = _grid_both_ways(spoiled, title, width)
     assert None not in text
     assert [r.row for r in text if r.types is None] == [
@@ -185,11 +178,7 @@ def test_workbook_facts_are_read_through_the_one_reader(tmp_path: Path) -> None:
     assert facts.cells == {("Setup", "A1"): "bpxl: a note", ("Setup", "B3"): "2.5"}
 
     strict = tmp_path / "strict.xlsx"
-    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(strict, "w") as zout:
-        for info in zin.infolist():
-            data = zin.read(info)
-            if info.filename == "xl/workbook.xml":
-                data = data.replace(MAIN.encode(), b"http://purl.oclc.org/ooxml/spreadsheetml/main")
-            zout.writestr(info, data)
+    strict_main = "http://purl.oclc.org/ooxml/spreadsheetml/main"
+    edit_part(path, strict, "xl/workbook.xml", lambda xml: xml.replace(MAIN, strict_main))
     with pytest.raises(BpxlError, match="Strict OOXML is not supported"):
         workbook_facts(strict)
