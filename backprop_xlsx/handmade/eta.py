@@ -9,13 +9,12 @@ such formula; then, and only then, the label decides.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 
 from ..xlsx.formula import Unsupported, tokenize
 from ..xlsx.read import Cell
-from .tables import WEIGHTS, Table, a1, number, text
+from .tables import WEIGHTS, Table, a1, fold, number, text
 
 _LABEL = re.compile(r"(?:learningrate.*|lr|l\.r\.?|eta|η|ͷ|n|h|theta|θ)")
 
@@ -32,8 +31,7 @@ class Eta:
 
 
 def is_eta_label(written: str) -> bool:
-    folded = "".join(unicodedata.normalize("NFKC", written).split()).casefold().rstrip("=:")
-    return bool(_LABEL.fullmatch(folded))
+    return bool(_LABEL.fullmatch(fold(written).rstrip("=:")))
 
 
 def update_refs(

@@ -36,14 +36,14 @@ _TOTAL = re.compile(r"e_?(?:tot|total|t)")
 _PLAIN = re.compile(r"[ti][12]|w[1-8]|[ho][12]|e[12]|b[12]")
 
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
     """Lower case, no spaces, compatibility forms folded (full-width letters, ligatures)."""
     return "".join(unicodedata.normalize("NFKC", text).split()).casefold()
 
 
 def label_quantity(text: str) -> str | None:
     """The quantity a header label names (README spelling), or None if it names none."""
-    s = _fold(text)
+    s = fold(text)
     if not s or len(s) > 40:
         return None
     if _PLAIN.fullmatch(s):
