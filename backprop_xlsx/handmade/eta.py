@@ -12,9 +12,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from openpyxl.utils import get_column_letter
+
 from ..xlsx.formula import Unsupported, tokenize
 from ..xlsx.read import Cell
-from .tables import WEIGHTS, Table, a1, fold, number, text
+from .tables import WEIGHTS, Table, fold, number, text
 
 _LABEL = re.compile(r"(?:learningrate.*|lr|l\.r\.?|eta|η|ͷ|n|h|theta|θ)")
 
@@ -27,7 +29,10 @@ class Eta:
 
     @property
     def name(self) -> str:
-        return a1(*self.cell) if self.cell else ""
+        if self.cell is None:
+            return ""
+        row, col = self.cell
+        return f"{get_column_letter(col)}{row}"
 
 
 def is_eta_label(written: str) -> bool:

@@ -75,10 +75,6 @@ def text(cell: Cell | None) -> str | None:
     return cell.value
 
 
-def a1(row: int, col: int) -> str:
-    return f"{get_column_letter(col)}{row}"
-
-
 @dataclass
 class Table:
     """One iteration table: where it is, which column holds which quantity, how many rows."""
@@ -104,7 +100,7 @@ class Table:
         return min(self.cols.values())
 
     def cell_name(self, quantity: str, row: int) -> str:
-        return a1(row, self.cols[quantity])
+        return f"{get_column_letter(self.cols[quantity])}{row}"
 
     @property
     def missing(self) -> list[str]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from openpyxl.formatting.rule import CellIsRule
 from openpyxl.styles import PatternFill
 from openpyxl.utils import get_column_letter
-from openpyxl.utils.cell import absolute_coordinate
+from openpyxl.utils.cell import absolute_coordinate, coordinate_to_tuple
 from openpyxl.worksheet.worksheet import Worksheet
 
 from backprop_xlsx.mlp import gradcheck as G
@@ -23,7 +23,6 @@ from backprop_xlsx.xlsx.formula import column_number
 from backprop_xlsx.xlsx.look import INPUT_FILL
 from backprop_xlsx.xlsx.stream import Bulk
 
-_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 PASS_FILL = PatternFill("solid", start_color="C6EFCE")  # green: within the threshold
 FAIL_FILL = PatternFill("solid", start_color="FFC7CE")  # red: past it
 GRADIENT_FORMAT = "0.0000000000E+00"  # 11 digits: where the two gradients part shows
@@ -110,8 +109,7 @@ def fill_gradcheck(ws: Worksheet, g: G.GradCheckLayout, values: Mapping[str, flo
                 ws[a1] = formulas[a1]
                 ws[a1].number_format = number_format
             else:
-                col = column_number(a1.rstrip("0123456789"))
-                bulk.formula(r, col, formulas[a1], style, values.get(a1))
+                bulk.formula(*coordinate_to_tuple(a1), formulas[a1], style, values.get(a1))
     rel = f"{G.COLUMNS['rel']}{G.FIRST_ROW}:{G.COLUMNS['rel']}{g.last_row}"
     threshold = absolute_coordinate(G.THRESHOLD_CELL)
     ws.conditional_formatting.add(
@@ -133,5 +131,5 @@ def gradcheck_stream(
     bulk: Bulk, g: G.GradCheckLayout, values: Mapping[str, float]
 ) -> Callable[[bytes], Iterable[bytes]]:
     """The sheet's part: openpyxl's XML with the bulk rows merged in and the values cached."""
-    bulk.top = {a1: v for a1, v in values.items() if int(a1.lstrip(_LETTERS)) <= G.FIRST_ROW}
+    bulk.top = {a1: v for a1, v in values.items() if coordinate_to_tuple(a1)[0] <= G.FIRST_ROW}
     return bulk.stream
