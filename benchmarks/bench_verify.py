@@ -12,7 +12,7 @@ are comparable on a shared machine. Time is the best of --repeat runs; peak RSS 
 `ru_maxrss` (RUSAGE_CHILDREN), each run from a fresh small parent: RUSAGE_CHILDREN holds the
 largest child so far, and Linux counts in a child's peak the parent it was forked from, here a
 ~10 MB interpreter that imports nothing but the standard library.
-Targets (issue 6): 6 × 10,000 steps in ≤ 5 s and ≤ 300 MB; 1 × 100,000 steps in ≤ 500 MB.
+Targets: 6 × 10,000 steps in ≤ 5 s and ≤ 300 MB; 1 × 100,000 steps in ≤ 500 MB.
 A script, not a timed test: the numbers depend on the machine and on what else runs on it.
 """
 
