@@ -18,14 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from _measure import measure
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,31 +59,6 @@ def network_file(folder: Path, name: str) -> Path:
     return path
 
 
-def child(*args: str) -> None:
-    """Run one bpxl command; print its wall time, peak RSS, exit code and first line as JSON."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "backprop_xlsx", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    lines = (proc.stdout or proc.stderr).splitlines()
-    print(json.dumps({"s": seconds, "rss": peak, "rc": proc.returncode, "lines": lines}))
-
-
-def measure(*args: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(out)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -96,11 +68,7 @@ def main() -> None:
         default=["relu-2-16-16-1", "wide-4-32-32-2"],
     )
     parser.add_argument("--keep", type=Path, help="folder for the network files and workbooks")
-    parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(*args.child)
-        return
     with tempfile.TemporaryDirectory(prefix="bpxl-bench-any-") as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -120,12 +88,12 @@ def main() -> None:
             for steps in sizes:
                 out = folder / f"{name}-{steps}.xlsx"
                 common = ["--config", str(config), "--steps", str(steps), "--lr", *lrs, *batch]
-                build = measure("build", *common, "--out", str(out))
+                build = measure(ROOT, "build", *common, "--out", str(out))
                 if build["rc"] != 0:
                     print(f"{name:<16}{steps:>6}  build failed: {build['lines'][:1]}")
                     continue
-                measure("build", *common, "--out", str(out), "--recalc")
-                verify = measure("verify", str(out), "--json")
+                measure(ROOT, "build", *common, "--out", str(out), "--recalc")
+                verify = measure(ROOT, "verify", str(out), "--json")
                 report = json.loads("\n".join(verify["lines"])) if verify["lines"] else {}
                 formulas = report.get("formula_cells_checked", 0)
                 columns = formulas // (len(lrs) * (steps + 1)) if formulas else 0

@@ -33,9 +33,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _measure import timed
+
 from backprop_xlsx.cli import DEFAULT_LRS
 from backprop_xlsx.cnn import layout as L
 from backprop_xlsx.cnn.check import check_cnn_sheets
+from backprop_xlsx.cnn.sheets import build_sheets
 from backprop_xlsx.mlp.description import preset
 from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.verify.report import Report
@@ -54,12 +57,6 @@ PROFILE = """<?xml version="1.0" encoding="UTF-8"?>
 oor:op="fuse"><value>{mode}</value></prop></item>
 </oor:items>
 """
-
-
-def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return time.perf_counter() - start, result
 
 
 def convert(soffice: str, src: Path, folder: Path, recalc: bool) -> float:
@@ -134,7 +131,7 @@ def main() -> None:
         for _ in range(args.repeat):
             shutil.copyfile(base, book)
             start = time.perf_counter()
-            netsheet.build_sheets(net, digits, alone, "benchmark")
+            build_sheets(net.arch, net.weights, digits, alone, "benchmark")
             transplant_sheets(alone, book, list(L.SHEETS))
             writes.append(time.perf_counter() - start)
         grow = (book.stat().st_size - base.stat().st_size) / 1e6

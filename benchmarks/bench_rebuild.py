@@ -6,7 +6,7 @@ Each run is the real CLI (`python -m backprop_xlsx build`) in its own process; i
 that process's own (os.wait4), its time the wall clock. A rebuild replaces a workbook that bpxl
 built at the same size plus one user sheet (`Notes`, carried over), as a user rebuilds after
 adding notes. Fresh and rebuild runs alternate, so both see the same load from other programs
-on the machine; the best of --repeat counts. The target (issue 6): rebuild ≤ 1.5 × fresh in
+on the machine; the best of --repeat counts. The target: rebuild ≤ 1.5 × fresh in
 time and in memory. --code runs another checkout's CLI (e.g. an older commit) for comparison.
 A script, not a timed test: the numbers depend on the machine and on what else runs on it.
 """

@@ -12,53 +12,25 @@ are comparable on a shared machine. Time is the best of --repeat runs; peak RSS 
 `ru_maxrss` (RUSAGE_CHILDREN), each run from a fresh small parent: RUSAGE_CHILDREN holds the
 largest child so far, and Linux counts in a child's peak the parent it was forked from, here a
 ~10 MB interpreter that imports nothing but the standard library.
-Targets (issue 6): 6 × 10,000 steps in ≤ 5 s and ≤ 300 MB; 1 × 100,000 steps in ≤ 500 MB.
+Targets: 6 × 10,000 steps in ≤ 5 s and ≤ 300 MB; 1 × 100,000 steps in ≤ 500 MB.
 A script, not a timed test: the numbers depend on the machine and on what else runs on it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _measure import measure
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {(6, 10_000): (5.0, 300), (1, 100_000): (None, 500)}  # seconds, MB
 DEFAULT_LRS = ("0.1", "0.2", "0.5", "0.8", "1", "2")
-
-
-def child(code: str, path: str) -> None:
-    """Run one `bpxl verify` and print its wall time, peak RSS and exit code as JSON."""
-    env = {**os.environ, "PYTHONPATH": code}
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "backprop_xlsx", "verify", path],
-        cwd=code,  # `-m` looks in the working folder first: it must be the checkout timed
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    first = (proc.stdout or proc.stderr).splitlines()[:1]
-    print(json.dumps({"s": seconds, "rss": peak, "rc": proc.returncode, "first": first}))
-
-
-def measure(code: Path, path: Path) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", str(code), str(path.resolve())],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return json.loads(out)
 
 
 def workbook(folder: Path, n_lr: int, steps: int) -> Path:
@@ -90,11 +62,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--code", nargs="+", type=Path, default=[ROOT], help="checkouts to time")
     parser.add_argument("--keep", type=Path, help="folder to keep the workbooks in and reuse")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(*args.child)
-        return
     sys.path.insert(0, str(ROOT))
     from backprop_xlsx.xlsx.libreoffice import find_soffice
 
@@ -115,7 +83,10 @@ def main() -> None:
         print("-" * len(header))
         for size, path in books.items():
             for code in args.code:
-                runs = [measure(code.resolve(), path) for _ in range(args.repeat)]
+                runs = [
+                    measure(code.resolve(), "verify", str(path.resolve()))
+                    for _ in range(args.repeat)
+                ]
                 best = min(r["s"] for r in runs)
                 peak = max(r["rss"] for r in runs) / 2**20
                 seconds, mb = TARGETS.get(size, (None, None))
@@ -128,7 +99,7 @@ def main() -> None:
                     f"{best:>9.2f}{peak:>9.0f}{runs[0]['rc']:>5}  {target}"
                 )
                 if runs[0]["rc"] != 0:
-                    print(f"  ({runs[0]['first']})")
+                    print(f"  ({runs[0]['lines'][:1]})")
 
 
 if __name__ == "__main__":

@@ -19,22 +19,17 @@ import importlib.util
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _measure import timed
 
 from backprop_xlsx.cli import DEFAULT_LRS
 from backprop_xlsx.mlp import description, layout
 from backprop_xlsx.mlp.workbook import build_workbook
 
 ETAS = {"seed": list(DEFAULT_LRS), "xor": [0.5, 1.0, 2.0, 3.0, 5.0, 8.0]}
-
-
-def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return time.perf_counter() - start, result
 
 
 def main() -> None:

@@ -154,8 +154,14 @@ def read_split(folder: Path, split: str, sums: dict[str, str]) -> tuple[np.ndarr
     return images, labels
 
 
+def normalise(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Raw uint8 pixels as the float32 the models see, on `device`, shape kept: the one place
+    training, testing and picking the workbook's digits all normalise."""
+    return torch.from_numpy(images.copy()).to(device).float().div_(255).sub_(MEAN).div_(STD)
+
+
 def _to_tensors(images: np.ndarray, labels: np.ndarray, device: torch.device):
-    x = torch.from_numpy(images.copy()).to(device).float().div_(255).sub_(MEAN).div_(STD)
+    x = normalise(images, device)
     return x.unsqueeze(1), torch.from_numpy(labels.astype(np.int64)).to(device)
 
 

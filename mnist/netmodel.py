@@ -5,7 +5,7 @@ The models the project defines are `model.features` (nested nn.Sequentials of Co
 BatchNorm2d, ReLU, MaxPool2d and Dropout), then global average pooling, then optionally
 `model.fc`, then log-softmax. Dropout is the identity in eval mode. BatchNorm is folded into the
 conv before it, directly (conv → BN) or across a max-pool (conv → pool → BN, exact through the
-sign-aware pool of cnn_layout). Anything else is one `BpxlError` naming the layer.
+sign-aware pool of backprop_xlsx.cnn.layout). Anything else is one `BpxlError` naming the layer.
 """
 
 from __future__ import annotations

@@ -28,17 +28,16 @@ import torch
 import torch.nn as nn
 
 from backprop_xlsx.cnn import layout as L
-from backprop_xlsx.cnn import sheets as cnn_sheets
-from backprop_xlsx.cnn.sheets import Digits
+from backprop_xlsx.cnn.sheets import Digits, build_sheets
 from backprop_xlsx.errors import BpxlError
-from mnist.netmodel import NetModel, check_forward, read_model
+from mnist.netmodel import check_forward, read_model
 
 IMAGES = 100  # rows of the digits sheet by default: every wrong test digit first, up to this
 
 
 def predict(model: nn.Module, pixels: np.ndarray, batch: int = 1000) -> np.ndarray:
     """The model's predicted digit for raw uint8 images (n, 784), normalised as in training."""
-    from mnist.data import MEAN, STD
+    from mnist.data import normalise
 
     device = next(model.parameters()).device
     was_training = model.training
@@ -47,8 +46,7 @@ def predict(model: nn.Module, pixels: np.ndarray, batch: int = 1000) -> np.ndarr
     try:
         with torch.no_grad():
             for start in range(0, len(pixels), batch):
-                x = torch.from_numpy(pixels[start : start + batch].copy()).to(device).float()
-                x = x.div_(255).sub_(MEAN).div_(STD).reshape(-1, 1, 28, 28)
+                x = normalise(pixels[start : start + batch], device).reshape(-1, 1, 28, 28)
                 out.append(model(x).argmax(1).cpu().numpy())
     finally:
         model.train(was_training)
@@ -82,11 +80,6 @@ def pick_digits(
 # The three sheets
 
 
-def build_sheets(net: NetModel, digits: Digits, path: Path, source: str) -> None:
-    """A workbook holding just the three sheets of `net`, for transplanting."""
-    cnn_sheets.build_sheets(net.arch, net.weights, digits, path, source)
-
-
 def write_net_sheets(
     model: nn.Module,
     pixels: np.ndarray,
@@ -111,7 +104,7 @@ def write_net_sheets(
     check_forward(model, net, torch.from_numpy(digits.pixels[:4].astype(np.int64)))
     with tempfile.TemporaryDirectory(prefix=".mnist-net-", dir=workbook.parent) as folder:
         tmp = Path(folder) / "net.xlsx"
-        build_sheets(net, digits, tmp, source)
+        build_sheets(net.arch, net.weights, digits, tmp, source)
         names = list(L.SHEETS)
         if metrics is not None:  # into the small temporary workbook first, not the user's
             book = Path(folder) / "mnist.xlsx"

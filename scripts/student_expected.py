@@ -287,7 +287,7 @@ def build(folder: str) -> dict:
         entry["tables"] = tables
         entry["findings"] = [] if verdict == "cannot_check" else findings
         entry["unknown_labels"] = unknown
-        entry["notes"] = notes_for(man, res, verdict)
+        entry["notes"] = notes_for(man, res)
         out[name] = entry
     return out
 
@@ -341,7 +341,7 @@ def typed_findings(book: so.Book, t: so.Table, info: dict) -> list:
     return out
 
 
-def notes_for(man: dict, res: dict, verdict: str) -> str:
+def notes_for(man: dict, res: dict) -> str:
     base = man.get("notes", "")
     how = (
         "Established by scripts/student_oracle.py: formulas re-evaluated by its own evaluator and "

@@ -21,7 +21,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import openpyxl
@@ -252,7 +252,6 @@ class Table:
     last_row: int
     eta_cell: str | None = None
     eta_label: str | None = None
-    extra_cols: list = field(default_factory=list)
 
     @property
     def rows(self) -> int:

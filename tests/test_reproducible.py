@@ -2,7 +2,7 @@
 
 NumPy's own exp/tanh/log differ in the last bits between releases (SIMD code rewritten), and
 np.float64's repr differs between NumPy 1 and 2; so the run's transcendental functions come from
-the C library (backprop_xlsx.libm) and every stored number is `repr(float(x))`. The witness for
+the C library (backprop_xlsx.mlp.libm) and every stored number is `repr(float(x))`. The witness for
 the functions is Python's math module, element by element.
 """
 

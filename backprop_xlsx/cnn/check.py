@@ -126,10 +126,6 @@ def check_cnn_sheets(
 # Reading what the workbook says
 
 
-def _where(row: int, col: int) -> str:
-    return L.a1(row, col)
-
-
 def _value(cell: Cell | None) -> object:
     if cell is None or cell.value is None:
         return ""
@@ -146,7 +142,7 @@ def _read_arch(cells: dict[tuple[int, int], Cell], report: Report) -> L.Arch | N
     try:
         return L.arch_from_rows(rows)
     except ValueError as exc:
-        where = _where(L.ARCH_HEADER_ROW + 1, 1)
+        where = L.a1(L.ARCH_HEADER_ROW + 1, 1)
         report.add(Finding(L.WEIGHTS_SHEET, where, f"architecture table: {exc}"))
         return None
 
@@ -182,7 +178,7 @@ def _read_image(pkg: Package, picked: int, report: Report) -> tuple[np.ndarray |
             cell = row_cells.get(col)
             found = None if cell is None else cell.value
             report.add(
-                Finding(L.DIGITS_SHEET, _where(want, col), "pixel must be a number", found=found)
+                Finding(L.DIGITS_SHEET, L.a1(want, col), "pixel must be a number", found=found)
             )
             return None, None
         pixels[p] = number
@@ -192,7 +188,7 @@ def _read_image(pkg: Package, picked: int, report: Report) -> tuple[np.ndarray |
         report.add(
             Finding(
                 L.DIGITS_SHEET,
-                _where(want, L.LABEL_COL),
+                L.a1(want, L.LABEL_COL),
                 "label must be a whole number",
                 found=found and found.value,
             )
@@ -207,11 +203,11 @@ def _constant(
     cell = cells.get(at)
     number = cell_number(cell)
     if cell is not None and cell.formula is not None:
-        report.add(Finding(L.NET_SHEET, _where(*at), f"{what} must be a typed-in number"))
+        report.add(Finding(L.NET_SHEET, L.a1(*at), f"{what} must be a typed-in number"))
         return None
     if number is None or not math.isfinite(number):
         found = None if cell is None else cell.value
-        report.add(Finding(L.NET_SHEET, _where(*at), f"{what} must be a number", found=found))
+        report.add(Finding(L.NET_SHEET, L.a1(*at), f"{what} must be a number", found=found))
         return None
     return number
 
@@ -225,7 +221,7 @@ def _constant_int(
         return None
     if number != int(number) or not low <= number <= high:
         problem = f"{what} must be a whole number from {low} to {high}"
-        report.add(Finding(L.NET_SHEET, _where(*at), problem, found=number))
+        report.add(Finding(L.NET_SHEET, L.a1(*at), problem, found=number))
         return None
     return int(number)
 
@@ -242,7 +238,7 @@ def _numbers(
         if number is None or not math.isfinite(number) or (cell and cell.formula is not None):
             found = None if cell is None else (cell.formula and "=" + cell.formula) or cell.value
             problem = f"{what} must be a typed-in number"
-            report.add(Finding(L.WEIGHTS_SHEET, _where(row, col), problem, found=found))
+            report.add(Finding(L.WEIGHTS_SHEET, L.a1(row, col), problem, found=found))
             return None
         out.append(number)
     return out
@@ -420,7 +416,7 @@ def _compare(
 ) -> None:
     for e in expected:
         formulas, values = cells[e.sheet]
-        where = _where(e.row, e.col)
+        where = L.a1(e.row, e.col)
         cell = formulas.get((e.row, e.col))
         want = e.formula[1:]
         stats.formulas += 1

@@ -9,13 +9,14 @@ such formula; then, and only then, the label decides.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 
+from openpyxl.utils import get_column_letter
+
 from ..xlsx.formula import Unsupported, tokenize
 from ..xlsx.read import Cell
-from .tables import WEIGHTS, Table, a1, number, text
+from .tables import WEIGHTS, Table, fold, number, text
 
 _LABEL = re.compile(r"(?:learningrate.*|lr|l\.r\.?|eta|η|ͷ|n|h|theta|θ)")
 
@@ -28,12 +29,14 @@ class Eta:
 
     @property
     def name(self) -> str:
-        return a1(*self.cell) if self.cell else ""
+        if self.cell is None:
+            return ""
+        row, col = self.cell
+        return f"{get_column_letter(col)}{row}"
 
 
 def is_eta_label(written: str) -> bool:
-    folded = "".join(unicodedata.normalize("NFKC", written).split()).casefold().rstrip("=:")
-    return bool(_LABEL.fullmatch(folded))
+    return bool(_LABEL.fullmatch(fold(written).rstrip("=:")))
 
 
 def update_refs(

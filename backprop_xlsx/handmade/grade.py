@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from openpyxl.utils import get_column_letter
+from openpyxl.utils.cell import absolute_coordinate
 
 from ..xlsx.formula import Ref, Unsupported, compile_tokens, relative_key, tokenize
 from ..xlsx.read import Cell, Package
 from . import spec
 from .eta import Eta, find_eta
-from .tables import BIASES, COMPUTED, INPUTS, WEIGHTS, Table, a1, find_tables, number
+from .tables import BIASES, COMPUTED, INPUTS, WEIGHTS, Table, find_tables, number
 
 SAMPLES = 64  # random input sets each formula is run on
 RTOL = 1e-6  # relative tolerance of a value against its own row's recomputation
@@ -67,7 +69,7 @@ class TableResult:
         return {
             "sheet": t.sheet,
             "header_row": t.header_row,
-            "first_col": a1(1, t.first_col)[:-1],
+            "first_col": get_column_letter(t.first_col),
             "first_row": t.first_row,
             "rows": t.rows,
             "eta": self.eta.value,
@@ -181,7 +183,9 @@ class _Grader:
             cell = self.grid.get((place[1], place[2]))
             value = number(cell)
             if value is None and cell is not None and cell.value is not None:
-                raise Unsupported(f"reads {a1(place[1], place[2])}, which is not a number")
+                raise Unsupported(
+                    f"reads {get_column_letter(place[2])}{place[1]}, which is not a number"
+                )
             constant = np.float64(value or 0.0)
             return lambda env: constant
 
@@ -236,7 +240,7 @@ class _Grader:
         extra, lacking = sorted(read - belongs), sorted(belongs - read)
         if q in WEIGHTS and ("eta",) not in places:
             lacking.append(f"η ({self.eta.name or 'its cell'})")
-        outside = [a1(p[1], p[2]) for p in places if p[0] == "const"]
+        outside = [f"{get_column_letter(p[2])}{p[1]}" for p in places if p[0] == "const"]
         parts = []
         if extra or lacking:
             parts.append(
@@ -253,11 +257,11 @@ class _Grader:
         q = key.rstrip("'")
         if q not in self.t.cols:
             return key
-        letters = a1(1, self.t.cols[q])[:-1]
+        letters = get_column_letter(self.t.cols[q])
         return f"{q} ({letters}{' of the row above' if key.endswith(chr(39)) else ''})"
 
     def should_read(self, q: str, row: int) -> str:
-        eta = _absolute(self.eta) if self.eta.cell else "η"
+        eta = absolute_coordinate(self.eta.name) if self.eta.cell else "η"
         return spec.should_read(q, row, self.t.cell_name, eta, self.biases)
 
     # -- values -------------------------------------------------------------------------------
@@ -306,9 +310,10 @@ def grade_table(
     out = result.findings
     for q in [*WEIGHTS, *COMPUTED]:
         if q not in table.cols:
-            col = max(table.cols.values()) + 1
-            out.append(Finding(table.sheet, q, "missing_column", a1(table.header_row, col),
-                               f"no column is labelled {q}"))  # fmt: skip
+            where = f"{get_column_letter(max(table.cols.values()) + 1)}{table.header_row}"
+            out.append(
+                Finding(table.sheet, q, "missing_column", where, f"no column is labelled {q}")
+            )
     checked = [q for q in (*WEIGHTS, *COMPUTED) if q in table.cols]
     any_formula = any(
         (grid.get((r, table.cols[q])) or Cell(None, None, "n")).formula
@@ -398,11 +403,6 @@ def _finding(g: _Grader, q: str) -> Finding:
         g.should_read(q, first),
         None if np.isnan(exp) else exp, None if np.isnan(found) else found,
     )  # fmt: skip
-
-
-def _absolute(eta: Eta) -> str:
-    row, col = eta.cell
-    return "$" + a1(row, col)[: -len(str(row))] + "$" + str(row)
 
 
 @dataclass

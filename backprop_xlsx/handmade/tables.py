@@ -36,14 +36,14 @@ _TOTAL = re.compile(r"e_?(?:tot|total|t)")
 _PLAIN = re.compile(r"[ti][12]|w[1-8]|[ho][12]|e[12]|b[12]")
 
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
     """Lower case, no spaces, compatibility forms folded (full-width letters, ligatures)."""
     return "".join(unicodedata.normalize("NFKC", text).split()).casefold()
 
 
 def label_quantity(text: str) -> str | None:
     """The quantity a header label names (README spelling), or None if it names none."""
-    s = _fold(text)
+    s = fold(text)
     if not s or len(s) > 40:
         return None
     if _PLAIN.fullmatch(s):
@@ -75,10 +75,6 @@ def text(cell: Cell | None) -> str | None:
     return cell.value
 
 
-def a1(row: int, col: int) -> str:
-    return f"{get_column_letter(col)}{row}"
-
-
 @dataclass
 class Table:
     """One iteration table: where it is, which column holds which quantity, how many rows."""
@@ -104,7 +100,7 @@ class Table:
         return min(self.cols.values())
 
     def cell_name(self, quantity: str, row: int) -> str:
-        return a1(row, self.cols[quantity])
+        return f"{get_column_letter(self.cols[quantity])}{row}"
 
     @property
     def missing(self) -> list[str]:

@@ -13,7 +13,7 @@ import re
 from backprop_xlsx.mlp import layout
 from backprop_xlsx.mlp.description import Network
 
-# (text, is a heading). Plain text cells: none may be read as a formula (see _text).
+# (text, is a heading). Plain text cells: none may be read as a formula (see sheets.write_text).
 EQUATIONS: tuple[tuple[str, bool], ...] = (
     ("Forward pass, with σ(x) = 1/(1 + e^(−x))", True),
     ("h1 = w1·i1 + w2·i2        a_h1 = σ(h1)", False),

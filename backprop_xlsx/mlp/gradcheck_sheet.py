@@ -13,17 +13,16 @@ from collections.abc import Callable, Iterable, Mapping
 from openpyxl.formatting.rule import CellIsRule
 from openpyxl.styles import PatternFill
 from openpyxl.utils import get_column_letter
-from openpyxl.utils.cell import absolute_coordinate
+from openpyxl.utils.cell import absolute_coordinate, coordinate_to_tuple
 from openpyxl.worksheet.worksheet import Worksheet
 
 from backprop_xlsx.mlp import gradcheck as G
 from backprop_xlsx.mlp import layout
-from backprop_xlsx.mlp.sheets import BOLD, TITLE, _header, _sheet_link, _text
+from backprop_xlsx.mlp.sheets import BOLD, TITLE, write_header, write_sheet_link, write_text
 from backprop_xlsx.xlsx.formula import column_number
 from backprop_xlsx.xlsx.look import INPUT_FILL
 from backprop_xlsx.xlsx.stream import Bulk
 
-_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 PASS_FILL = PatternFill("solid", start_color="C6EFCE")  # green: within the threshold
 FAIL_FILL = PatternFill("solid", start_color="FFC7CE")  # red: past it
 GRADIENT_FORMAT = "0.0000000000E+00"  # 11 digits: where the two gradients part shows
@@ -58,8 +57,8 @@ def fill_gradcheck(ws: Worksheet, g: G.GradCheckLayout, values: Mapping[str, flo
     """Write the sheet's head and first parameter row; return the other rows as a Bulk.
 
     `values` are NumPy's values of every formula cell (GradCheckLayout.values)."""
-    _text(ws, "A1", "Gradient check: backprop's ∂E/∂θ against a central difference", TITLE)
-    _text(
+    write_text(ws, "A1", "Gradient check: backprop's ∂E/∂θ against a central difference", TITLE)
+    write_text(
         ws,
         "A2",
         "Each row nudges one parameter θ by +h and by −h and runs the whole forward pass "
@@ -70,8 +69,8 @@ def fill_gradcheck(ws: Worksheet, g: G.GradCheckLayout, values: Mapping[str, flo
     inputs = {G.H_CELL: G.DEFAULT_H, G.ITERATION_CELL: 0, G.THRESHOLD_CELL: G.DEFAULT_THRESHOLD}
     for cell, label, note in INPUTS:
         row = cell[1:]
-        _text(ws, f"A{row}", label, BOLD)
-        _text(ws, f"C{row}", note)
+        write_text(ws, f"A{row}", label, BOLD)
+        write_text(ws, f"C{row}", note)
         if cell in inputs:
             ws[cell] = inputs[cell]
             ws[cell].fill = INPUT_FILL
@@ -79,18 +78,20 @@ def fill_gradcheck(ws: Worksheet, g: G.GradCheckLayout, values: Mapping[str, flo
             ws[cell] = formulas[cell]
         ws[cell].number_format = "0" if cell == G.ITERATION_CELL else "0.0E+00"
     sheet_row = G.LR_SHEET_CELL[1:]
-    _text(ws, f"A{sheet_row}", "sheet", BOLD)
-    _sheet_link(ws, G.LR_SHEET_CELL, g.lr_title)
-    _text(ws, f"C{sheet_row}", "the LR sheet whose θ and ∂E/∂θ are read")
+    write_text(ws, f"A{sheet_row}", "sheet", BOLD)
+    write_sheet_link(ws, G.LR_SHEET_CELL, g.lr_title)
+    write_text(ws, f"C{sheet_row}", "the LR sheet whose θ and ∂E/∂θ are read")
 
-    _header(ws, G.HEADER_ROW, ["θ", "value", "central difference", "backprop ∂E/∂θ", "rel. error"])
+    write_header(
+        ws, G.HEADER_ROW, ["θ", "value", "central difference", "backprop ∂E/∂θ", "rel. error"]
+    )
     width = len(g.pass_columns)
     for k, side in enumerate(G.SIDES):
         first = G.FIRST_PASS_COLUMN + k * width
         sign = "+" if side == "+" else "−"
         label = f"forward pass with θ {sign} h"
-        _text(ws, f"{get_column_letter(first)}{G.BLOCK_ROW}", label, BOLD)
-        _header(ws, G.HEADER_ROW, [c.header for c in g.pass_columns], first)
+        write_text(ws, f"{get_column_letter(first)}{G.BLOCK_ROW}", label, BOLD)
+        write_header(ws, G.HEADER_ROW, [c.header for c in g.pass_columns], first)
 
     bulk = Bulk(G.GRADCHECK_SHEET)
     bulk.prototype.update({name: (G.FIRST_ROW, column_number(c)) for name, c in G.COLUMNS.items()})
@@ -98,7 +99,7 @@ def fill_gradcheck(ws: Worksheet, g: G.GradCheckLayout, values: Mapping[str, flo
     bulk.prototype["E"] = (G.FIRST_ROW, column_number(g.letter["+", "E_total"]))
     for p in g.params:
         r = g.row[p]
-        _text(ws, f"A{r}", p, BOLD)  # the names through openpyxl: one cell a row
+        write_text(ws, f"A{r}", p, BOLD)  # the names through openpyxl: one cell a row
         cells = [(f"{letter}{r}", name, FORMATS[name]) for name, letter in G.COLUMNS.items()]
         for (_, key), letter in g.letter.items():
             if key == "E_total":
@@ -110,8 +111,7 @@ def fill_gradcheck(ws: Worksheet, g: G.GradCheckLayout, values: Mapping[str, flo
                 ws[a1] = formulas[a1]
                 ws[a1].number_format = number_format
             else:
-                col = column_number(a1.rstrip("0123456789"))
-                bulk.formula(r, col, formulas[a1], style, values.get(a1))
+                bulk.formula(*coordinate_to_tuple(a1), formulas[a1], style, values.get(a1))
     rel = f"{G.COLUMNS['rel']}{G.FIRST_ROW}:{G.COLUMNS['rel']}{g.last_row}"
     threshold = absolute_coordinate(G.THRESHOLD_CELL)
     ws.conditional_formatting.add(
@@ -129,9 +129,7 @@ def fill_gradcheck(ws: Worksheet, g: G.GradCheckLayout, values: Mapping[str, flo
     return bulk
 
 
-def gradcheck_stream(
-    bulk: Bulk, g: G.GradCheckLayout, values: Mapping[str, float]
-) -> Callable[[bytes], Iterable[bytes]]:
+def gradcheck_stream(bulk: Bulk, values: Mapping[str, float]) -> Callable[[bytes], Iterable[bytes]]:
     """The sheet's part: openpyxl's XML with the bulk rows merged in and the values cached."""
-    bulk.top = {a1: v for a1, v in values.items() if int(a1.lstrip(_LETTERS)) <= G.FIRST_ROW}
+    bulk.top = {a1: v for a1, v in values.items() if coordinate_to_tuple(a1)[0] <= G.FIRST_ROW}
     return bulk.stream

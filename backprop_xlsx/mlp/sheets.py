@@ -37,7 +37,7 @@ PRINT_ROWS = 40  # iterations of an LR sheet's table that go into its print area
 PRINT_COLUMNS = 16  # columns of an LR sheet's table per printed page, at most
 
 
-def _text(ws: Worksheet, coordinate: str, text: str, font: Font | None = None) -> None:
+def write_text(ws: Worksheet, coordinate: str, text: str, font: Font | None = None) -> None:
     """A text cell that stays text even if it starts with '=' (openpyxl would make a formula)."""
     cell = ws[coordinate]
     cell.value = text
@@ -46,18 +46,19 @@ def _text(ws: Worksheet, coordinate: str, text: str, font: Font | None = None) -
         cell.font = font
 
 
-def _sheet_link(ws: Worksheet, coordinate: str, title: str) -> None:
+def write_sheet_link(ws: Worksheet, coordinate: str, title: str) -> None:
     """The sheet's name, linking to its first cell (an in-workbook link, no relationship)."""
-    _text(ws, coordinate, title)
+    write_text(ws, coordinate, title)
     cell = ws[coordinate]
     cell.hyperlink = Hyperlink(ref=coordinate, location=f"{layout.sheet_ref(title)}!A1")
     cell.style = "Hyperlink"
 
 
-def _header(ws: Worksheet, row: int, labels: Sequence[str], first_column: int = 1) -> None:
+def write_header(ws: Worksheet, row: int, labels: Sequence[str], first_column: int = 1) -> None:
+    """`labels` as a header row from `first_column` on: bold, filled, bordered, centred."""
     for k, label in enumerate(labels):
         coordinate = f"{get_column_letter(first_column + k)}{row}"
-        _text(ws, coordinate, label, BOLD)
+        write_text(ws, coordinate, label, BOLD)
         cell = ws[coordinate]
         cell.fill, cell.border, cell.alignment = HEADER_FILL, HEADER_BORDER, CENTER
 
@@ -70,7 +71,7 @@ def _lr_entry(
     `letter` is the E_total column of the LR sheets."""
     eta_col, sheet_col, final_col = columns
     ws[f"{eta_col}{row}"] = summary_layout.eta_ref(title)
-    _sheet_link(ws, f"{sheet_col}{row}", title)
+    write_sheet_link(ws, f"{sheet_col}{row}", title)
     ws[f"{final_col}{row}"] = summary_layout.final_e_total_ref(title, steps, letter)
     ws[f"{final_col}{row}"].number_format = layout.FORMAT_SMALL
 
@@ -120,7 +121,7 @@ def fill_setup(
 ) -> None:
     """`letters`: each training sheet's E_total column (the layout's by default); the
     optimizers' names go beside the sheets, their rules below the equations."""
-    _text(
+    write_text(
         ws,
         "A1",
         f"bpxl: {network_title(sheet)} trained by "
@@ -134,34 +135,34 @@ def fill_setup(
         if plain
         else f"every training sheet and {layout.OPTIMIZER_SHEET} recompute."
     )
-    _text(ws, "A2", f"Change any value in column B: {everything}")
-    _header(ws, layout.SETUP_HEADER_ROW, ["name", "value", "meaning"])
+    write_text(ws, "A2", f"Change any value in column B: {everything}")
+    write_header(ws, layout.SETUP_HEADER_ROW, ["name", "value", "meaning"])
     for entry in sheet.setup:
         row = sheet.setup_row[entry.key]
-        _text(ws, f"A{row}", entry.name, BOLD)
+        write_text(ws, f"A{row}", entry.name, BOLD)
         cell = ws[f"{layout.SETUP_VALUE_COLUMN}{row}"]
         cell.value = entry.value
         cell.fill = INPUT_FILL
-        _text(ws, f"C{row}", entry.meaning)
+        write_text(ws, f"C{row}", entry.meaning)
 
     first = column_index_from_string(layout.SETUP_LR_COLUMNS[0])
     loss = sheet.loss_key
-    _header(ws, layout.SETUP_LR_HEADER_ROW, ["η", "sheet", f"final {loss}"], first)
+    write_header(ws, layout.SETUP_LR_HEADER_ROW, ["η", "sheet", f"final {loss}"], first)
     letters = letters or [sheet.letter[loss]] * len(titles)
     for j, (title, letter) in enumerate(zip(titles, letters, strict=True)):
         _lr_entry(ws, layout.setup_lr_row(j), layout.SETUP_LR_COLUMNS, title, steps, letter)
     if not plain:  # beside the list: which optimizer each sheet runs, as torch.optim calls it
         column = first + len(layout.SETUP_LR_COLUMNS)
-        _header(ws, layout.SETUP_LR_HEADER_ROW, ["optimizer"], column)
+        write_header(ws, layout.SETUP_LR_HEADER_ROW, ["optimizer"], column)
         for j, name in enumerate(optimizer_names(titles)):
-            _text(ws, f"{get_column_letter(column)}{layout.setup_lr_row(j)}", name)
+            write_text(ws, f"{get_column_letter(column)}{layout.setup_lr_row(j)}", name)
 
     label, value = layout.SETUP_NETWORK_COLUMNS
-    _header(ws, layout.SETUP_HEADER_ROW, ["network", ""], column_index_from_string(label))
+    write_header(ws, layout.SETUP_HEADER_ROW, ["network", ""], column_index_from_string(label))
     for k, (name, text) in enumerate(network_fields(sheet).items()):
         row = layout.SETUP_FIRST_ROW + k
-        _text(ws, f"{label}{row}", name, BOLD)
-        _text(ws, f"{value}{row}", text)
+        write_text(ws, f"{label}{row}", name, BOLD)
+        write_text(ws, f"{value}{row}", text)
 
     if sheet.batching is not None:
         _fill_schedule(ws, sheet)
@@ -173,7 +174,7 @@ def fill_setup(
     for text, heading in equations:
         if heading and row > start:
             row += 1
-        _text(ws, f"A{row}", text, BOLD if heading else None)
+        write_text(ws, f"A{row}", text, BOLD if heading else None)
         row += 1
 
     widths = {"A": 12, "B": 12, "C": 22, "D": 3, "E": 8, "F": 12, "G": 16, "H": 3, "I": 12}
@@ -190,14 +191,14 @@ def _fill_schedule(ws: Worksheet, sheet: layout.SheetLayout) -> None:
     epoch = layout.SETUP_SCHEDULE_EPOCH_COLUMN
     first = layout.SETUP_SCHEDULE_FIRST_COLUMN
     seed, S = sheet.batching.seed, sheet.training_samples
-    _text(
+    write_text(
         ws,
         f"{epoch}{layout.SETUP_HEADER_ROW - 1}",
         f"batch schedule: sample number at each position of each epoch's shuffle "
         f"(np.random.default_rng({seed}).permutation({S}) + 1, once per epoch)",
         BOLD,
     )
-    _header(ws, layout.SETUP_HEADER_ROW, ["epoch", *map(str, range(1, S + 1))],
+    write_header(ws, layout.SETUP_HEADER_ROW, ["epoch", *map(str, range(1, S + 1))],
             column_index_from_string(epoch))  # fmt: skip
     for e, permutation in enumerate(sheet.schedule().tolist()):
         row = layout.SETUP_FIRST_ROW + e
@@ -216,7 +217,7 @@ def fill_lr_sheet(
 ) -> None:
     """η in row 1, the charts in the band of row 2, the header in row 3, one iteration a row;
     frozen at the header and the iteration and input columns (see sheetview)."""
-    _text(ws, "A1", "η", BOLD)
+    write_text(ws, "A1", "η", BOLD)
     ws["A1"].alignment = Alignment(horizontal="right")
     eta_cell = ws[layout.ETA_CELL]
     eta_cell.value = float(eta)
@@ -239,16 +240,16 @@ def fill_lr_sheet(
         note += "; x⁽ˢ⁾ is x of sample s."
     frozen = sheetview.frozen_columns(sheet)
     if sheetview.frozen_width(sheet) >= sheetview.NOTE_WIDTH:  # under η, left of the charts
-        _text(ws, "C1", "learning rate: change it and this sheet recomputes")
+        write_text(ws, "C1", "learning rate: change it and this sheet recomputes")
         note_cell = f"A{sheetview.NOTE_ROW}"
-        _text(ws, note_cell, note)
+        write_text(ws, note_cell, note)
         ws[note_cell].alignment = Alignment(wrap_text=True, vertical="top")
         ws.merge_cells(f"{note_cell}:{get_column_letter(frozen)}{sheetview.NOTE_ROW}")
     else:  # a narrow frozen strip: the note goes on η's line
-        _text(ws, "C1", f"learning rate: change it and this sheet recomputes. {note}")
+        write_text(ws, "C1", f"learning rate: change it and this sheet recomputes. {note}")
     ws.row_dimensions[sheetview.CHART_ROW].height = sheetview.CHART_ROW_HEIGHT
     columns = sheet.columns
-    _header(ws, layout.HEADER_ROW, [c.header for c in columns])
+    write_header(ws, layout.HEADER_ROW, [c.header for c in columns])
     for column in columns:
         cell = ws[f"{column.letter}{layout.FIRST_ROW}"]
         cell.value = column.formula(layout.FIRST_ROW)
@@ -284,9 +285,9 @@ def fill_summary(
     sheet's loss column (the layout's by default)."""
     loss = sheet.loss_key
     letters = letters or [sheet.letter[loss]] * len(titles)
-    _text(ws, "A1", heading, TITLE)
+    write_text(ws, "A1", heading, TITLE)
     threshold_row = int(re.sub(r"\D", "", summary_layout.THRESHOLD_CELL))
-    _text(ws, f"A{threshold_row}", "threshold", BOLD)
+    write_text(ws, f"A{threshold_row}", "threshold", BOLD)
     cell = ws[summary_layout.THRESHOLD_CELL]
     cell.value = summary_layout.DEFAULT_THRESHOLD
     cell.fill = INPUT_FILL
@@ -302,7 +303,7 @@ def fill_summary(
     instruction = (
         f"change it: the first iteration with {loss} below it is found again for every {every}"
     )
-    _text(ws, f"C{threshold_row}", instruction)
+    write_text(ws, f"C{threshold_row}", instruction)
     ws[f"C{threshold_row}"].alignment = Alignment(wrap_text=True, vertical="center")
     for label in (f"A{threshold_row}", summary_layout.THRESHOLD_CELL):
         ws[label].alignment = Alignment(vertical="center")
@@ -311,7 +312,7 @@ def fill_summary(
     ws.row_dimensions[threshold_row].height = 15 * math.ceil(len(instruction) / room)
 
     cols = summary_layout.SUMMARY_COLUMNS
-    _header(
+    write_header(
         ws,
         summary_layout.SUMMARY_HEADER_ROW,
         ["η", "sheet", f"final {loss}", "first iteration below threshold"],
@@ -326,7 +327,7 @@ def fill_summary(
         ws[first_below] = ArrayFormula(first_below, s.first_below_formula(j))
         ws[first_below].alignment = Alignment(horizontal="right")
 
-    _header(ws, s.table_header_row, ["iteration", *titles])
+    write_header(ws, s.table_header_row, ["iteration", *titles])
     first = s.iteration_row(0)
     ws[f"A{first}"] = 0
     for j, (title, letter) in enumerate(zip(titles, letters, strict=True)):

@@ -355,7 +355,7 @@ def write_workbook(
         titles, places, e_total, letters, every_eta, summary_title
     ).stream
     if checker is not None:
-        streams[GRADCHECK_SHEET] = gradcheck_stream(bulk, g, check_values)
+        streams[GRADCHECK_SHEET] = gradcheck_stream(bulk, check_values)
     return build_package(
         template.getvalue(),
         Path(path),

@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
+from openpyxl.utils.cell import coordinate_to_tuple
 
 from backprop_xlsx.mlp import gradcheck as G
 from backprop_xlsx.mlp import layout
@@ -182,8 +183,8 @@ def _check_values(
     cells: Cells, g: G.GradCheckLayout, want: Mapping[str, float], report: Report
 ) -> int:
     """Every formula cell's value against NumPy's (see the module docstring for the bounds)."""
-    where = {a1: _split(a1) for a1 in want}
-    scale: dict[str, float] = {}  # the largest |value| of each column, as the LR sheets use
+    where = {a1: coordinate_to_tuple(a1) for a1 in want}  # (row, column)
+    scale: dict[int | str, float] = {}  # the largest |value| of each column, as the LR sheets use
     for a1, value in want.items():
         column = _column(a1, *where[a1])
         scale[column] = max(scale.get(column, 0.0), abs(value))
@@ -192,8 +193,7 @@ def _check_values(
     floor = cell_number(cells.get(cell_key(G.FLOOR_CELL)))
     checked = 0
     for a1, expected in want.items():
-        letters, row = where[a1]
-        col = column_number(letters)
+        row, col = where[a1]
         cell = cells.get((row, col))
         found = cell_number(cell)
         if col == rel_col and row >= G.FIRST_ROW:
@@ -207,7 +207,7 @@ def _check_values(
         elif col == cd_col and row >= G.FIRST_ROW:
             tol = noise + report.rtol * abs(expected)
         else:
-            tol = report.rtol * (abs(expected) + scale[_column(a1, letters, row)]) + report.atol
+            tol = report.rtol * (abs(expected) + scale[_column(a1, row, col)]) + report.atol
         checked += 1
         if found is None or not abs(found - expected) <= tol:
             shown = found if found is not None else cell and cell.value
@@ -215,12 +215,6 @@ def _check_values(
     return checked
 
 
-def _split(a1: str) -> tuple[str, int]:
-    """("AB", 13) of "AB13": no regular expression, as it runs for every cell."""
-    letters = a1.rstrip("0123456789")
-    return letters, int(a1[len(letters) :])
-
-
-def _column(a1: str, letters: str, row: int) -> str:
+def _column(a1: str, row: int, col: int) -> int | str:
     """The column of a parameter row's cell; a cell above the rows is a column of its own."""
-    return letters if row >= G.FIRST_ROW else a1
+    return col if row >= G.FIRST_ROW else a1
