@@ -21,7 +21,7 @@ from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.verify.lr_formulas import check_formulas, compile_formula
 from backprop_xlsx.verify.lr_sheet import read_lr_sheet
 from backprop_xlsx.verify.lr_values import within
-from backprop_xlsx.verify.report import Report
+from backprop_xlsx.verify.report import INPUT_SEED, Report
 from backprop_xlsx.verify.rounding import BOUNDED, close, exact_inputs
 from backprop_xlsx.verify.workbook import verify_workbook
 from backprop_xlsx.xlsx.formula import tokenize
@@ -72,7 +72,7 @@ def _formula_findings(path: Path, net: description.Network) -> Report:
     try:
         sheet = read_lr_sheet(pkg, TITLE, sheet_layout=layout.SheetLayout(net))
         report = Report(str(path))
-        check_formulas(sheet, report, np.random.default_rng(20240611), pkg.titles)
+        check_formulas(sheet, report, np.random.default_rng(INPUT_SEED), pkg.titles)
     finally:
         pkg.close()
     return report

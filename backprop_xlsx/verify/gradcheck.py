@@ -24,7 +24,7 @@ from openpyxl.utils.cell import coordinate_to_tuple
 
 from backprop_xlsx.mlp import gradcheck as G
 from backprop_xlsx.mlp import layout
-from backprop_xlsx.verify.report import Finding, Report
+from backprop_xlsx.verify.report import INPUT_SEED, Finding, Report
 from backprop_xlsx.xlsx.formula import (
     Ref,
     Token,
@@ -40,7 +40,6 @@ from backprop_xlsx.xlsx.read import Cell, Package, cell_number
 Cells = dict[tuple[int, int], Cell]
 EQUIVALENCE_SETS = 16  # random input sets on which a formula spelled otherwise must agree
 EQUIVALENCE_RTOL = 1e-9  # rounding of a rearranged formula; a wrong one is off by far more
-EQUIVALENCE_SEED = 20240611
 # A value saved with 15 significant digits (LibreOffice does) is within 5e-15 of the double it
 # stood for: twice that, relative to the central difference and the gradient, bounds how far the
 # relative error recomputed from the saved values may be from the one the engine computed.
@@ -134,7 +133,7 @@ def _same_on_random_inputs(found: list[Token], expected: list[Token], row: int, 
     and run on EQUIVALENCE_SETS random draws of every cell they read, (0.1, 1) each, so that a
     sign, an h, a weight or a cell that differs shows. INDEX and ranges do not compile: a θ or
     ∂E/∂θ must be read as bpxl reads it."""
-    rng = np.random.default_rng(EQUIVALENCE_SEED)
+    rng = np.random.default_rng(INPUT_SEED)
     draws: dict[tuple[str | None, int, int], np.ndarray] = {}
 
     def resolve(ref: Ref) -> Callable[[object], np.ndarray]:

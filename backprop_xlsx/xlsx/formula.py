@@ -23,11 +23,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from openpyxl.utils import column_index_from_string, get_column_letter
+from openpyxl.utils.cell import coordinate_to_tuple
 
 MAX_COLUMN = 16384  # XFD
 MAX_FORMULA = 8192  # characters, as Excel
 MAX_NESTING = 64  # levels of parentheses, functions and signs, as Excel's nesting limit
-_CELL_REF = re.compile(r"([A-Za-z]+)(\d+)")
 
 
 @functools.cache
@@ -37,9 +37,8 @@ def column_number(letters: str) -> int:
 
 
 def cell_key(a1: str) -> tuple[int, int]:
-    """(row, column) of an A1 cell name."""
-    m = _CELL_REF.fullmatch(a1)
-    return int(m[2]), column_number(m[1])
+    """(row, column) of an A1 cell name: openpyxl's parser, which refuses what is not one."""
+    return coordinate_to_tuple(a1)
 
 
 def sheet_ref(title: str) -> str:

@@ -25,8 +25,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 from lxml import etree
 from openpyxl.utils import get_column_letter
+from openpyxl.utils.cell import coordinate_from_string, coordinate_to_tuple
 
-from backprop_xlsx.xlsx.formula import column_number
 from backprop_xlsx.xlsx.parts import NS_MAIN, safe_parser
 
 LETTERS = ["", *(get_column_letter(c) for c in range(1, 16385))]  # column → letters: ~20 M lookups
@@ -142,7 +142,7 @@ class Bulk(FilledSheet):
             attrs = {k: v for k, v in row_el.attrib.items() if k not in ("r", "spans")}
             cells = [
                 (
-                    column_number(c.get("r").rstrip("0123456789")),
+                    coordinate_to_tuple(c.get("r"))[1],
                     etree.tostring(c, encoding="unicode").replace(f' xmlns="{NS_MAIN}"', ""),
                 )
                 for c in row_el.iter(_C)
@@ -196,7 +196,7 @@ class PatternRows(FilledSheet):
         number = re.match(r'<row r="(\d+)"', template)
         if not number or int(number.group(1)) != self.first_row - 1 or "</row>" not in template:
             raise AssertionError(f"{self.title}: row {self.first_row - 1} must be the last row")
-        styles = {ref.rstrip("0123456789"): s for ref, s in _STYLED.findall(template)}
+        styles = {coordinate_from_string(ref)[0]: s for ref, s in _STYLED.findall(template)}
         row_pattern = (
             '<row r="{r}">'
             + "".join(
