@@ -7,6 +7,11 @@ from collections.abc import Mapping
 
 from backprop_xlsx.mlp import description
 
+# The workbook the verify and hostile-input tests spoil (conftest's seed_built): two sheets, one
+# that converges and one that overshoots, long enough for every column to move.
+BOOK_ETAS = (0.5, 2.0)
+BOOK_STEPS = 60
+
 
 def seed_values() -> dict[str, float]:
     """The seed preset's starting values by name."""

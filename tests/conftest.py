@@ -106,6 +106,27 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 @pytest.fixture(scope="session")
+def seed_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed (BOOK_ETAS, BOOK_STEPS), as `bpxl build` writes it (its values NumPy's): the
+    workbook the verify and hostile-input tests spoil."""
+    from _seed import BOOK_ETAS, BOOK_STEPS, seed
+
+    from backprop_xlsx.mlp.workbook import build_workbook
+
+    out = tmp_path_factory.mktemp("seed") / "built.xlsx"
+    build_workbook(seed(), BOOK_ETAS, BOOK_STEPS, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def seed_recalculated(seed_built: Path, soffice: str) -> Path:
+    """The same workbook recalculated by real LibreOffice: formulas and an engine's values."""
+    from backprop_xlsx.xlsx.libreoffice import recalculate
+
+    return recalculate(seed_built, seed_built.with_name("recalculated.xlsx"))
+
+
+@pytest.fixture(scope="session")
 def students_dir() -> Path:
     """The course's 25 student workbooks: STUDENTS_DATA, by default ../shared/data/students
     beside the clone (read there, never copied into the repository)."""

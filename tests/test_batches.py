@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import openpyxl
 import pytest
+from _sheets import sheet_values
 from _spoil import edit_column, set_value
 from click.testing import CliRunner
 from hypothesis import assume, given, settings
@@ -256,21 +257,6 @@ def moons_book(folder: Path, steps: int = 30) -> tuple[Path, layout.SheetLayout,
     out = folder / "moons-b8.xlsx"
     build_workbook(network, etas, steps, out)
     return out, layout.SheetLayout(network), etas
-
-
-def sheet_values(path: Path, sheet: layout.SheetLayout, eta: float, steps: int) -> np.ndarray:
-    pkg = Package(path)
-    try:
-        cells = pkg.cells(layout.lr_sheet_title(eta))
-    finally:
-        pkg.close()
-    out = np.full((steps + 1, len(sheet.columns)), np.nan)
-    for (row, col), cell in cells.items():
-        k = row - layout.FIRST_ROW
-        if 0 <= k <= steps and col <= len(sheet.columns):
-            number = cell_number(cell)
-            out[k, col - 1] = np.nan if number is None else number
-    return out
 
 
 def relative_error(found: np.ndarray, expected: np.ndarray) -> float:

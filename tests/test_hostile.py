@@ -22,41 +22,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _seed import seed
+from _seed import BOOK_STEPS as STEPS
 from _spoil import edit_sheet, rewrite, sheet_part
 from click.testing import CliRunner
 
 from backprop_xlsx.cli import cli
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import layout
-from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.verify.lr_formulas import compile_formula
 from backprop_xlsx.xlsx.formula import MAX_NESTING, Unsupported, tokenize
 from backprop_xlsx.xlsx.parts import check_prolog
 from backprop_xlsx.xlsx.read import Package
 
 ROOT = Path(__file__).resolve().parent.parent
-ETAS = (0.5, 2.0)
-STEPS = 60
 SHEET = "LR 0.5"
 WHERE = "'LR 0.5'!"
 SECRET = "bpxl-secret-0f3a9c"  # what the local file holds; it must never be printed
 QUICK = 20.0  # seconds: generous, only to tell "returns" from "hangs" (the old code took 37+ s)
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("hostile") / "built.xlsx"
-    build_workbook(seed(), ETAS, STEPS, out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def recalculated(built: Path, soffice: str) -> Path:
-    """With cached values, so that verify gets as far as the formula and value checks."""
-    from backprop_xlsx.xlsx.libreoffice import recalculate
-
-    return recalculate(built, built.with_name("recalculated.xlsx"))
 
 
 def set_formula(ref: str, formula: str) -> Callable[[str], str]:
@@ -120,20 +102,22 @@ def doctype_case(kind: str, secret_file: Path) -> Callable[[bytes], bytes]:
 @pytest.mark.parametrize("kind", ["xxe", "laughs"])
 @pytest.mark.parametrize("where", ["sheet", "workbook", "rels", "strings"])
 def test_doctype_is_refused_and_nothing_is_read(
-    kind: str, where: str, recalculated: Path, tmp_path: Path
+    kind: str, where: str, seed_recalculated: Path, tmp_path: Path
 ) -> None:
     secret_file = tmp_path / "hostname"
     secret_file.write_text(SECRET + "\n")
     part = {
-        "sheet": sheet_part(recalculated, SHEET),
+        "sheet": sheet_part(seed_recalculated, SHEET),
         "workbook": "xl/workbook.xml",
         "rels": "xl/_rels/workbook.xml.rels",
         "strings": "xl/sharedStrings.xml",
     }[where]
-    with zipfile.ZipFile(recalculated) as z:
+    with zipfile.ZipFile(seed_recalculated) as z:
         assert part in z.NameToInfo, f"LibreOffice wrote no {part}"
     change = doctype_case(kind, secret_file)
-    bad = rewrite(recalculated, tmp_path / "bad.xlsx", lambda n, d: change(d) if n == part else d)
+    bad = rewrite(
+        seed_recalculated, tmp_path / "bad.xlsx", lambda n, d: change(d) if n == part else d
+    )
     start = time.monotonic()
     for args in ((bad,), (bad, "--json")):
         code, out, err = run(*args)
@@ -190,9 +174,9 @@ def lie_about_size(path: Path, name: str, size: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def gigabyte_of_zeros(built: Path) -> Path:
+def gigabyte_of_zeros(seed_built: Path) -> Path:
     """The LR sheet's part replaced by 1 GiB of zeros: about 1 MB on disk."""
-    out = zero_part(built, built.with_name("zeros.xlsx"), sheet_part(built, SHEET))
+    out = zero_part(seed_built, seed_built.with_name("zeros.xlsx"), sheet_part(seed_built, SHEET))
     assert out.stat().st_size < 8 << 20
     return out
 
@@ -230,10 +214,12 @@ def set_method(path: Path, name: str, method: int) -> None:
 
 
 @pytest.mark.parametrize("method", [99, 97])  # AES encryption, WavPack: zipfile reads neither
-def test_part_zipfile_cannot_read_is_one_line(method: int, built: Path, tmp_path: Path) -> None:
+def test_part_zipfile_cannot_read_is_one_line(
+    method: int, seed_built: Path, tmp_path: Path
+) -> None:
     odd = tmp_path / "odd.xlsx"
-    odd.write_bytes(built.read_bytes())
-    set_method(odd, sheet_part(built, SHEET), method)
+    odd.write_bytes(seed_built.read_bytes())
+    set_method(odd, sheet_part(seed_built, SHEET), method)
     code, out, err = run(odd)
     assert_one_line_error(code, out, err, "damaged")
 
@@ -251,17 +237,17 @@ def test_part_zipfile_cannot_read_is_one_line(method: int, built: Path, tmp_path
     ],
 )
 def test_row_and_column_numbers_are_bounded(
-    edit: Callable[[str], str], message: str, recalculated: Path, tmp_path: Path
+    edit: Callable[[str], str], message: str, seed_recalculated: Path, tmp_path: Path
 ) -> None:
-    bad = edit_sheet(recalculated, tmp_path / "rows.xlsx", SHEET, edit)
+    bad = edit_sheet(seed_recalculated, tmp_path / "rows.xlsx", SHEET, edit)
     code, out, err = run(bad)
     assert_one_line_error(code, out, err, message)
 
 
-def test_a_far_row_costs_no_memory(recalculated: Path, tmp_path: Path) -> None:
+def test_a_far_row_costs_no_memory(seed_recalculated: Path, tmp_path: Path) -> None:
     """One real row numbered 1,048,576 (Excel's last): memory follows the cells, not the number."""
     bad = edit_sheet(
-        recalculated,
+        seed_recalculated,
         tmp_path / "far.xlsx",
         SHEET,
         lambda x: x.replace(
@@ -317,16 +303,20 @@ def pad_value(blanks: int) -> Callable[[str], str]:
     )
 
 
-def test_value_padded_past_a_cells_length_is_refused(recalculated: Path, tmp_path: Path) -> None:
-    bad = edit_sheet(recalculated, tmp_path / "padded.xlsx", SHEET, pad_value(100_000))
+def test_value_padded_past_a_cells_length_is_refused(
+    seed_recalculated: Path, tmp_path: Path
+) -> None:
+    bad = edit_sheet(seed_recalculated, tmp_path / "padded.xlsx", SHEET, pad_value(100_000))
     code, out, err, rss = run_measured(bad)
     assert_one_line_error(code, out, err, "100,0", "32,767")
     assert rss < 400 << 20, f"{rss >> 20} MB"
 
 
-def test_padded_value_within_the_bound_costs_no_memory(recalculated: Path, tmp_path: Path) -> None:
+def test_padded_value_within_the_bound_costs_no_memory(
+    seed_recalculated: Path, tmp_path: Path
+) -> None:
     """30,000 blanks after a number: still the number (as Excel reads it), in a few kB."""
-    padded = edit_sheet(recalculated, tmp_path / "padded.xlsx", SHEET, pad_value(30_000))
+    padded = edit_sheet(seed_recalculated, tmp_path / "padded.xlsx", SHEET, pad_value(30_000))
     code, out, err, rss = run_measured(padded)
     assert code == 0, (out, err)
     assert rss < 250 << 20, f"{rss >> 20} MB"  # the old reader took ~500 MB here
@@ -355,10 +345,10 @@ def set_column_formula(column: str, formula: str) -> Callable[[str], str]:
 
 @pytest.mark.parametrize(("case", "formula", "message"), hostile_formulas())
 def test_hostile_formula_is_a_finding(
-    case: str, formula: str, message: str, recalculated: Path, tmp_path: Path
+    case: str, formula: str, message: str, seed_recalculated: Path, tmp_path: Path
 ) -> None:
     bad = edit_sheet(
-        recalculated, tmp_path / f"{case}.xlsx", SHEET, set_column_formula("U", formula)
+        seed_recalculated, tmp_path / f"{case}.xlsx", SHEET, set_column_formula("U", formula)
     )
     start = time.monotonic()
     code, out, err = run(bad)
@@ -370,10 +360,12 @@ def test_hostile_formula_is_a_finding(
     assert all(len(line) < 1000 for line in out.splitlines())
 
 
-def test_one_cell_of_50000_quotes_is_refused_quickly(recalculated: Path, tmp_path: Path) -> None:
+def test_one_cell_of_50000_quotes_is_refused_quickly(
+    seed_recalculated: Path, tmp_path: Path
+) -> None:
     """The old tokenizer took 37 s on this cell; it is longer than a cell can be anyway."""
     bad = edit_sheet(
-        recalculated, tmp_path / "quotes.xlsx", SHEET, set_formula("U41", "'" * 50_000)
+        seed_recalculated, tmp_path / "quotes.xlsx", SHEET, set_formula("U41", "'" * 50_000)
     )
     start = time.monotonic()
     code, out, err = run(bad)
@@ -419,9 +411,9 @@ def test_division_by_zero_is_a_number_not_a_crash() -> None:
 BIDI = "\u202e"
 
 
-def test_formula_text_is_escaped_in_the_report(recalculated: Path, tmp_path: Path) -> None:
+def test_formula_text_is_escaped_in_the_report(seed_recalculated: Path, tmp_path: Path) -> None:
     spoof = f'0.5*(A41-R41)^2+0*LEN("x\n{BIDI}y")+\u2066'  # in a string, and outside one
-    bad = edit_sheet(recalculated, tmp_path / "bidi.xlsx", SHEET, set_formula("U41", spoof))
+    bad = edit_sheet(seed_recalculated, tmp_path / "bidi.xlsx", SHEET, set_formula("U41", spoof))
     code, out, err = run(bad)
     assert code == 1 and err == ""
     line = next(x for x in out.splitlines() if f"{WHERE}U41" in x)
@@ -438,16 +430,18 @@ def test_formula_text_is_escaped_in_the_report(recalculated: Path, tmp_path: Pat
 # --- exit codes: 0 correct, 1 wrong, 2 cannot be checked; one line --------------------------
 
 
-def test_exit_codes(recalculated: Path, tmp_path: Path) -> None:
-    assert run(recalculated)[0] == 0
+def test_exit_codes(seed_recalculated: Path, tmp_path: Path) -> None:
+    assert run(seed_recalculated)[0] == 0
     wrong = edit_sheet(
-        recalculated, tmp_path / "sum.xlsx", SHEET, set_formula("U41", "SUM(A41:B41)")
+        seed_recalculated, tmp_path / "sum.xlsx", SHEET, set_formula("U41", "SUM(A41:B41)")
     )
     code, out, err = run(wrong)
     assert code == 1 and err == "" and f"{WHERE}U41" in out
     # the old compiler ran 1/0 as Python: ZeroDivisionError; now a wrong value on changed inputs
     e1 = layout.SEED_LAYOUT.letter["E1"]
-    wrong = edit_sheet(recalculated, tmp_path / "div.xlsx", SHEET, set_column_formula(e1, "1/0"))
+    wrong = edit_sheet(
+        seed_recalculated, tmp_path / "div.xlsx", SHEET, set_column_formula(e1, "1/0")
+    )
     code, out, err = run(wrong)
     assert code == 1 and err == "" and f"{WHERE}{e1}5: formula gives a wrong E1" in out
     code, out, err = run(tmp_path / "missing.xlsx")
@@ -463,7 +457,9 @@ def test_json_reports_errors_as_json(tmp_path: Path) -> None:
     assert err == ""
 
 
-def test_internal_error_is_one_line(recalculated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_internal_error_is_one_line(
+    seed_recalculated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A bug in bpxl itself (simulated) still ends in one line and exit 2, not a traceback."""
     import backprop_xlsx.verify.workbook as verify
 
@@ -471,11 +467,11 @@ def test_internal_error_is_one_line(recalculated: Path, monkeypatch: pytest.Monk
         raise ZeroDivisionError("float division by zero")
 
     monkeypatch.setattr(verify, "verify_package", broken)  # what the command calls
-    code, out, err = run(recalculated)
+    code, out, err = run(seed_recalculated)
     assert_one_line_error(
         code, out, err, "internal error: ZeroDivisionError: float division by zero"
     )
-    code, out, _ = run(recalculated, "--json")
+    code, out, _ = run(seed_recalculated, "--json")
     assert code == 2 and "internal error" in json.loads(out)["error"]
 
 
@@ -541,10 +537,16 @@ FAKE_ROW = '<row r="4"><c r="A4"><f>666</f><v>666</v></c></row>'
     ],
 )  # fmt: skip
 def test_text_reader_reads_as_lxml(
-    case: str, edit: Callable[[str], str] | None, again: bool, recalculated: Path, tmp_path: Path
+    case: str,
+    edit: Callable[[str], str] | None,
+    again: bool,
+    seed_recalculated: Path,
+    tmp_path: Path,
 ) -> None:
     path = (
-        recalculated if edit is None else edit_sheet(recalculated, tmp_path / "e.xlsx", SHEET, edit)
+        seed_recalculated
+        if edit is None
+        else edit_sheet(seed_recalculated, tmp_path / "e.xlsx", SHEET, edit)
     )
     rows, started_again = grid_rows(path)
     assert rows == lxml_rows(path)
@@ -552,11 +554,11 @@ def test_text_reader_reads_as_lxml(
     assert rows[0][0] == 1 and len(rows) == STEPS + 4 - (case == "a namespace redefined")
 
 
-def test_text_reader_reads_error_vs_lr_as_lxml(recalculated: Path) -> None:
+def test_text_reader_reads_error_vs_lr_as_lxml(seed_recalculated: Path) -> None:
     """Its table's rows (a typed-in iteration number, then formulas) are read as text too."""
-    rows, again = grid_rows(recalculated, "Error vs LR", 3)
-    assert rows == lxml_rows(recalculated, "Error vs LR", 3) and not again
-    pkg = Package(recalculated)
+    rows, again = grid_rows(seed_recalculated, "Error vs LR", 3)
+    assert rows == lxml_rows(seed_recalculated, "Error vs LR", 3) and not again
+    pkg = Package(seed_recalculated)
     try:
         plain = sum(line.types is None for line in pkg.grid("Error vs LR", 3))
     finally:

@@ -13,20 +13,19 @@ from pathlib import Path
 import numpy as np
 import openpyxl
 import pytest
+from _cli import bpxl
+from _sheets import formula_findings
 from _spoil import edit_column, set_value
 
 from backprop_xlsx.mlp import description, layout
 from backprop_xlsx.mlp.optim import HYPERPARAMETERS, OPTIMIZERS, hyper_keys
 from backprop_xlsx.mlp.workbook import build_workbook
-from backprop_xlsx.verify.lr_formulas import check_formulas
-from backprop_xlsx.verify.lr_sheet import read_lr_sheet
 from backprop_xlsx.verify.optimizers import optimizer_layouts
 from backprop_xlsx.verify.report import Report
 from backprop_xlsx.verify.workbook import verify_workbook
 from backprop_xlsx.xlsx.formula import cell_key
 from backprop_xlsx.xlsx.look import INPUT_FILL
 from backprop_xlsx.xlsx.read import Package, cell_number
-from tests._cli import bpxl
 
 ALL = list(OPTIMIZERS)
 ETA = 0.05
@@ -110,18 +109,14 @@ def test_sgd_alone_is_todays_workbook(tmp_path: Path) -> None:
 
 
 def _formula_findings(path: Path, title: str) -> Report:
-    """verify's formula checks alone (no engine needed) on one training sheet."""
+    """verify's formula check of one training sheet, its layout read from every sheet's title."""
     pkg = Package(path)
     try:
         titles = [t for t in pkg.parts if layout.training_sheet(t)]
-        layouts = optimizer_layouts(layout.SheetLayout(_network()), titles)
-        layouts = dict(zip(titles, layouts, strict=True))
-        sheet = read_lr_sheet(pkg, title, sheet_layout=layouts[title])
-        report = Report(str(path))
-        check_formulas(sheet, report, np.random.default_rng(7), pkg.titles)
     finally:
         pkg.close()
-    return report
+    layouts = optimizer_layouts(layout.SheetLayout(_network()), titles)
+    return formula_findings(path, title, dict(zip(titles, layouts, strict=True))[title])
 
 
 def test_every_optimizer_sheet_passes_the_formula_check(book: Path) -> None:

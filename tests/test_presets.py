@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import openpyxl
 import pytest
+from _sheets import sheet_values
 from click.testing import CliRunner
 
 from backprop_xlsx.cli import cli
 from backprop_xlsx.mlp import description, layout
 from backprop_xlsx.xlsx.libreoffice import recalculate
-from backprop_xlsx.xlsx.read import Package, cell_number
 
 STEPS = 30  # per preset; its own learning rates
 PRESETS = description.PRESETS
@@ -49,21 +49,9 @@ def numpy_values(name: str) -> tuple[layout.SheetLayout, list[float], dict[str, 
     return sheet, etas, sheet.run(setup, np.array(etas), STEPS)
 
 
-def sheet_values(path: Path, sheet: layout.SheetLayout, etas: list[float]) -> np.ndarray:
+def all_sheet_values(path: Path, sheet: layout.SheetLayout, etas: list[float]) -> np.ndarray:
     """Every LR sheet's values as read from the file: (learning rates, iterations, columns)."""
-    pkg = Package(path)
-    try:
-        out = np.full((len(etas), STEPS + 1, len(sheet.columns)), np.nan)
-        for j, eta in enumerate(etas):
-            cells = pkg.cells(layout.lr_sheet_title(eta))
-            for (row, col), cell in cells.items():
-                k = row - layout.FIRST_ROW
-                if 0 <= k <= STEPS and col <= len(sheet.columns):
-                    number = cell_number(cell)
-                    out[j, k, col - 1] = np.nan if number is None else number
-        return out
-    finally:
-        pkg.close()
+    return np.stack([sheet_values(path, sheet, eta, STEPS) for eta in etas])
 
 
 def expected_array(sheet: layout.SheetLayout, values: dict[str, np.ndarray]) -> np.ndarray:
@@ -84,7 +72,7 @@ def relative_error(found: np.ndarray, expected: np.ndarray) -> float:
 @pytest.mark.parametrize("name", PRESETS)
 def test_bpxl_caches_numpys_values(books: dict[str, Path], name: str) -> None:
     sheet, etas, values = numpy_values(name)
-    found = sheet_values(books[name], sheet, etas)
+    found = all_sheet_values(books[name], sheet, etas)
     np.testing.assert_array_equal(found, expected_array(sheet, values))
 
 
@@ -94,7 +82,7 @@ def test_libreoffice_recalculation_equals_numpy(
 ) -> None:
     sheet, etas, values = numpy_values(name)
     recalculated = recalculate(books[name], tmp_path / f"{name}-lo.xlsx")
-    found = sheet_values(recalculated, sheet, etas)
+    found = all_sheet_values(recalculated, sheet, etas)
     assert relative_error(found, expected_array(sheet, values)) <= 1e-12
 
 
@@ -108,7 +96,7 @@ def test_gnumeric_recalculation_equals_numpy(
         [ssconvert, "--recalc", str(books[name]), str(out)], capture_output=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")
-    found = sheet_values(out, sheet, etas)
+    found = all_sheet_values(out, sheet, etas)
     # Gnumeric evaluates some functions in extended precision: a little looser than LibreOffice
     assert relative_error(found, expected_array(sheet, values)) <= 1e-10
 

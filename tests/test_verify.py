@@ -11,37 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _seed import seed
+from _seed import BOOK_ETAS as ETAS
+from _seed import BOOK_STEPS as STEPS
 from _spoil import edit_sheet
 from click.testing import CliRunner
 
 from backprop_xlsx.cli import cli
 from backprop_xlsx.mlp import layout, summary_layout
-from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.verify.lr_formulas import compile_formula
 from backprop_xlsx.verify.workbook import verify_workbook
 from backprop_xlsx.xlsx.formula import Unsupported, tokenize
 
-ETAS = (0.5, 2.0)
-STEPS = 60
 SHEET = "LR 0.5"
 WHERE = "'LR 0.5'!"  # how findings name a cell of SHEET
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workbook as `bpxl build` writes it: formulas only, no computed values."""
-    out = tmp_path_factory.mktemp("verify") / "built.xlsx"
-    build_workbook(seed(), ETAS, STEPS, out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def recalculated(built: Path, soffice: str) -> Path:
-    """The same workbook after a real LibreOffice recalculation: formulas and cached values."""
-    from backprop_xlsx.xlsx.libreoffice import recalculate
-
-    return recalculate(built, built.with_name("recalculated.xlsx"))
 
 
 def spoil(src: Path, edit: Callable[[str], str], title: str = SHEET) -> Path:
@@ -77,8 +59,8 @@ def run(*args: str) -> tuple[int, str, str]:
 # --- good workbooks pass --------------------------------------------------------------------
 
 
-def test_built_workbook_passes_through_libreoffice(built: Path, soffice: str) -> None:
-    report = verify_workbook(built)  # auto: no cached values, so LibreOffice recalculates
+def test_built_workbook_passes_through_libreoffice(seed_built: Path, soffice: str) -> None:
+    report = verify_workbook(seed_built)  # auto: no cached values, so LibreOffice recalculates
     assert report.ok, report.text()
     assert report.engine == "libreoffice"
     cells = len(ETAS) * (STEPS + 1) * len(layout.SEED_LAYOUT.columns)
@@ -88,19 +70,19 @@ def test_built_workbook_passes_through_libreoffice(built: Path, soffice: str) ->
     assert [s.eta for s in report.sheets] == list(ETAS)
 
 
-def test_recalculated_workbook_passes_with_cached_values(recalculated: Path) -> None:
+def test_recalculated_workbook_passes_with_cached_values(seed_recalculated: Path) -> None:
     for engine in ("cached", "auto"):
-        report = verify_workbook(recalculated, engine)
+        report = verify_workbook(seed_recalculated, engine)
         assert report.ok, report.text()
         assert report.engine == "cached"
         assert max(s.max_rel for s in report.sheets) < 1e-12  # measured 3.4e-13 on LR 2
 
 
-def test_json_report_matches(recalculated: Path) -> None:
-    code, out, _ = run(recalculated, "--json")
+def test_json_report_matches(seed_recalculated: Path) -> None:
+    code, out, _ = run(seed_recalculated, "--json")
     assert code == 0
     data = json.loads(out)
-    report = verify_workbook(recalculated)
+    report = verify_workbook(seed_recalculated)
     assert data["ok"] is True
     assert data["engine"] == "cached"
     assert data["cells_checked"] == report.cells_checked
@@ -108,8 +90,8 @@ def test_json_report_matches(recalculated: Path) -> None:
     assert data["findings"] == []
 
 
-def test_text_report_is_one_screen(recalculated: Path) -> None:
-    code, out, _ = run(recalculated)
+def test_text_report_is_one_screen(seed_recalculated: Path) -> None:
+    code, out, _ = run(seed_recalculated)
     assert code == 0
     assert "OK" in out.splitlines()[0]
     assert len(out.splitlines()) < 24
@@ -139,18 +121,18 @@ def excel_style(xml: str) -> str:
     return shared_down("W", 3)(shared_down("X", 4)(xml))
 
 
-def test_excel_style_rewrites_pass(recalculated: Path) -> None:
-    spoiled = spoil(recalculated, excel_style)
+def test_excel_style_rewrites_pass(seed_recalculated: Path) -> None:
+    spoiled = spoil(seed_recalculated, excel_style)
     assert (
         't="shared" si="4"/>' in zipfile.ZipFile(spoiled).read("xl/worksheets/sheet2.xml").decode()
     )
     report = verify_workbook(spoiled, "cached")
     assert report.ok, report.text()
-    assert report.formula_cells == verify_workbook(recalculated).formula_cells
+    assert report.formula_cells == verify_workbook(seed_recalculated).formula_cells
 
 
-def test_wrong_shared_formula_is_caught_in_every_copy(recalculated: Path) -> None:
-    spoiled = spoil(recalculated, lambda xml: shared_down(E1)(every_cell(E1, t2_for_t1)(xml)))
+def test_wrong_shared_formula_is_caught_in_every_copy(seed_recalculated: Path) -> None:
+    spoiled = spoil(seed_recalculated, lambda xml: shared_down(E1)(every_cell(E1, t2_for_t1)(xml)))
     report = verify_workbook(spoiled, "cached")
     assert [f.where for f in report.findings] == [f"{WHERE}{E1}4", f"{WHERE}{E1}5"]
 
@@ -171,17 +153,17 @@ def t2_for_t1(cell: str) -> str:
     return re.sub(rf"<f([^>]*)>0\.5\*\({T1}(\d+)-", rf"<f\1>0.5*({T2}\2-", cell)
 
 
-def test_wrong_reference_in_one_cell(recalculated: Path) -> None:
-    spoiled = spoil(recalculated, edit_cell(f"{E1}41", t2_for_t1))
+def test_wrong_reference_in_one_cell(seed_recalculated: Path) -> None:
+    spoiled = spoil(seed_recalculated, edit_cell(f"{E1}41", t2_for_t1))
     code, out, _ = run(spoiled, "--engine", "cached")
     assert code == 1
     assert f"{WHERE}{E1}41: formula differs from the rest of its column" in out
     assert f"found =0.5*({T2}41-{A_O1}41)^2" in out and f"expected =0.5*({T1}41-{A_O1}41)^2" in out
 
 
-def test_wrong_reference_in_the_whole_column(recalculated: Path) -> None:
+def test_wrong_reference_in_the_whole_column(seed_recalculated: Path) -> None:
     """Every value stays right (t1 = t2 = 0.5): only the changed-inputs check can see it."""
-    spoiled = spoil(recalculated, every_cell(E1, t2_for_t1))
+    spoiled = spoil(seed_recalculated, every_cell(E1, t2_for_t1))
     report = verify_workbook(spoiled, "cached")
     assert not report.ok
     where = {f.where for f in report.findings}
@@ -191,26 +173,28 @@ def test_wrong_reference_in_the_whole_column(recalculated: Path) -> None:
     assert code == 1 and f"{WHERE}{E1}{layout.FIRST_ROW + 1}" in out
 
 
-def test_typed_constant_instead_of_formula(recalculated: Path) -> None:
-    spoiled = spoil(recalculated, edit_cell(f"{E1}41", lambda c: re.sub(r"<f[^>]*>.*?</f>", "", c)))
+def test_typed_constant_instead_of_formula(seed_recalculated: Path) -> None:
+    spoiled = spoil(
+        seed_recalculated, edit_cell(f"{E1}41", lambda c: re.sub(r"<f[^>]*>.*?</f>", "", c))
+    )
     code, out, _ = run(spoiled, "--engine", "cached")
     assert code == 1
     assert f"{WHERE}{E1}41: typed-in value instead of a formula" in out
 
 
-def test_small_offset_appended_to_a_formula(built: Path, soffice: str) -> None:
-    spoiled = spoil(built, edit_cell(f"{E1}41", lambda c: c.replace("^2</f>", "^2+1E-9</f>")))
+def test_small_offset_appended_to_a_formula(seed_built: Path, soffice: str) -> None:
+    spoiled = spoil(seed_built, edit_cell(f"{E1}41", lambda c: c.replace("^2</f>", "^2+1E-9</f>")))
     code, out, _ = run(spoiled, "--engine", "libreoffice")
     assert code == 1
     assert f"{WHERE}{E1}41: formula differs from the rest of its column" in out
     assert f"{WHERE}{E1}41: wrong value of E1 in iteration 37" in out
 
 
-def test_cached_value_nudged_by_1e_9_relative(recalculated: Path) -> None:
+def test_cached_value_nudged_by_1e_9_relative(seed_recalculated: Path) -> None:
     def nudge(cell: str) -> str:
         return re.sub(r"<v>([^<]+)</v>", lambda m: f"<v>{float(m[1]) * (1 + 1e-9)!r}</v>", cell)
 
-    spoiled = spoil(recalculated, edit_cell(f"{W5}41", nudge))
+    spoiled = spoil(seed_recalculated, edit_cell(f"{W5}41", nudge))
     report = verify_workbook(spoiled, "cached")
     assert [f.where for f in report.findings] == [f"{WHERE}{W5}41"]
     finding = report.findings[0]
@@ -219,7 +203,7 @@ def test_cached_value_nudged_by_1e_9_relative(recalculated: Path) -> None:
     assert code == 1 and f"{WHERE}{W5}41: wrong value of w5 in iteration 37" in out
 
 
-def test_summary_values_are_checked(recalculated: Path) -> None:
+def test_summary_values_are_checked(seed_recalculated: Path) -> None:
     summary = summary_layout.SummaryLayout(len(ETAS), STEPS)
     final = f"{summary_layout.SUMMARY_COLUMNS['final']}{summary.lr_row(0)}"
     first_below = f"{summary_layout.SUMMARY_COLUMNS['first_below']}{summary.lr_row(1)}"
@@ -231,7 +215,7 @@ def test_summary_values_are_checked(recalculated: Path) -> None:
         return re.sub(r"<v>(\d+)</v>", lambda m: f"<v>{int(m[1]) + 1}</v>", cell)
 
     spoiled = spoil(
-        recalculated,
+        seed_recalculated,
         lambda xml: edit_cell(first_below, later)(edit_cell(final, nudge)(xml)),
         layout.SUMMARY_SHEET,
     )
@@ -242,16 +226,18 @@ def test_summary_values_are_checked(recalculated: Path) -> None:
     ]
 
 
-def test_changed_eta_cell_still_passes(built: Path, soffice: str) -> None:
+def test_changed_eta_cell_still_passes(seed_built: Path, soffice: str) -> None:
     """The title says 0.5, B1 says 0.7: verify recomputes from the sheet's own η."""
-    spoiled = spoil(built, edit_cell("B1", lambda c: c.replace("<v>0.5</v>", "<v>0.7</v>")))
+    spoiled = spoil(seed_built, edit_cell("B1", lambda c: c.replace("<v>0.5</v>", "<v>0.7</v>")))
     report = verify_workbook(spoiled, "libreoffice")
     assert report.ok, report.text()
     assert report.sheets[0].eta == 0.7
 
 
-def test_structure_findings_name_the_cell(recalculated: Path) -> None:
-    spoiled = spoil(recalculated, edit_cell("B1", lambda c: re.sub(r"<v>.*?</v>", "<v>-1</v>", c)))
+def test_structure_findings_name_the_cell(seed_recalculated: Path) -> None:
+    spoiled = spoil(
+        seed_recalculated, edit_cell("B1", lambda c: re.sub(r"<v>.*?</v>", "<v>-1</v>", c))
+    )
     report = verify_workbook(spoiled, "cached")
     assert f"{WHERE}B1" in {f.where for f in report.findings}
 
@@ -260,7 +246,7 @@ def test_structure_findings_name_the_cell(recalculated: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["missing", "text", "zip", "no-values"])
-def test_unusable_input_is_one_line_error(kind: str, tmp_path: Path, built: Path) -> None:
+def test_unusable_input_is_one_line_error(kind: str, tmp_path: Path, seed_built: Path) -> None:
     args: list[str | Path] = []
     if kind == "missing":
         args = [tmp_path / "nope.xlsx"]
@@ -272,7 +258,7 @@ def test_unusable_input_is_one_line_error(kind: str, tmp_path: Path, built: Path
             z.writestr("hello.txt", "hi")
         args = [tmp_path / "z.xlsx"]
     else:
-        args = [built, "--engine", "cached"]
+        args = [seed_built, "--engine", "cached"]
     code, out, err = run(*args)
     assert code == 2
     assert out == ""

@@ -14,18 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _sheets import formula_findings
 from _spoil import edit_column
 
 from backprop_xlsx.mlp import description, layout
 from backprop_xlsx.mlp.workbook import build_workbook
-from backprop_xlsx.verify.lr_formulas import check_formulas, compile_formula
-from backprop_xlsx.verify.lr_sheet import read_lr_sheet
+from backprop_xlsx.verify.lr_formulas import compile_formula
 from backprop_xlsx.verify.lr_values import within
-from backprop_xlsx.verify.report import INPUT_SEED, Report
+from backprop_xlsx.verify.report import Report
 from backprop_xlsx.verify.rounding import BOUNDED, close, exact_inputs
 from backprop_xlsx.verify.workbook import verify_workbook
 from backprop_xlsx.xlsx.formula import tokenize
-from backprop_xlsx.xlsx.read import Package
 
 ETA = 0.01
 TITLE = layout.lr_sheet_title(ETA)
@@ -66,18 +65,6 @@ NETS = {
 }
 
 
-def _formula_findings(path: Path, net: description.Network) -> Report:
-    """verify's formula checks alone (no spreadsheet engine needed) on the ETA sheet."""
-    pkg = Package(path)
-    try:
-        sheet = read_lr_sheet(pkg, TITLE, sheet_layout=layout.SheetLayout(net))
-        report = Report(str(path))
-        check_formulas(sheet, report, np.random.default_rng(INPUT_SEED), pkg.titles)
-    finally:
-        pkg.close()
-    return report
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
     folder = tmp_path_factory.mktemp("deep")
@@ -95,7 +82,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, obj
 )
 def test_a_correct_deep_net_has_no_formula_findings(built, name: str) -> None:
     path, net = built[name]
-    report = _formula_findings(path, net)
+    report = formula_findings(path, TITLE, layout.SheetLayout(net))
     assert report.ok, report.text()
     assert report.findings_total == 0
 
@@ -155,7 +142,7 @@ def test_a_spoiled_formula_in_a_three_layer_net_is_named(three_layer, spoil: str
     last = layout.last_row(3)
     spoiled = tmp_path / "spoiled.xlsx"
     cell = edit_column(path, spoiled, TITLE, sheet.letter[key], edit, lambda r: first <= r <= last)
-    report = _formula_findings(spoiled, net)
+    report = formula_findings(spoiled, TITLE, layout.SheetLayout(net))
     assert not report.ok
     named = [f for f in report.findings if f.cell == cell]
     assert named and all("changed inputs" in f.problem for f in named), report.text()
