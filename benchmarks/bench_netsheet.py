@@ -41,7 +41,7 @@ from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.cnn.sheets import build_sheets
 from backprop_xlsx.mlp.description import preset
 from backprop_xlsx.mlp.workbook import build_workbook
-from backprop_xlsx.verify.report import Report
+from backprop_xlsx.report import Report
 from backprop_xlsx.xlsx.libreoffice import XLSX_FILTER, find_soffice, recalculate
 from backprop_xlsx.xlsx.parts import sheet_parts
 from backprop_xlsx.xlsx.read import Package

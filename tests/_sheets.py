@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from backprop_xlsx.mlp import layout
+from backprop_xlsx.report import INPUT_SEED, Report
 from backprop_xlsx.verify.lr_formulas import check_formulas
 from backprop_xlsx.verify.lr_sheet import read_lr_sheet
-from backprop_xlsx.verify.report import INPUT_SEED, Report
 from backprop_xlsx.xlsx.read import Package, cell_number
 
 

@@ -47,9 +47,12 @@ def _inside(module: str, package: str) -> bool:
     [
         ("backprop_xlsx.xlsx", ("backprop_xlsx.mlp", "backprop_xlsx.cnn", "backprop_xlsx.verify",
                                 "backprop_xlsx.handmade", "mnist", "torch")),
-        ("backprop_xlsx.cnn", ("torch", "torchvision", "mnist", "backprop_xlsx.mlp")),
+        ("backprop_xlsx.cnn", ("torch", "torchvision", "mnist", "backprop_xlsx.mlp",
+                               "backprop_xlsx.verify", "backprop_xlsx.handmade")),
+        ("backprop_xlsx.report", ("backprop_xlsx.mlp", "backprop_xlsx.cnn", "backprop_xlsx.verify",
+                                  "backprop_xlsx.handmade", "torch")),
         ("backprop_xlsx.mlp", ("backprop_xlsx.verify", "backprop_xlsx.handmade",
-                               "backprop_xlsx.cnn", "torch", "mnist")),
+                               "backprop_xlsx.cnn", "backprop_xlsx.report", "torch", "mnist")),
         ("backprop_xlsx.verify", ("backprop_xlsx.handmade", "torch", "mnist")),
     ],
 )  # fmt: skip
@@ -77,15 +80,14 @@ def _reached(start: str) -> set[str]:
     return seen
 
 
-def test_no_module_imports_itself_back() -> None:
-    """Depth-first search for a cycle among the project's own modules."""
-    edges = {m: {t for t in targets if t in GRAPH and t != m} for m, targets in GRAPH.items()}
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle a depth-first search meets, each as the path that closes it."""
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     cycles: list[list[str]] = []
 
     def visit(m: str, path: list[str]) -> None:
         state[m] = 1
-        for t in sorted(edges[m]):
+        for t in sorted(edges.get(m, ())):
             if state.get(t) == 1:
                 cycles.append([*path[path.index(t) :], t])
             elif t not in state:
@@ -95,4 +97,25 @@ def test_no_module_imports_itself_back() -> None:
     for m in sorted(edges):
         if m not in state:
             visit(m, [m])
-    assert not cycles, cycles
+    return cycles
+
+
+def test_no_module_imports_itself_back() -> None:
+    edges = {m: {t for t in targets if t in GRAPH and t != m} for m, targets in GRAPH.items()}
+    assert not _cycles(edges)
+
+
+def test_no_room_imports_another_back() -> None:
+    """The same over rooms (backprop_xlsx.verify, .cnn, …, mnist): verify may run cnn's check,
+    but then nothing in cnn may import verify, directly or round another room."""
+
+    def room(module: str) -> str:
+        parts = module.split(".")
+        return ".".join(parts[:2]) if parts[0] == "backprop_xlsx" else parts[0]
+
+    edges: dict[str, set[str]] = {}
+    for module, targets in GRAPH.items():
+        edges.setdefault(room(module), set()).update(
+            room(t) for t in targets if t in GRAPH and room(t) != room(module)
+        )
+    assert not _cycles(edges)

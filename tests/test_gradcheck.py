@@ -22,8 +22,8 @@ from backprop_xlsx.mlp import gradcheck as G
 from backprop_xlsx.mlp.description import Network
 from backprop_xlsx.mlp.network import backprop
 from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.report import Report
 from backprop_xlsx.verify.gradcheck import check_gradcheck, read_gradcheck_cells
-from backprop_xlsx.verify.report import Report
 from backprop_xlsx.verify.workbook import verify_workbook
 from backprop_xlsx.xlsx.libreoffice import recalculate
 from backprop_xlsx.xlsx.read import Package, cell_number

@@ -23,7 +23,7 @@ from _spoil import rewrite, sheet_part
 from backprop_xlsx.cnn import layout as L
 from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.errors import BpxlError
-from backprop_xlsx.verify.report import Report
+from backprop_xlsx.report import Report
 from backprop_xlsx.xlsx.libreoffice import recalculate
 from backprop_xlsx.xlsx.parts import sheet_parts
 from backprop_xlsx.xlsx.read import Package, cell_number

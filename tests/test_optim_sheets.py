@@ -20,8 +20,8 @@ from _spoil import edit_column, set_value
 from backprop_xlsx.mlp import description, layout
 from backprop_xlsx.mlp.optim import HYPERPARAMETERS, OPTIMIZERS, hyper_keys
 from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.report import Report
 from backprop_xlsx.verify.optimizers import optimizer_layouts
-from backprop_xlsx.verify.report import Report
 from backprop_xlsx.verify.workbook import verify_workbook
 from backprop_xlsx.xlsx.formula import cell_key
 from backprop_xlsx.xlsx.look import INPUT_FILL

@@ -28,12 +28,12 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
+from backprop_xlsx import report as verify_report
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import description, layout, network
 from backprop_xlsx.mlp.description import Network
 from backprop_xlsx.mlp.workbook import build_workbook
 from backprop_xlsx.verify import lr_formulas, lr_values, source
-from backprop_xlsx.verify import report as verify_report
 from backprop_xlsx.verify import workbook as verify
 from backprop_xlsx.xlsx.read import Package
 

@@ -19,9 +19,9 @@ from _spoil import edit_column
 
 from backprop_xlsx.mlp import description, layout
 from backprop_xlsx.mlp.workbook import build_workbook
+from backprop_xlsx.report import Report
 from backprop_xlsx.verify.lr_formulas import compile_formula
 from backprop_xlsx.verify.lr_values import within
-from backprop_xlsx.verify.report import Report
 from backprop_xlsx.verify.rounding import BOUNDED, close, exact_inputs
 from backprop_xlsx.verify.workbook import verify_workbook
 from backprop_xlsx.xlsx.formula import tokenize

@@ -28,7 +28,7 @@ import numpy as np
 
 from backprop_xlsx.cnn import layout as L
 from backprop_xlsx.cnn.forward import ConvParams, Forward, Weights, forward
-from backprop_xlsx.verify.report import CnnStats, Finding, Report
+from backprop_xlsx.report import CnnStats, Finding, Report
 from backprop_xlsx.xlsx.formula import relative_key, tokenize
 from backprop_xlsx.xlsx.libreoffice import find_soffice, open_recalculated
 from backprop_xlsx.xlsx.read import Cell, Package, cell_number, merge_computed

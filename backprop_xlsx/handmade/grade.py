@@ -22,7 +22,7 @@ import numpy as np
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.cell import absolute_coordinate
 
-from ..verify.report import INPUT_SEED
+from ..report import INPUT_SEED
 from ..xlsx.formula import Ref, Unsupported, compile_tokens, relative_key, tokenize
 from ..xlsx.read import Cell, Package
 from . import spec

@@ -16,7 +16,7 @@ import numpy as np
 from openpyxl.utils import get_column_letter
 
 from backprop_xlsx.mlp import layout
-from backprop_xlsx.verify.report import MAX_FINDINGS, Finding, Report
+from backprop_xlsx.report import MAX_FINDINGS, Finding, Report
 from backprop_xlsx.verify.rounding import Bounded, exact
 from backprop_xlsx.xlsx.formula import Expr, Ref, Unsupported
 from backprop_xlsx.xlsx.read import Cell, Package, cell_number

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from backprop_xlsx.mlp.optim import HYPERPARAMETERS
+from backprop_xlsx.report import Report
 from backprop_xlsx.verify.lr_sheet import LrSheet
 from backprop_xlsx.verify.lr_values import numpy_sheets
-from backprop_xlsx.verify.report import Report
 
 NORMALIZING = ("rmsprop", "adam", "adamw")  # g/√v: a step of about η from any tiny g
 NUDGE = 2.0**-52

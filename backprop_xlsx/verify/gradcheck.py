@@ -24,7 +24,7 @@ from openpyxl.utils.cell import coordinate_to_tuple
 
 from backprop_xlsx.mlp import gradcheck as G
 from backprop_xlsx.mlp import layout
-from backprop_xlsx.verify.report import INPUT_SEED, Finding, Report
+from backprop_xlsx.report import INPUT_SEED, Finding, Report
 from backprop_xlsx.xlsx.formula import (
     Ref,
     Token,

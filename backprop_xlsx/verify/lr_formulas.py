@@ -16,11 +16,11 @@ import numpy as np
 from openpyxl.utils import get_column_letter
 
 from backprop_xlsx.mlp import layout
+from backprop_xlsx.report import INPUT_SETS, ITERATIONS, MAX_FINDINGS, Finding, Report
 from backprop_xlsx.verify import batches
 from backprop_xlsx.verify.lr_sheet import ETA_KEY, SETUP_VALUE_COL, LrSheet
 from backprop_xlsx.verify.optimizers import HYPER_RANGES
 from backprop_xlsx.verify.progress import QUIET, Progress
-from backprop_xlsx.verify.report import INPUT_SETS, ITERATIONS, MAX_FINDINGS, Finding, Report
 from backprop_xlsx.verify.rounding import BOUNDED, close, exact, exact_inputs, tolerance
 from backprop_xlsx.xlsx.formula import (
     MAX_COLUMN,

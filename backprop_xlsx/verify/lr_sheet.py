@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backprop_xlsx.mlp import layout
-from backprop_xlsx.verify.report import MAX_FINDINGS
+from backprop_xlsx.report import MAX_FINDINGS
 from backprop_xlsx.xlsx.formula import (
     Template,
     Token,

@@ -13,8 +13,8 @@ import numpy as np
 
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import description, layout
+from backprop_xlsx.report import MAX_FINDINGS, Finding, Report, SheetStats
 from backprop_xlsx.verify.lr_sheet import SETUP_VALUE_COL, LrSheet
-from backprop_xlsx.verify.report import MAX_FINDINGS, Finding, Report, SheetStats
 from backprop_xlsx.xlsx.formula import (
     column_number,
 )

@@ -23,8 +23,8 @@ from lxml import etree
 from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import layout, summary_layout
+from backprop_xlsx.report import Report
 from backprop_xlsx.verify.lr_sheet import SETUP_VALUE_COL, LrSheet, read_lr_sheet
-from backprop_xlsx.verify.report import Report
 from backprop_xlsx.xlsx.facts import application
 from backprop_xlsx.xlsx.formula import (
     cell_key,

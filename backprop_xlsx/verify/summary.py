@@ -12,8 +12,8 @@ import numpy as np
 from openpyxl.utils import get_column_letter
 
 from backprop_xlsx.mlp import layout, summary_layout
+from backprop_xlsx.report import Finding, Report
 from backprop_xlsx.verify.lr_values import within
-from backprop_xlsx.verify.report import Finding, Report
 from backprop_xlsx.xlsx.formula import (
     cell_key,
     column_number,

@@ -18,6 +18,7 @@ from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import gradcheck as G
 from backprop_xlsx.mlp import layout
+from backprop_xlsx.report import ATOL, INPUT_SEED, RTOL, Finding, Report, SheetStats
 from backprop_xlsx.verify.batches import check_schedule, read_schedule_cells
 from backprop_xlsx.verify.conditioning import reproducible_until
 from backprop_xlsx.verify.gradcheck import check_gradcheck, read_gradcheck_cells
@@ -26,7 +27,6 @@ from backprop_xlsx.verify.lr_sheet import LrSheet
 from backprop_xlsx.verify.lr_values import check_values, expected_runs, read_network, read_setup
 from backprop_xlsx.verify.optimizers import optimizer_layouts
 from backprop_xlsx.verify.progress import QUIET, Progress
-from backprop_xlsx.verify.report import ATOL, INPUT_SEED, RTOL, Finding, Report, SheetStats
 from backprop_xlsx.verify.source import (
     CORRUPT,
     ENGINES,

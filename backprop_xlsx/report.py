@@ -1,6 +1,8 @@
-"""The verifier's report: each wrong cell as a `Finding`, per-sheet statistics, text and JSON.
+"""The report every check writes on: each wrong cell as a `Finding`, statistics, text and JSON.
 
-The report is the verifier's one output and is read by people, so it names every problem by
+It sits above the rooms that check (verify/, cnn/check.py, handmade/), importing only xlsx/, so
+each of them can write on it without importing another. It is the verifier's one output and is
+read by people, so it names every problem by
 sheet and cell, keeps at most MAX_FINDINGS of them (a broken file cannot make it unbounded), and
 echoes text from the untrusted file only through `printable`: no raw line breaks or
 bidirectional controls reach a terminal.
