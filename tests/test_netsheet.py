@@ -24,6 +24,7 @@ from backprop_xlsx.cnn import layout as L
 from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.report import Report
+from backprop_xlsx.verify.workbook import verify_workbook
 from backprop_xlsx.xlsx.libreoffice import recalculate
 from backprop_xlsx.xlsx.parts import sheet_parts
 from backprop_xlsx.xlsx.read import Package, cell_number
@@ -348,11 +349,11 @@ def test_the_architecture_table_reads_back(name: str) -> None:
 
 def test_never_calculated_sheets_are_recalculated_or_named(books, soffice: str) -> None:
     """As mnist.train leaves them: verify recalculates a copy; with --engine cached it says so."""
-    assert verify(books["pool_first"]).ok  # LibreOffice behind the scenes
+    assert verify_workbook(books["pool_first"]).ok  # LibreOffice behind the scenes
     report = Report(str(books["pool_first"]))
     pkg = Package(books["pool_first"])
     try:
-        stats = check_cnn_sheets(pkg, report, recalc=False)
+        stats = check_cnn_sheets(pkg, report)
     finally:
         pkg.close()
     assert [f.problem for f in report.findings] == [
@@ -370,10 +371,11 @@ def test_bpxl_verify_checks_the_net_beside_the_backprop_sheets(
     from click.testing import CliRunner
 
     from backprop_xlsx.cli import cli
+    from backprop_xlsx.mlp.description import preset
     from backprop_xlsx.mlp.workbook import build_workbook
 
     book = tmp_path / "both.xlsx"
-    build_workbook({}, [0.5, 2.0], 10, book)
+    build_workbook(preset("seed"), [0.5, 2.0], 10, book)
     pixels, labels = test_set
     netsheet.write_net_sheets(models["ours"], pixels[:200], labels[:200], book, images=10)
     result = CliRunner().invoke(cli, ["verify", str(book), "--json"])

@@ -18,7 +18,6 @@ bounded (layout.MAX_*) before anything is allocated from the file's numbers.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 from collections.abc import Iterator
@@ -30,7 +29,6 @@ from backprop_xlsx.cnn import layout as L
 from backprop_xlsx.cnn.forward import ConvParams, Forward, Weights, forward
 from backprop_xlsx.report import CnnStats, Finding, Report
 from backprop_xlsx.xlsx.formula import relative_key, tokenize
-from backprop_xlsx.xlsx.libreoffice import find_soffice, open_recalculated
 from backprop_xlsx.xlsx.read import Cell, Package, cell_number, merge_computed
 
 # |found − expected| ≤ RTOL·|expected| + ATOL. A feature-map cell sums up to 9·20 products of
@@ -52,15 +50,32 @@ class _Expected:
     block: str | None = None  # the feature map it belongs to: one relative formula per block
 
 
+def has_cnn_sheets(pkg: Package) -> bool:
+    """Whether the workbook has any of the trained net's sheets."""
+    return any(t in pkg.parts for t in L.SHEETS)
+
+
+def has_cached_values(pkg: Package) -> bool:
+    """Whether the net sheet's formulas carry computed values: its first formula cell does (an
+    engine saves all or none; mnist.train leaves none). Reading stops there."""
+    if L.NET_SHEET not in pkg.parts:
+        return False
+    for _, cells in pkg.rows(L.NET_SHEET):
+        for _, cell in cells:
+            if cell.formula:
+                return cell.value is not None
+    return False
+
+
 def check_cnn_sheets(
-    pkg: Package, report: Report, computed: Package | None = None, *, recalc: bool = True
+    pkg: Package, report: Report, computed: Package | None = None
 ) -> CnnStats | None:
     """Check the CNN sheets when the workbook has them; None when it has none of them.
 
     Formulas and typed-in numbers are read from `pkg`; computed values from `computed` (a copy
-    an engine recalculated) or else from the values cached in `pkg`. When there are none (the
-    sheets were never calculated, as mnist.train leaves them) a LibreOffice copy is made, unless
-    `recalc` is False (`--engine cached`), which makes that a finding.
+    an engine recalculated: verify's source of values decides) or else from the values cached
+    in `pkg`. Without either (never calculated), the formulas alone are checked, and that the
+    values are missing is a finding.
     """
     present = [t for t in L.SHEETS if t in pkg.parts]
     if not present:
@@ -92,17 +107,13 @@ def check_cnn_sheets(
     net = _cells(pkg, L.NET_SHEET, *n_bounds)
     values_w, values_n = weights, net
     have_values = True
-    with contextlib.ExitStack() as stack:
-        if computed is None and not any(c.value is not None for c in net.values() if c.formula):
-            if recalc:
-                computed = _recalculated(pkg, stack, report)
-            else:
-                problem = "no computed values (never calculated): use --engine libreoffice"
-                report.add(Finding(L.NET_SHEET, "", problem))
-            have_values = computed is not None
-        if computed is not None:
-            values_w = merge_computed(weights, _cells(computed, L.WEIGHTS_SHEET, *w_bounds))
-            values_n = merge_computed(net, _cells(computed, L.NET_SHEET, *n_bounds))
+    if computed is not None:
+        values_w = merge_computed(weights, _cells(computed, L.WEIGHTS_SHEET, *w_bounds))
+        values_n = merge_computed(net, _cells(computed, L.NET_SHEET, *n_bounds))
+    elif not any(c.value is not None for c in net.values() if c.formula):
+        problem = "no computed values (never calculated): use --engine libreoffice"
+        report.add(Finding(L.NET_SHEET, "", problem))
+        have_values = False
     params = _read_weights(layout, weights, report)
     picked = _constant_int(net, L.PICK, 1, n_images, "picked image", report)
     mean = _constant(net, L.MEAN_CELL, "normalisation mean", report)
@@ -294,16 +305,6 @@ def _read_weights(
         else:
             weights.fc_weight, weights.fc_bias = np.array(w).reshape(n_out, n_in), np.array(b)
     return weights if ok else None
-
-
-def _recalculated(pkg: Package, stack: contextlib.ExitStack, report: Report) -> Package | None:
-    """A LibreOffice-recalculated copy, for a workbook whose CNN sheets were never calculated
-    (as mnist.train leaves them); None and a finding without LibreOffice."""
-    if find_soffice() is None:
-        problem = "no computed values (never calculated) and LibreOffice is not installed"
-        report.add(Finding(L.NET_SHEET, "", problem))
-        return None
-    return open_recalculated(pkg.path, stack, "cnn")
 
 
 def _cells(pkg: Package, title: str, rows: int, cols: int) -> dict[tuple[int, int], Cell]:

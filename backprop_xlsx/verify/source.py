@@ -20,10 +20,12 @@ from pathlib import Path
 import numpy as np
 from lxml import etree
 
-from backprop_xlsx.cnn.check import check_cnn_sheets
+from backprop_xlsx.cnn.check import check_cnn_sheets, has_cached_values, has_cnn_sheets
+from backprop_xlsx.cnn.layout import NET_SHEET
+from backprop_xlsx.cnn.layout import SHEETS as CNN_SHEETS
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import layout, summary_layout
-from backprop_xlsx.report import Report
+from backprop_xlsx.report import Finding, Report
 from backprop_xlsx.verify.lr_sheet import SETUP_VALUE_COL, LrSheet, read_lr_sheet
 from backprop_xlsx.xlsx.facts import application
 from backprop_xlsx.xlsx.formula import (
@@ -178,6 +180,24 @@ def _read_in_worker(
         return None, str(exc)
     except CORRUPT as exc:
         return None, f"cannot read {path}: a damaged xlsx ({type(exc).__name__}: {exc})"
+
+
+def check_cnn(pkg: Package, engine: str, report: Report) -> None:
+    """The trained net's sheets checked with values from the one source verify chose: those
+    cached in the file, or, when it has none (mnist.train leaves them uncalculated) and the
+    engine may recalculate, those of a LibreOffice copy."""
+    if not has_cnn_sheets(pkg):
+        return
+    with contextlib.ExitStack() as stack:
+        computed = None
+        complete = all(t in pkg.parts for t in CNN_SHEETS)  # else the check names what is missing
+        if engine != "cached" and complete and not has_cached_values(pkg):
+            if find_soffice() is None:
+                problem = "no computed values (never calculated) and LibreOffice is not installed"
+                report.add(Finding(NET_SHEET, "", problem))
+            else:
+                computed = open_recalculated(pkg.path, stack, "cnn")
+        report.cnn = check_cnn_sheets(pkg, report, computed)
 
 
 def recalculated(

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import gradcheck as G
 from backprop_xlsx.mlp import layout
@@ -30,6 +29,7 @@ from backprop_xlsx.verify.progress import QUIET, Progress
 from backprop_xlsx.verify.source import (
     CORRUPT,
     ENGINES,
+    check_cnn,
     choose_engine,
     network_cells,
     read_lr_sheets,
@@ -124,7 +124,7 @@ def verify_package(
                 path, sheets, setup_cells, summary_cells, pkg, report, summary_title, others
             )
         else:
-            report.cnn = check_cnn_sheets(pkg, report, recalc=engine != "cached")
+            check_cnn(pkg, engine, report)
     except RecursionError:
         raise  # a bug, not a damaged file
     except CORRUPT as exc:
@@ -172,5 +172,5 @@ def verify_package(
 def _verify_cnn_only(pkg: Package, report: Report, engine: str) -> Report:
     """A workbook with the trained net's sheets and no LR sheets: check those alone."""
     report.engine = "cached" if engine == "cached" else "libreoffice"
-    report.cnn = check_cnn_sheets(pkg, report, recalc=engine != "cached")
+    check_cnn(pkg, engine, report)
     return report
