@@ -1,19 +1,11 @@
 """`bpxl build` and `bpxl verify`.
 
-Every failure is one line on stderr, `error: …`, never a traceback, and one of these exit codes
-(also in `bpxl --help`):
-
-    0    done (for verify: every checked cell and formula is right)
-    1    verify: the workbook is wrong (a finding names each wrong cell or formula)
-    2    cannot do it: bad input, a file that cannot be read or written (disk full, permission
-         denied), LibreOffice missing, crashed or killed, or an internal error (a bug: the line
-         says `internal error`)
-    130  interrupted (Ctrl-C, SIGINT)
-    143  terminated (SIGTERM, as `timeout`, CI and service managers send); 129 for SIGHUP
-
-Interrupted or terminated, bpxl cleans up before it exits: the temporary files beside the output
-and in the temp folder are removed, an existing output is left as it was, and a LibreOffice that
-bpxl started is killed with its whole process group.
+Every failure is one line on stderr, `error: …`, never a traceback, and a documented exit code
+(`EXIT_CODES`, shown by `bpxl --help`: 0 done, 1 wrong workbook, 2 cannot do it, 130/143/129
+interrupted), so scripts and CI can tell a wrong workbook from a broken run. Interrupted or
+terminated, bpxl cleans up as on any failure (signals raise exceptions, not exit): temporary
+files are removed, an existing output is left as it was, and a LibreOffice bpxl started is
+killed with its process group.
 """
 
 from __future__ import annotations

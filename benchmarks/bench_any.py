@@ -3,14 +3,10 @@
     python benchmarks/bench_any.py [--cases relu-2-16-16-1 wide-4-32-32-2] [--keep DIR]
     python benchmarks/bench_any.py --cases relu-2-16-16-1 relu-2-16-16-1-b5   # mini-batches
 
-Each case is a network file (random inputs in [-1, 1]) built at two numbers of steps, so the
-cost per formula of the two can be compared: linear in cells means the same per-formula cost at
-both. `bpxl build` runs twice, as a user runs it in a fresh interpreter: plain (timed), then with
---recalc (LibreOffice computes and saves the values, untimed), and `bpxl verify` checks the
-recalculated file (timed; cached values, so LibreOffice's own time is not part of it). Peak
-memory is the child's peak RSS (ru_maxrss of RUSAGE_CHILDREN, = VmHWM), each child run from a
-fresh small parent, as bench_verify.py does. A script, not a timed test: the numbers depend on
-the machine and on what else runs on it.
+Each case (`network_file`, random inputs in [-1, 1]) is built at two numbers of steps: a cost
+linear in cells shows as the same cost per formula at both. `bpxl build` (timed), then `--recalc`
+(untimed), then `bpxl verify` of the recalculated file (timed, so LibreOffice is not part of it),
+each a fresh interpreter measured by `_measure`. A script, not a timed test.
 """
 
 from __future__ import annotations

@@ -2,17 +2,11 @@
 
     python benchmarks/bench_mnist.py [--data-dir DIR] [--repeats N]
 
-* ours:     `python -m mnist.train --model seed --epochs 1` (tensors on the device, batched
-            augmentation, dropout masks drawn by mnist/dropout.py's GapDropout, metrics,
-            checkpoints and pictures included);
-* baseline: the seed's own pipeline, as it was: torchvision.datasets.MNIST, per-sample PIL
-            transforms RandomApply(CenterCrop(22), p=0.1) → Resize(28) → RandomRotation(±5°) →
-            ToTensor → Normalize, DataLoader(batch 128, shuffle, 2 workers), the seed net with
-            its nn.Dropout, SGD(0.01, 0.9), test pass with batch 1000.
-
-Both are timed from process start to exit (interpreter start and imports included). The IDX
-files are first unpacked into a temporary torchvision layout, as its download would leave them;
-that preparation is not timed. A benchmark, not a test: it prints numbers, it asserts nothing.
+Ours (`python -m mnist.train --model seed --epochs 1`) against the seed's own pipeline as it was
+(`baseline_child`: torchvision, per-sample PIL transforms, DataLoader with 2 workers), each timed
+from process start to exit, imports included, because that is the time a user waits. The IDX
+files are first unpacked, untimed, into the layout torchvision's download would leave. A
+benchmark, not a test: it prints numbers, it asserts nothing (docs/benchmarks.md has them).
 """
 
 from __future__ import annotations
@@ -25,14 +19,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _measure import timed
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def baseline_child(root: str, threads: int | None) -> None:
-    """The seed's original pipeline, one epoch and a test pass."""
+    """The seed's original pipeline, one epoch and a test pass.
+
+    torchvision.datasets.MNIST; RandomApply(CenterCrop(22), p=0.1) → Resize(28) →
+    RandomRotation(±5°) → ToTensor → Normalize per sample; DataLoader(batch 128, shuffle,
+    2 workers); the seed net with its nn.Dropout; SGD(0.01, 0.9); a test pass with batch 1000."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -76,10 +75,9 @@ def baseline_child(root: str, threads: int | None) -> None:
     print(f"baseline: test accuracy after 1 epoch {100 * correct / len(test_set):.2f}%")
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+def whole_process(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """Seconds `cmd` took from start to exit, and its stdout; a failed run ends the benchmark."""
+    seconds, proc = timed(subprocess.run, cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"error: {' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     return seconds, proc.stdout
@@ -134,10 +132,10 @@ def main() -> None:
         )
         ours_times, base_times = [], []
         for k in range(args.repeats):
-            t, out = timed(base_cmd, env)
+            t, out = whole_process(base_cmd, env)
             base_times.append(t)
             print(f"run {k + 1} baseline pipeline: {t:6.1f}s  ({out.strip()})", flush=True)
-            t, out = timed(ours_cmd, env)
+            t, out = whole_process(ours_cmd, env)
             ours_times.append(t)
             final = [line for line in out.splitlines() if line.startswith("final")]
             print(

@@ -2,20 +2,11 @@
 
     python benchmarks/bench_mnist_run.py [--repeats 3] [--threads 2] [--workbook] [--seed 1]
 
-* whole run: `python -m mnist.train --seed S --out TMP --no-progress` from process start to
-  exit, N times one after another; the median and every run. `--workbook` adds
-  `--workbook TMP/backprop.xlsx` (a copy of outputs/backprop.xlsx), as the README's run does.
-* where the time goes: the run's own timers (its last line, `time … = data … + train … + test
-  … + bn_reestimate … + records … + pictures … + setup …`), median per phase over the N runs;
-  `outside` is what the process spent beyond its own timer (interpreter start, imports, exit).
-* the compute floor: multiply-adds per image × 60,000 images × epochs × 3 (forward, and the
-  backward's two products of the same size) against the rate of one large float32 matmul
-  (torch.mm, 1024×1024) measured here on 1 and on 2 threads. The floor leaves out the test
-  passes, the warp, BatchNorm, the optimiser and every overhead: what the run spends beyond it
-  is what small convolutions cost on a CPU beyond their arithmetic.
-
-A benchmark, not a test: it prints numbers, it asserts nothing. The data comes from MNIST_DATA
-or --data-dir.
+`python -m mnist.train` from process start to exit, N times (`--workbook`: with a copy of
+outputs/backprop.xlsx, as the README's run), split by the run's own phase timers (`whole_run`),
+against the floor its multiply-adds would take at one large matmul's rate (`matmul_rate`): what
+the run spends beyond it is what small convolutions cost on a CPU beyond their arithmetic.
+A benchmark, not a test: it prints numbers, it asserts nothing. Data: MNIST_DATA or --data-dir.
 """
 
 from __future__ import annotations
@@ -39,7 +30,11 @@ TRAIN_IMAGES = 60_000
 
 
 def matmul_rate(threads: int, n: int = 1024, seconds: float = 2.0) -> float:
-    """Multiply-adds per second of torch.mm on n×n float32 matrices (best of repeated runs)."""
+    """Multiply-adds per second of torch.mm on n×n float32 matrices (best of repeated runs).
+
+    The floor is multiply-adds per image × 60,000 × epochs × 3 (forward, and the backward's two
+    products of the same size) at this rate: it leaves out the test passes, the warp, BatchNorm,
+    the optimiser and every overhead."""
     import torch
 
     before = torch.get_num_threads()
@@ -59,7 +54,11 @@ def matmul_rate(threads: int, n: int = 1024, seconds: float = 2.0) -> float:
 
 
 def whole_run(cmd: list[str], env: dict[str, str]) -> tuple[float, dict[str, float], str]:
-    """Seconds from start to exit, the run's own phases and its final line."""
+    """Seconds from start to exit, the run's own phases and its final line.
+
+    The phases come from the run's last line (`time … = data … + train … + test … + …`);
+    `outside` is what the process spent beyond its own timer (interpreter start, imports, exit).
+    """
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0

@@ -3,19 +3,11 @@
     python benchmarks/bench_netsheet.py [--checkpoint PT] [--data-dir DIR] [--images 100]
         [--repeat 3]
 
-Measures, into a default `bpxl build` workbook (6 learning rates × 100 steps):
-* finding the wrong test digits (the model on all 10,000 test images), apart from
-* writing the three sheets (build + transplant, best of --repeat), and the file growth;
-* LibreOffice's full recalculation of the workbook with and without the sheets, and of a
-  workbook holding only the three sheets;
-* picking another image: LibreOffice headless can only load, recalculate and save a whole file,
-  so the recalculation is measured as (convert with recalculation on load) − (the same convert
-  with recalculation off, keeping the cached values), on the recalculated three sheets alone
-  with image 2 picked, best of --repeat each;
-* `check_cnn_sheets` (NumPy forward and every formula) on the recalculated file.
-
-Without --checkpoint the default model is untrained (timings do not depend on the weights'
-values). A script, not a timed test: numbers depend on the machine and what else runs on it.
+Into a default workbook: finding the wrong test digits, writing the three sheets (and the file
+growth), LibreOffice's full recalculation with and without them, picking another image (`convert`
+with recalculation on minus off: headless LibreOffice can only load, recalculate and save a
+whole file), and `check_cnn_sheets`. Without --checkpoint the model is untrained: timings do not
+depend on the weights. A script, not a timed test: the numbers depend on the machine.
 """
 
 from __future__ import annotations

@@ -3,17 +3,11 @@
     python benchmarks/bench_verify.py [--sizes 6x10000 1x100000] [--repeat 3]
                                       [--code . /path/to/other/checkout] [--keep DIR]
 
-Each workbook is built by `bpxl build` and recalculated once by LibreOffice (`bpxl build
---recalc` does the same), so its formula cells carry values as a user's saved file does; with
---keep DIR they are kept there and reused by the next run. Each `bpxl verify` runs as a user runs
-it, `python -m backprop_xlsx verify FILE` in a fresh interpreter, with each checkout given by
---code on PYTHONPATH: several checkouts are measured side by side in one sitting, the way ratios
-are comparable on a shared machine. Time is the best of --repeat runs; peak RSS is the child's
-`ru_maxrss` (RUSAGE_CHILDREN), each run from a fresh small parent: RUSAGE_CHILDREN holds the
-largest child so far, and Linux counts in a child's peak the parent it was forked from, here a
-~10 MB interpreter that imports nothing but the standard library.
+Each workbook is built and recalculated once by LibreOffice (`workbook`), so it carries values
+as a user's saved file does. Each verify runs as a user runs it, in a fresh interpreter, with each
+--code checkout on PYTHONPATH: several checkouts side by side in one sitting, since only ratios
+compare on a shared machine. Time is the best of --repeat; peak RSS is measured by `_measure`.
 Targets: 6 × 10,000 steps in ≤ 5 s and ≤ 300 MB; 1 × 100,000 steps in ≤ 500 MB.
-A script, not a timed test: the numbers depend on the machine and on what else runs on it.
 """
 
 from __future__ import annotations

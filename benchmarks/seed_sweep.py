@@ -3,18 +3,10 @@
     python benchmarks/seed_sweep.py --seeds 1 2 ... 20 --chosen 1 2 ... 10 --jobs 2
     python benchmarks/seed_sweep.py --summarise runs/seeds/s1 runs/seeds/s2 ... [--jobs 2]
 
-Running starts `python -m mnist.train --threads 1 --seed N --out ROOT/sN --no-progress` for every
-seed, `--jobs` at a time (one thread each, so `--jobs` = the number of cores), each with its log
-in ROOT/sN.log, then summarises ROOT/s*. Summarising reads each folder's mnist_metrics.json (and
-its log FOLDER.log, when there is one, for the thread count) and writes
-
-* `--csv` (default outputs/mnist_seeds.csv): one row per seed × epoch;
-* `--md` (default outputs/mnist_seeds.md): test accuracy per epoch (rows) and seed (columns),
-  the final epoch in bold, and the command behind every run; with `--chosen`, first a table of
-  the seeds the recipe was chosen on against the others (min, mean, max, spread, every seed).
-
-A benchmark, not a test: nothing here asserts anything. The data comes from MNIST_DATA or
---data-dir, as for mnist.train.
+One seed's accuracy says little about a recipe, so every recipe is judged over many (`--chosen`:
+the seeds it was chosen on, against the others). Writes `--csv` (one row per seed × epoch) and
+`--md` (accuracy per epoch and seed, with each run's command). A benchmark, not a test: nothing
+here asserts anything. The data comes from MNIST_DATA or --data-dir, as for mnist.train.
 """
 
 from __future__ import annotations
@@ -51,7 +43,10 @@ def run_sweep(
     candidate: str | None,
     probe: bool = False,
 ) -> list[Path]:
-    """Train every seed, `jobs` at a time, one thread each; return the run folders."""
+    """Train every seed, `jobs` at a time, one thread each; return the run folders.
+
+    Each is `python -m mnist.train --threads 1 --seed N --out ROOT/sN --no-progress` with its
+    log in ROOT/sN.log; one thread each, so `jobs` = the number of cores."""
     root.mkdir(parents=True, exist_ok=True)
     head = ["benchmarks/candidates.py", candidate] if candidate else ["-m", "mnist.train"]
     head += ["--probe-averages"] * probe
@@ -272,6 +267,10 @@ def summarise(
     chosen: list[int] | None = None,
     note: str | None = None,
 ) -> None:
+    """Read each folder's mnist_metrics.json (and FOLDER.log for the thread count, if any) and
+    write the CSV (one row per seed × epoch) and the Markdown: accuracy per epoch (rows) and
+    seed (columns), the final epoch in bold; with `chosen`, first the chosen seeds against the
+    others (min, mean, max, spread, every seed)."""
     runs = sorted((read_run(f) for f in folders), key=lambda r: r["seed"])
     if len({r["seed"] for r in runs}) != len(runs):
         raise SystemExit("two folders hold the same seed")

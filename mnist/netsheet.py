@@ -1,18 +1,13 @@
 """The trained net inside the workbook: sheets `MNIST digits`, `MNIST weights` and `MNIST net`.
 
-A learner types an image number into the yellow cell of `MNIST net` and watches the digit go
-through every feature map, by live formulas, to ten probabilities and the predicted digit. The
-weights sheet holds the checkpoint's raw numbers (conv weights, BatchNorm γ, β, running mean,
-running var, ε) and folds BatchNorm into the convs by formulas, so changing any of them changes
-the net. The sheets are written by backprop_xlsx/cnn/sheets.py; this module adds what needs
-torch: reading the model, predicting, picking the digits.
-
     python -m mnist.netsheet --checkpoint outputs/checkpoints/mnist_last.pt \\
         --workbook outputs/backprop.xlsx [--data-dir DIR] [--model NAME] [--images 100]
 
-The sheets are built alone with openpyxl and transplanted into the workbook (atomically), as
-mnist/sheet.py does for `MNIST` (mnist.train sends both in one transplant): every other sheet
-stays byte for byte as it was.
+A learner types an image number and watches the digit go through every feature map, by live
+formulas, to the predicted digit (docs/mnist.md describes the sheets). They are written by
+backprop_xlsx/cnn/sheets.py; this module adds what needs torch (reading the model, predicting,
+picking the digits), built alone and transplanted atomically, so every other sheet stays byte
+for byte as it was.
 """
 
 from __future__ import annotations

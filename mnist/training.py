@@ -38,16 +38,12 @@ class Recipe:
 
 
 RECIPES = {
-    # Annealing to ~0 makes the final epoch the best one, which is the epoch that counts. Weight
-    # decay 1e-4, not 5e-4: the net underfits (train accuracy on augmented digits is below test),
-    # and 5e-4 ended 0.05-0.10 points lower on seeds 1 and 2. Batch 256 at twice the rate, not
-    # 128: a second CPU thread gains nothing on a step of 128 (15.5 against 15.2 ms) and 32 %
-    # on one of 256, and over six seeds it ended as well (99.43-99.62% against 99.42-99.56%).
-    # BatchNorm re-estimated at the end on the unwarped training digits: the 4,932-parameter
-    # net ended 99.35-99.55% over six seeds at 15 epochs without it and 99.42-99.52% at 12 with
-    # it (its statistics had been an average over the last warped batches, while the test digits
-    # are not warped). 15 epochs, the most the time allows: the test accuracy was still rising
-    # at the last epoch at 12 and 14. Every seed of 1-30: outputs/mnist_seeds.md.
+    # Why each choice (the sweeps behind them: docs/history.md; seeds 1-30: outputs/mnist_seeds.md):
+    # annealing to ~0 makes the final epoch, the one that counts, the best one;
+    # weight decay 1e-4: the net underfits, and 5e-4 ended 0.05-0.10 points lower on seeds 1, 2;
+    # batch 256 at twice the rate: a second CPU thread speeds its step by 32 %, one of 128 not;
+    # BatchNorm re-estimated on unwarped digits: the 4.9k net's worst seed 99.35 % → 99.42 %;
+    # 15 epochs, the most the time allows: at 12 and 14 the last epoch was still rising.
     "ours": Recipe(
         epochs=15,
         batch_size=256,

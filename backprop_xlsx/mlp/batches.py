@@ -1,21 +1,10 @@
 """Mini-batches: which training samples each step of a mini-batch run sees.
 
-Each epoch shuffles the S training samples with one permutation and cuts it into ⌊S/B⌋ batches
-of B consecutive positions; a last, smaller batch (S mod B samples) is dropped, as PyTorch's
-`DataLoader(shuffle=True, batch_size=B, drop_last=True)` does, so every row of a sheet has the
-same B columns per quantity. Step k (row k of an LR sheet, iteration 0 included) uses
-
-    epoch e = ⌊k / nb⌋ + 1        position p = k mod nb        nb = ⌊S / B⌋
-
-and the samples at positions p·B + 1 … p·B + B of epoch e's permutation.
-
-The permutations come from NumPy: `np.random.default_rng(seed)` is created once and
-`.permutation(S)` is called once per epoch, in order. PCG64 and `Generator.permutation` give
-the same numbers on every platform and NumPy ≥ 1.17, so a workbook's schedule can be rebuilt
-from its seed; the Setup sheet shows it as a table (epoch × position → sample number, 1-based).
-
-The gradient of a step is the sum over its batch's samples, as a full-batch step sums over all
-samples; `full_pass` gives the loss on the whole training set for every step's parameters.
+Each epoch shuffles the S samples and cuts the shuffle into ⌊S/B⌋ batches of B, dropping the
+last S mod B as PyTorch's `DataLoader(shuffle=True, batch_size=B, drop_last=True)` does, so every
+row of a sheet has the same B columns per quantity. The shuffles are NumPy's PCG64
+permutations, the same on every platform and NumPy ≥ 1.17, so a workbook's schedule can be
+rebuilt from its seed (docs/workbook.md, "Mini-batches", shows the table on Setup).
 """
 
 from __future__ import annotations
@@ -41,13 +30,20 @@ def epochs_for(steps: int, samples: int, batch_size: int) -> int:
 
 
 def shuffles(samples: int, epochs: int, seed: int) -> np.ndarray:
-    """(epochs, S): epoch e's permutation of the sample numbers 1 … S (row e − 1)."""
+    """(epochs, S): epoch e's permutation of the sample numbers 1 … S (row e − 1).
+
+    One `default_rng(seed)`, `.permutation(S)` once per epoch in order: the same numbers on
+    every platform and NumPy ≥ 1.17."""
     rng = np.random.default_rng(seed)
     return np.stack([rng.permutation(samples) + 1 for _ in range(epochs)])
 
 
 def step_batches(table: np.ndarray, batch_size: int, steps: int) -> np.ndarray:
-    """(steps + 1, B): the 1-based sample numbers of every step's batch, from `shuffles`."""
+    """(steps + 1, B): the 1-based sample numbers of every step's batch, from `shuffles`.
+
+    Step k (row k of an LR sheet, iteration 0 included) is in epoch ⌊k / nb⌋ + 1 at position
+    p = k mod nb, and takes the samples at positions p·B + 1 … p·B + B of that epoch's shuffle.
+    Its gradient sums over them, as a full-batch step sums over all samples."""
     nb = batches_per_epoch(table.shape[1], batch_size)
     k = np.arange(steps + 1)
     columns = (k % nb)[:, None] * batch_size + np.arange(batch_size)

@@ -2,21 +2,8 @@
 
 A mixin of `layout.SheetLayout`, which compiles these templates to cell references: kept apart
 so that the math of one iteration (z, a, E, δ, ∂E/∂w, the update) reads in one place, and the
-layout's positions in another.
-
-One row is one full-batch iteration. Left to right, as the math is read:
-  the iteration number (0 for the initial weights, then the row above's plus one);
-  per sample: its targets and inputs;
-  per weight layer: its weights, its biases, then per sample each neuron's z and a = f(z);
-  per sample each output's share of the error; E_total;
-  per sample each neuron's δ, from the output back;
-  ∂E/∂w and ∂E/∂b, each a sum over the samples.
-Names come from the math: inputs i1…, hidden neurons h1… (k1… in a second hidden layer),
-outputs o1…; z is the neuron's name (h1), its activation a_h1, its error signal δh1. With more
-than one sample, the per-sample names carry the sample as a superscript: a_h1⁽²⁾.
-
-The seed's classic layout writes no δ columns: its gradients inline δ, exactly as the worked
-example it grew from (∂E/∂w1 = (δo1·w5 + δo2·w7)·a_h1·(1 − a_h1)·i1 with δo1 written out).
+layout's positions in another. One row is one full-batch iteration, its columns in the order the
+math is read; docs/workbook.md ("The LR sheets") lists them and their names (a_h1, δo1, a_h1⁽²⁾).
 """
 
 from __future__ import annotations
@@ -242,7 +229,11 @@ class Formulas:
         return _times_derivative(f, z, a, fan_out)
 
     def _delta_ref(self, layer: int, j: int, s: int) -> str:
-        """δ as another formula uses it: its column, or in the classic layout its expression."""
+        """δ as another formula uses it: its column, or in the classic layout its expression.
+
+        The seed's classic layout writes no δ columns: its gradients inline δ, exactly as the
+        worked example it grew from (∂E/∂w1 = (δo1·w5 + δo2·w7)·a_h1·(1 − a_h1)·i1, δo1 written
+        out)."""
         if self.classic:
             return self.delta(layer, j, s)
         return "{" + self.sample(f"d_{self.names[layer + 1][j]}", s) + "}"

@@ -1,20 +1,9 @@
 """The gradient-check sheet: backprop's ∂E/∂θ against a central difference, both by formulas.
 
-One row per trained parameter θ (w1…, b1…, named as on the LR sheets). Its value and its
-backprop gradient are read live from one LR sheet at the iteration typed into a yellow cell;
-beside them two full forward passes by formulas, every z and a of every neuron for every sample,
-with that one parameter nudged to θ + h and to θ − h, give E(θ + h) and E(θ − h), and
-
-    central difference  (E(θ + h) − E(θ − h)) / 2h
-    relative error      |cd − ∂E/∂θ| / max(|cd|, |∂E/∂θ|, floor)
-
-The floor keeps a gradient too small for the central difference to resolve from being judged by
-rounding noise: E_total is a sum of S·n_out loss terms made from activations of order 1, so each
-side carries rounding of about ε·max(E_total, S·n_out), and the difference quotient about
-ε·max(E_total, S·n_out)/h (measured on the presets and a 2-16-16-1 tanh net over every
-learning rate and iteration: at most 0.2 of it at h = 1e-5). `noise` is eight times that, and a
-gradient below noise/threshold is compared by absolute error: |cd − ∂E/∂θ| ≤ noise.
-
+One row per trained parameter θ: its value and backprop gradient read live from one LR sheet,
+and two full forward passes by formulas with θ nudged to θ ± h, giving
+(E(θ + h) − E(θ − h))/2h and its relative error against ∂E/∂θ, with a floor set by the
+rounding noise (`noise_formula`; docs/workbook.md, "Gradient check", derives it).
 This module is the one map of the sheet: the writer (gradcheck_sheet) and `bpxl verify`
 (verify.gradcheck) read the same cells and formulas from it, and NumPy's values too.
 """
@@ -140,6 +129,13 @@ class GradCheckLayout:
         return self._at_iteration("E_total")
 
     def noise_formula(self) -> str:
+        """Rounding noise of the central difference, 8·ε·max(E_total, S·n_out)/h.
+
+        E_total sums S·n_out loss terms made from activations of order 1, so each side carries
+        rounding of about ε·max(E_total, S·n_out), and the quotient that over h; measured on the
+        presets and a 2-16-16-1 tanh net over every η and iteration, at most 0.2 of it at
+        h = 1e-5. A gradient below noise/threshold (the floor) is judged by |cd − ∂E/∂θ| ≤ noise.
+        """
         e_total, h = E_TOTAL_CELL, H_CELL
         return f"={NOISE_FACTOR}*2^-52*MAX({e_total},{self.loss_terms})/{h}"
 

@@ -1,22 +1,12 @@
 """Any small fully connected network in NumPy, written the way the equations read.
 
-For every layer, samples as rows (a has shape (S, n), W (n_out, n_in), b (n_out,)):
-
-    z = W·a_prev + b                 a = f(z)                       forward
-    δ_out = ∂E/∂z_out                                               the error signal at the output
-    δ = (W_nextᵀ·δ_next)·f′(z)                                      backward, layer by layer
-    ∂E/∂W = Σ_samples δ·a_prevᵀ      ∂E/∂b = Σ_samples δ            one full-batch gradient
-    W ← W − η·∂E/∂W                  b ← b − η·∂E/∂b                one step
-
-At the output, δ_out = (a − t)·f′(z) for the squared error ½·Σ(t − a)², and δ_out = a − t for
-softmax with cross-entropy −Σ t·ln a and for sigmoid with binary cross-entropy: the classic
-cancellations, which the workbook writes the same way.
-
-Every array may carry leading dimensions before those shapes, so one call runs many learning
-rates (or many random networks) at once. The seed is the 2-2-2 sigmoid network `SEED`: its
-derivation, h1 = w1·i1 + w2·i2 … ∂E/∂w1 = (δo1·w5 + δo2·w7)·a_h1·(1 − a_h1)·i1, is `backprop`
-on W1 = [[w1, w2], [w3, w4]] and W2 = [[w5, w6], [w7, w8]]; its names (PARAMS, QUANTITIES) are
-the columns of its classic layout. The tests hold it to torch.autograd and finite differences.
+Per layer, samples as rows: z = W·a_prev + b, a = f(z); backward δ = (W_nextᵀ·δ_next)·f′(z),
+∂E/∂W = Σ_samples δ·a_prevᵀ, then W ← W − η·∂E/∂W (docs/workbook.md derives it for the seed).
+It is the reference the workbook's values and `bpxl verify` come from, so it computes as the
+sheet does (softmax unshifted; exp, tanh, ln from libm for the same bits under any NumPy), and
+every array may carry leading dimensions so that one call runs many η or networks at once.
+The seed's names (PARAMS, QUANTITIES) are the columns of its classic layout. The tests hold it
+to torch.autograd and finite differences.
 """
 
 from __future__ import annotations
@@ -86,7 +76,11 @@ def error_terms(loss: str, z: np.ndarray, a: np.ndarray, t: np.ndarray) -> np.nd
 
 
 def output_delta(loss: str, f: str, z: np.ndarray, a: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """δ_out = ∂E/∂z at the output layer."""
+    """δ_out = ∂E/∂z at the output layer.
+
+    (a − t)·f′(z) for the squared error ½·Σ(t − a)²; a − t for softmax with cross-entropy
+    −Σ t·ln a and for sigmoid with binary cross-entropy: the classic cancellations, which the
+    workbook writes the same way."""
     if loss == "mse":
         return (a - t) * derivative(f, z, a)
     return a - t  # softmax + cross-entropy (targets summing to 1), sigmoid + binary CE
@@ -161,7 +155,9 @@ def backprop(
 ) -> Pass:
     """One forward and backward pass over all samples: x (..., S, n_in), t (..., S, n_out).
 
-    A layer whose b is None has no bias (it adds nothing to z).
+    W (..., n_out, n_in), b (..., n_out): the leading axes run many η or networks at once. A
+    layer whose b is None has no bias (it adds nothing to z). For the seed, W1 = [[w1, w2],
+    [w3, w4]] and W2 = [[w5, w6], [w7, w8]] give its worked example line for line.
     """
     z, a = forward(net, x, W, b)
     E = error_terms(net.loss, z[-1], a[-1], t)

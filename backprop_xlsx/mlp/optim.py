@@ -1,19 +1,10 @@
 """The optimizers of `torch.optim`, as update rules on NumPy arrays, the way their docs read.
 
-With g = ∂E/∂p the gradient of the previous iteration and t the step (1 for the first update):
-
-    sgd       p ← p − η·g
-    momentum  v ← μ·v + g                       p ← p − η·v                  SGD(momentum=μ)
-    nesterov  v ← μ·v + g                       p ← p − η·(g + μ·v)          SGD(…, nesterov=True)
-    rmsprop   v ← α·v + (1 − α)·g²              p ← p − η·g/(√v + ε)         RMSprop
-    adam      m ← β1·m + (1 − β1)·g             v ← β2·v + (1 − β2)·g²
-              m̂ = m/(1 − β1ᵗ)   v̂ = v/(1 − β2ᵗ)   p ← p − η·m̂/(√v̂ + ε)      Adam
-    adamw     as adam, after p ← p·(1 − η·λ)   (decoupled weight decay)     AdamW
-
-Every state starts at 0, so momentum's first v is g, as torch's first momentum buffer is (it
-takes g itself, not (1 − dampening)·g; dampening is 0 here, so the two agree). Hyperparameters
-are torch's defaults and may be arrays over the leading (per-η) axes, as η may: the verifier
-runs many changed sets of them at once. The same rules are the sheets' formulas (formulas.py).
+sgd, momentum, nesterov, rmsprop, adam and adamw, each with torch's defaults and a state that
+starts at 0, so that every sheet column reads against PyTorch's documentation (the table of
+rules is in docs/workbook.md, "Optimizers"; `OPTIMIZERS` holds each as one line of text). The
+same rules are the sheets' formulas (formulas.py). Hyperparameters may be arrays over the
+leading (per-η) axes, as η may: the verifier runs many changed sets of them at once.
 """
 
 from __future__ import annotations
@@ -71,7 +62,10 @@ class Optimizer:
         return self.states + tuple(f"{h}_t" for h in self.powers)
 
     def init(self, p: np.ndarray) -> State:
-        """Every state 0, every power β⁰ = 1: the values of iteration 0 (no step taken yet)."""
+        """Every state 0, every power β⁰ = 1: the values of iteration 0 (no step taken yet).
+
+        So momentum's first v is g, as torch's first momentum buffer is (torch takes g itself,
+        not (1 − dampening)·g; dampening is 0 here, so the two agree)."""
         out = {s: np.zeros_like(p) for s in self.states}
         return out | {f"{h}_t": np.ones_like(p) for h in self.powers}
 

@@ -1,16 +1,12 @@
 """The spreadsheet formula language, as far as checking a workbook needs it.
 
-A formula is tokenized with its references made relative to the cell it sits in, so that the
-cells of a column compare equal when they hold the same formula (`relative_key`); a `Template`
-renders it back into any row, fast enough for every row of a sheet and for Excel's shared
-formulas; a `Compiler` turns a formula into a tree of NumPy operations (closures, never source
-text for `eval`: nothing a file says is run as Python), each reference mapped by the caller, so
-that it can be run on inputs other than the sheet's own.
-
-Formulas come from untrusted files, so everything is bounded: at most `MAX_FORMULA` characters
-(Excel's 8,192), `MAX_NESTING` levels (Excel's 64), numbers that are finite doubles; tokenizing
-is one pass, linear in the length (a quote starts a string or a sheet name that must end).
-Past a bound the formula is `Unsupported`: a finding, never an exception out of the verifier.
+A formula is tokenized with its references relative to its cell, so that a column's cells
+compare equal when they hold the same formula (`relative_key`); a `Template` renders it back
+into any row; a `Compiler` turns it into a tree of NumPy closures, each reference mapped by the
+caller, to run on inputs other than the sheet's. Formulas come from untrusted files, so nothing
+a file says is run as Python (closures, never `eval`), and everything is bounded (MAX_FORMULA,
+MAX_NESTING, finite doubles; tokenizing is one linear pass): past a bound the formula is
+`Unsupported`, a finding, never an exception out of the verifier.
 """
 
 from __future__ import annotations

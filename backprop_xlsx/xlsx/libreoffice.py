@@ -1,22 +1,10 @@
 """LibreOffice, headless, as the real spreadsheet engine: recalculate workbooks and render them.
 
-openpyxl writes formulas but cannot compute them, so a freshly written workbook has no cached
-values (or stale ones). `recalculate` lets LibreOffice compute every formula and store the values,
-which is what makes the workbook checkable against NumPy without Excel. LibreOffice normally
-trusts cached values in xlsx files ("never recalculate" is what the headless default amounts to),
-so each call runs with its own throwaway user profile that sets "always recalculate on load";
-a private profile also means concurrent calls never share an instance or a lock.
-
-Precision (measured with LibreOffice 7.4): xlsx written by LibreOffice stores every number, the
-computed values *and* the typed-in constants, rounded to 15 significant digits (relative error
-up to ~5e-15, not round-trip exact); the computation itself is in doubles. LibreOffice also snaps
-nearly-cancelling additions/subtractions to 0 (`=0.1+0.2-0.3` gives 0, Python 5.55e-17), so
-compare differences that are close to 0 with an absolute tolerance too.
-
-PDF export prints every sheet in workbook order. By default each sheet is split into pages by its
-page setup (paper size, orientation, print area, fit-to-page); with `single_page_sheets=True`
-each sheet becomes exactly one page sized to its used area and drawings (the print area and
-fit-to-page settings are then ignored).
+openpyxl writes formulas but cannot compute them, so a fresh workbook has no cached values (or
+stale ones); LibreOffice computes them, which makes the workbook checkable against NumPy without
+Excel. Headless LibreOffice trusts cached values, so each call runs with its own throwaway user
+profile that sets "always recalculate on load"; a private profile also means concurrent calls
+never share an instance or a lock.
 """
 
 from __future__ import annotations
@@ -299,6 +287,11 @@ def recalculate(src: Path, dst: Path, *, timeout: float = 600, label: str | None
     Formulas are kept. Stale or wrong cached values in `src` are ignored (full recalculation on
     load is forced). `src` may equal `dst`; `dst` is replaced atomically, so it is either the old
     file or the complete new one. `label` names `src` in error messages. Returns `dst`.
+
+    Precision (LibreOffice 7.4): the computation is in doubles, but the saved xlsx holds every
+    number, computed or typed in, rounded to 15 significant digits (relative error up to ~5e-15),
+    and nearly-cancelling sums snap to 0 (`=0.1+0.2-0.3` gives 0, Python 5.55e-17): compare
+    differences near 0 with an absolute tolerance too.
     """
     dst = Path(dst)
     with atomic_output(dst) as tmp:  # checks the folder is writable before minutes of work
@@ -322,8 +315,10 @@ def export_pdf(
 ) -> Path:
     """Render `src` as LibreOffice prints it (every sheet, charts included) to `dst_pdf`.
 
-    Formulas are recalculated first, so the picture shows current values. With
-    `single_page_sheets` every sheet becomes one page exactly as large as its content.
+    Formulas are recalculated first, so the picture shows current values. Sheets print in
+    workbook order, each split into pages by its page setup (paper size, orientation, print
+    area, fit-to-page); with `single_page_sheets` every sheet becomes one page exactly as large
+    as its used area and drawings, and the print area and fit-to-page are ignored.
     """
     pdf_filter = PDF_FILTER
     if single_page_sheets:

@@ -4,13 +4,9 @@
 
 bpxl holds the write end of a pipe whose read end is FD here. A process killed by SIGKILL runs
 no cleanup, but the kernel closes its files: the read then returns, and this guard kills
-LibreOffice's process group (soffice and the soffice.bin it starts), removes FOLDER (the
-conversion's profile, copy and output) and exits. Without it, a `kill -9` of bpxl left soffice.bin
-converting for ~20 s more and its profile folder in the temp folder.
-
-When LibreOffice ends on its own, the guard kills what is left of its group (a helper it
-started) and ends the way it did: the same exit code, or the same signal. Run as a script with
-the standard library only (python -I -S), so it starts in ~20 ms and imports nothing of bpxl.
+LibreOffice's process group and removes FOLDER (profile, copy, output). Without it, a `kill -9`
+of bpxl left soffice.bin converting for ~20 s more. Standard library only (python -I -S), so it
+starts in ~20 ms and imports nothing of bpxl.
 """
 
 from __future__ import annotations
@@ -31,6 +27,10 @@ def _kill_group(pgid: int) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """Run SOFFICE ARGS in its own process group (soffice and the soffice.bin it starts).
+
+    When LibreOffice ends on its own, kill what is left of its group (a helper it started) and
+    end the way it did: the same exit code, or the same signal."""
     fd, folder, cmd = int(argv[1]), argv[2], argv[3:]
     try:  # its own process group, so that killing it reaches soffice.bin too, but not us
         # (preexec_fn, not process_group=0, which needs Python 3.11; no thread runs yet)
