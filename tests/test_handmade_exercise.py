@@ -36,7 +36,7 @@ def test_every_delta_and_gradient_column_is_left_empty_yellow_with_a_note(
     network = load_network(None, preset)
     eta = min(network.lr or (0.5,))  # moons' 40 summed samples overflow at 0.5 in full batch
     path = build(tmp_path, "--exercise", "--preset", preset, eta=eta)
-    sheet = layout.SheetLayout(network, classic=network.classic)
+    sheet = layout.SheetLayout(network)
     ws = openpyxl.load_workbook(path)[layout.lr_sheet_title(eta)]
     blank = [c for c in sheet.columns if c.header.startswith(("δ", "∂E/∂"))]
     assert blank, preset

@@ -120,7 +120,7 @@ SEED_HEADERS = [
 def test_the_seed_keeps_exactly_its_layout() -> None:
     """Without the iteration column: the layout of a workbook of bpxl before 0.3, which
     `bpxl verify` still checks."""
-    seed = layout.SheetLayout(description.preset("seed"), classic=True, iteration_column=False)
+    seed = layout.SheetLayout(description.preset("seed"), iteration_column=False)
     assert [c.header for c in seed.columns] == SEED_HEADERS
     assert [c.letter for c in seed.columns][-1] == "AE"
     assert {c.key: c.formula(4) for c in seed.columns} == SEED_ROW4

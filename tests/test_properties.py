@@ -258,7 +258,7 @@ def formula_report(path: Path) -> verify.Report:
         titles = [t for t in pkg.parts if layout.is_bpxl_sheet(t) and t.startswith("LR ")]
         assert titles, f"no LR sheets in {path}"
         sheet_layout = lr_values.read_network(source.network_cells(pkg))
-        for sheet in source.read_lr_sheets(pkg, titles, sheet_layout):
+        for sheet in source.read_lr_sheets(pkg, titles, [sheet_layout] * len(titles)):
             lr_formulas.check_structure(sheet, report)
             lr_formulas.check_formulas(sheet, report, rng, pkg.titles)
     finally:

@@ -85,7 +85,7 @@ def general_equations(sheet: layout.SheetLayout) -> list[tuple[str, bool]]:
     """The equations of this network, written from the same templates as its formulas.
 
     Shown for one sample; with several, every per-sample name carries the sample, x⁽ˢ⁾."""
-    one = layout.SheetLayout(replace_samples(sheet.network), classic=False)
+    one = layout.SheetLayout(replace_samples(sheet.network))
     net = one.network.net
     lines: list[tuple[str, bool]] = [
         ("Forward pass: z = W·a_prev + b, a = f(z), layer by layer", True)
@@ -172,7 +172,12 @@ def batch_equations(sheet: layout.SheetLayout) -> list[tuple[str, bool]]:
 
 
 def replace_samples(network: Network) -> Network:
-    """The same network with its first sample only: the equations are each sample's."""
+    """The same network with its first sample only, in the general layout: the equations are
+    each sample's."""
     return dataclasses.replace(
-        network, inputs=network.inputs[:1], targets=network.targets[:1], batching=None
+        network,
+        inputs=network.inputs[:1],
+        targets=network.targets[:1],
+        batching=None,
+        classic=False,  # the general equations: the classic derivation is written out by hand
     )

@@ -197,7 +197,6 @@ class SheetLayout(Formulas, BatchFormulas):
         self,
         network: Network,
         *,
-        classic: bool | None = None,
         iteration_column: bool = True,
         optimizer: str = "sgd",
         hyper: Mapping[str, float] | None = None,
@@ -212,7 +211,7 @@ class SheetLayout(Formulas, BatchFormulas):
         missing = set(self.optimizer.hyper) - set(self.hyper)
         assert not missing, f"{optimizer} needs {sorted(missing)} on Setup"
         # the seed's own layout (no δ columns, δ inlined in the gradients): the network says
-        self.classic = network.classic if classic is None else classic
+        self.classic = network.classic
         # Column A numbers the iterations; workbooks of bpxl before 0.3 start with the data.
         self.iteration_column = iteration_column
         net = network.net
@@ -517,10 +516,11 @@ def check_size(layout: SheetLayout, n_lr: int, steps: int, total: int | None = N
 def _seed_structure() -> Network:
     """The seed's 2-2-2 network with zero values: all its layout depends on."""
     zeros = np.zeros((2, 2))
-    return Network(SEED, "none", np.zeros((1, 2)), np.zeros((1, 2)), (zeros, zeros), (None, None))
+    zero_rows = np.zeros((1, 2))
+    return Network(SEED, "none", zero_rows, zero_rows, (zeros, zeros), (None, None), classic=True)
 
 
-SEED_LAYOUT = SheetLayout(_seed_structure(), classic=True)
+SEED_LAYOUT = SheetLayout(_seed_structure())
 assert tuple(SEED_LAYOUT.column) == (ITERATION, *QUANTITIES), "the seed's columns, in order"
 
 

@@ -414,4 +414,4 @@ def with_iteration_column(
         return sheet
     if header.value != sheet.columns[1].header:
         return sheet  # neither: check_structure names the wrong header
-    return layout.SheetLayout(sheet.network, classic=sheet.classic, iteration_column=False)
+    return layout.SheetLayout(sheet.network, iteration_column=False)

@@ -41,7 +41,6 @@ def optimizer_layouts(base: layout.SheetLayout, titles: Sequence[str]) -> list[l
         if name not in made:
             made[name] = layout.SheetLayout(
                 base.network,
-                classic=base.classic,
                 iteration_column=base.iteration_column,
                 optimizer=name,
                 hyper=shown,

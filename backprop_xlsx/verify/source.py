@@ -136,7 +136,7 @@ def choose_engine(pkg: Package, engine: str, sheets: list[LrSheet]) -> str:
 
 
 def read_lr_sheets(
-    pkg: Package, titles: list[str], layouts: layout.SheetLayout | Sequence[layout.SheetLayout]
+    pkg: Package, titles: list[str], layouts: Sequence[layout.SheetLayout]
 ) -> Iterator[LrSheet]:
     """The LR sheets in order, read two (or as many as there are cores) at a time.
 
@@ -145,8 +145,6 @@ def read_lr_sheets(
     sheets are independent, so worker processes read them (fork, where there is one: nothing
     to import again); the checks stay in this process, in order, so findings and the random
     changed inputs are the same as when read one by one."""
-    if isinstance(layouts, layout.SheetLayout):
-        layouts = [layouts] * len(titles)  # one network, one optimizer: the same columns
     cores = os.cpu_count() or 1
     fork = "fork" in multiprocessing.get_all_start_methods()
     if len(titles) < 2 or cores < 2 or not fork:
