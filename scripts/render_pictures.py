@@ -36,6 +36,7 @@ from openpyxl.utils import get_column_letter
 from backprop_xlsx.mlp import description, layout, sheetview
 from backprop_xlsx.xlsx.fileio import atomic_output
 from backprop_xlsx.xlsx.libreoffice import export_pdf, pdf_to_png
+from backprop_xlsx.xlsx.parts import sheet_parts
 
 SCREEN_WIDTH = 1310  # pixels of cells on a 1366-pixel screen: less the row numbers, scroll bar
 SCREEN_ROWS = 15  # iterations under the frozen rows on a 768-pixel screen (17 px a row)
@@ -102,13 +103,12 @@ def with_print_area(book: Path, title: str, area: str, dst: Path) -> Path:
     """A copy of `book` whose sheet `title` prints only `area`, on one page, without print
     titles (the area starts at A1 anyway)."""
     with zipfile.ZipFile(book) as zin:
-        names = re.findall(r'<sheet [^>]*name="([^"]*)"', zin.read("xl/workbook.xml").decode())
-        index = names.index(escape(title, {'"': "&quot;"}))
-        sheet_part = f"xl/worksheets/sheet{index + 1}.xml"
+        workbook, names, parts = sheet_parts(zin)
+        index, sheet_part = names.index(title), parts[title]
         with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
             for info in zin.infolist():
                 data = zin.read(info)
-                if info.filename == "xl/workbook.xml":
+                if info.filename == workbook:
                     text = data.decode()
                     local = f'localSheetId="{index}"'
                     text = re.sub(

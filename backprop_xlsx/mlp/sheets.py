@@ -7,7 +7,6 @@ below them are streamed by workbook.py from the same layout, reusing the styles 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,6 +21,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 from backprop_xlsx.mlp import layout, sheetview, summary_layout
 from backprop_xlsx.mlp.compare import optimizer_equations, optimizer_names, optimizer_note
 from backprop_xlsx.mlp.equations import EQUATIONS, general_equations, network_fields, network_title
+from backprop_xlsx.xlsx.formula import cell_key
 from backprop_xlsx.xlsx.look import INPUT_FILL
 
 BOLD = Font(bold=True)
@@ -286,7 +286,7 @@ def fill_summary(
     loss = sheet.loss_key
     letters = letters or [sheet.letter[loss]] * len(titles)
     write_text(ws, "A1", heading, TITLE)
-    threshold_row = int(re.sub(r"\D", "", summary_layout.THRESHOLD_CELL))
+    threshold_row, _ = cell_key(summary_layout.THRESHOLD_CELL)
     write_text(ws, f"A{threshold_row}", "threshold", BOLD)
     cell = ws[summary_layout.THRESHOLD_CELL]
     cell.value = summary_layout.DEFAULT_THRESHOLD

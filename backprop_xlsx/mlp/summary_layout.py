@@ -36,9 +36,15 @@ def final_e_total_ref(title: str, steps: int, letter: str) -> str:
     return f"={sheet_ref(title)}!${letter}${last_row(steps)}"
 
 
+def e_total_pattern(title: str, letter: str) -> str:
+    """A live reference to E_total on an LR sheet with its row left as {s}, e.g. ='LR 0.1'!W{s}:
+    the pattern of the E_total table's streamed rows."""
+    return f"={sheet_ref(title)}!{letter}{{s}}"
+
+
 def e_total_ref(title: str, k: int, letter: str) -> str:
     """Formula of a live reference to E_total of iteration k on an LR sheet, e.g. ='LR 0.1'!W4."""
-    return f"={sheet_ref(title)}!{letter}{row_of_iteration(k)}"
+    return e_total_pattern(title, letter).format(s=row_of_iteration(k))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import shutil
 import sys
 import time
@@ -429,8 +428,7 @@ def _summary_bulk(
     `top` holds the values of the per-LR table and of iteration 0, computed as the cells do."""
     cells = [("A", "<v>{k}</v>")]
     for j, (title, letter) in enumerate(zip(titles, letters, strict=True)):
-        # summary_layout.e_total_ref(title, k) with the row left open, e.g. ='LR 0.1'!W{s}
-        ref = re.sub(r"\d+$", "{s}", summary_layout.e_total_ref(title, 0, letter))
+        ref = summary_layout.e_total_pattern(title, letter)
         cells.append((s.lr_column(j), _formula_xml(ref, j)))
     cols = summary_layout.SUMMARY_COLUMNS
     top: dict[str, float | str] = {}

@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from backprop_xlsx.xlsx.formula import column_number
+from backprop_xlsx.xlsx.formula import cell_key
 from backprop_xlsx.xlsx.parts import NS_R, parse_xml, part_rels, read_part
 from backprop_xlsx.xlsx.read import Package
 
 RT_CUSTOM_PROPERTIES = f"{NS_R}/custom-properties"
 NS_CUSTOM = "http://schemas.openxmlformats.org/officeDocument/2006/custom-properties"
 _SMALL_PART = 16 << 20  # docProps parts: a few hundred bytes in practice
-_CELL = re.compile(r"([A-Z]{1,3})([1-9][0-9]{0,6})")
 
 
 @dataclass(frozen=True)
@@ -40,8 +39,7 @@ def workbook_facts(path: Path, cells: Sequence[tuple[str, str]] = ()) -> Workboo
     try:
         found: dict[tuple[str, str], str] = {}
         for title in sorted({sheet for sheet, _ in cells if sheet in pkg.parts}):
-            wanted = {_CELL.fullmatch(ref): ref for sheet, ref in cells if sheet == title}
-            at = {(int(m[2]), column_number(m[1])): ref for m, ref in wanted.items() if m}
+            at = {cell_key(ref): ref for sheet, ref in cells if sheet == title}
             if not at:
                 continue
             width = max(col for _, col in at)
