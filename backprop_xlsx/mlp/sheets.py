@@ -22,12 +22,11 @@ from backprop_xlsx.mlp import layout, sheetview, summary_layout
 from backprop_xlsx.mlp.compare import optimizer_equations, optimizer_names, optimizer_note
 from backprop_xlsx.mlp.equations import EQUATIONS, general_equations, network_fields, network_title
 from backprop_xlsx.xlsx.formula import cell_key
-from backprop_xlsx.xlsx.look import INPUT_FILL
+from backprop_xlsx.xlsx.look import EXERCISE_FILL, INPUT_FILL
 
 BOLD = Font(bold=True)
 TITLE = Font(bold=True, size=14)
 HEADER_FILL = PatternFill("solid", start_color="DDEBF7")
-EXERCISE_FILL = PatternFill("solid", start_color="FFFF00")  # an exercise's cells to fill in
 HEADER_BORDER = Border(bottom=Side(style="thin"))
 CENTER = Alignment(horizontal="center", vertical="center", wrap_text=True)
 

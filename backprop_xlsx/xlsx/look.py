@@ -11,6 +11,7 @@ from openpyxl.styles import PatternFill
 
 INPUT_COLOR = "FFF2CC"  # light yellow: cells a person is meant to edit
 INPUT_FILL = PatternFill("solid", start_color=INPUT_COLOR)
+EXERCISE_FILL = PatternFill("solid", start_color="FFFF00")  # yellow: an exercise's cells to fill
 
 # matplotlib's default cycle, so the workbook's charts match the PNG pictures
 LINE_COLORS = ("1F77B4", "FF7F0E", "2CA02C", "D62728", "9467BD",

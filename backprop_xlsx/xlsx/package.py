@@ -58,6 +58,10 @@ STYLE_ORDER = (
 NEW_PART_TIME = (1980, 1, 1, 0, 0, 0)
 
 
+NS_DCTERMS = "http://purl.org/dc/terms/"
+NS_EXTENDED = "http://schemas.openxmlformats.org/officeDocument/2006/extended-properties"
+
+
 def main_tag(tag: str) -> str:
     return f"{{{NS_MAIN}}}{tag}"
 
@@ -166,16 +170,18 @@ class PackageParts:
             data = {i.filename: zf.read(i) for i in infos}
         for info in infos:
             info.date_time = NEW_PART_TIME
+        # both parts are written back as openpyxl wrote them, without an XML declaration
         if "docProps/core.xml" in data:
-            data["docProps/core.xml"] = re.sub(
-                rb"<dcterms:(created|modified)\b.*?</dcterms:\1>", b"", data["docProps/core.xml"]
-            )
+            core = parse_xml(data["docProps/core.xml"], "docProps/core.xml")
+            for el in core.findall(f"{{{NS_DCTERMS}}}*"):
+                if etree.QName(el).localname in ("created", "modified"):
+                    core.remove(el)
+            data["docProps/core.xml"] = etree.tostring(core)
         if application is not None and "docProps/app.xml" in data:
-            data["docProps/app.xml"] = re.sub(
-                rb"<Application>.*?</Application>",
-                f"<Application>{application}</Application>".encode(),
-                data["docProps/app.xml"],
-            )
+            app = parse_xml(data["docProps/app.xml"], "docProps/app.xml")
+            for el in app.findall(f"{{{NS_EXTENDED}}}Application"):
+                el.text = application
+            data["docProps/app.xml"] = etree.tostring(app)
         return cls("new workbook", infos, data)
 
     def close(self) -> None:

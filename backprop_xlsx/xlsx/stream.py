@@ -9,7 +9,9 @@ shapes of bulk: `PatternRows`, rows made from one pattern per row after openpyxl
 streamed in chunks (the LR sheets and the E_total table: millions of cells, never all held), and
 `Bulk`, cells placed anywhere and merged into openpyxl's rows in row and column order (the
 trained net's sheets). Each streamer's `stream` goes to transplant.build_package, which writes it
-straight into the output zip. `LETTERS` is the one column-letter table.
+straight into the output zip. openpyxl's sheet XML, of one known form (r before s, an empty
+<v></v> after each formula), is edited as text by anchored patterns, not parsed: a parse and
+re-serialisation of every sheet is the cost the streaming exists to avoid.
 """
 
 from __future__ import annotations

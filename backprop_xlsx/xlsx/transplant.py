@@ -406,8 +406,6 @@ def transplant_sheets(src: Path, dst: Path, names: Sequence[str], out: Path | No
     """
     src, dst = Path(src), Path(dst)
     out = dst if out is None else Path(out)
-    if isinstance(names, str):
-        names = [names]
     names = list(names)
     if not names:
         raise BpxlError("no sheet names given to transplant")
