@@ -12,6 +12,7 @@ import re
 
 from backprop_xlsx.mlp import layout
 from backprop_xlsx.mlp.description import Network
+from backprop_xlsx.mlp.formulas import fill
 
 # (text, is a heading). Plain text cells: none may be read as a formula (see sheets.write_text).
 EQUATIONS: tuple[tuple[str, bool], ...] = (
@@ -73,7 +74,7 @@ def network_fields(sheet: layout.SheetLayout) -> dict[str, str]:
 
 def _math(template: str) -> str:
     """A formula template as a line of math: {a_h1} → a_h1, d_o1 → δo1, * → ·, ^2 → ²."""
-    text = re.sub(r"\{(?:setup |prev )?(\w+)\}", r"\1", template.lstrip("="))
+    text = fill(template.lstrip("="), lambda where, name: name)
     text = re.sub(r"\bd_(\w+)", r"δ\1", text)
     text = re.sub(r"\bdE_d(\w+)", r"∂E/∂\1", text)
     for code, shown in (("*", "·"), ("^2", "²"), ("-", " − "), ("+", " + "), ("EXP", "exp")):

@@ -8,7 +8,25 @@ math is read; docs/workbook.md ("The LR sheets") lists them and their names (a_h
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 from backprop_xlsx.mlp.optim import HYPERPARAMETERS, STATE_HEADERS, Optimizer
+
+# {name} this row's cell, {prev name} the row above's, {setup name} Setup's value
+PLACEHOLDER = re.compile(r"\{(?:(prev|setup) )?(\w+)\}")
+
+
+def fill(template: str, cell: Callable[[str | None, str], str]) -> str:
+    """A template with each placeholder replaced by cell(where, name), `where` being "prev",
+    "setup" or None: the one reading of the templates, for cells and for equations alike."""
+    return PLACEHOLDER.sub(lambda m: cell(m[1], m[2]), template)
+
+
+def names_read(template: str) -> frozenset[str]:
+    """The names a template reads, wherever from."""
+    return frozenset(name for _, name in PLACEHOLDER.findall(template))
+
 
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 HIDDEN_LETTERS = ("h", "k")

@@ -21,7 +21,7 @@ from openpyxl.utils.cell import absolute_coordinate
 
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import layout
-from backprop_xlsx.mlp.formulas import ERROR_FORMULAS
+from backprop_xlsx.mlp.formulas import ERROR_FORMULAS, fill, names_read
 from backprop_xlsx.mlp.network import backprop
 from backprop_xlsx.xlsx.formula import sheet_ref
 
@@ -49,7 +49,6 @@ FIRST_PASS_COLUMN = 6  # F
 MAX_FORMULAS = 1_000_000  # 2-16-16-1 with 20 samples is 890,000; LibreOffice: ~40 s, 3 GB
 
 SIDES = ("+", "-")
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 @dataclass(frozen=True)
@@ -183,9 +182,7 @@ class GradCheckLayout:
     @functools.cached_property
     def _reads(self) -> dict[str, frozenset[str]]:
         """Pass column key → the names its template reads."""
-        return {
-            c.key: frozenset(_PLACEHOLDER.findall(self._template(c.key))) for c in self.pass_columns
-        }
+        return {c.key: names_read(self._template(c.key)) for c in self.pass_columns}
 
     def _pattern(self, side: str, key: str, nudged: str | None) -> str:
         """The formula of a pass column with `nudged` as (θ ± h), {r} for the row: made once
@@ -198,17 +195,15 @@ class GradCheckLayout:
     def _make_pattern(self, side: str, key: str, nudged: str | None) -> str:
         sheet, theta = self.sheet, COLUMNS["theta"]
 
-        def cell(match: re.Match[str]) -> str:
-            name = match[1]
+        def cell(where: str | None, name: str) -> str:
             if name in self.row:  # a trained parameter
-                value = f"${theta}${self.row[name]}"
+                value = absolute_coordinate(f"{theta}{self.row[name]}")
                 return f"({value}{side}{absolute_coordinate(H_CELL)})" if name == nudged else value
             if name in sheet.setup_row:  # an input, a target, a fixed bias
-                row = sheet.setup_row[name]
-                return f"{sheet_ref(layout.SETUP_SHEET)}!${layout.SETUP_VALUE_COLUMN}${row}"
+                return layout.setup_value_ref(sheet.setup_row[name])
             return f"{self.letter[side, name]}{{r}}"
 
-        return "=" + _PLACEHOLDER.sub(cell, self._template(key))
+        return "=" + fill(self._template(key), cell)
 
     def cells(self) -> dict[str, str]:
         """Every formula of the sheet by A1 cell: the inputs' block and every parameter row."""

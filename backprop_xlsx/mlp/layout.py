@@ -13,7 +13,6 @@ cell must hold. Formulas are written once, as templates in the names of the math
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +34,7 @@ from backprop_xlsx.mlp.formulas import (  # noqa: F401  (re-exported: the layout
     SUPERSCRIPT,
     BatchFormulas,
     Formulas,
+    fill,
     neuron_letter,
 )
 from backprop_xlsx.mlp.network import QUANTITIES, SEED, History, train_network
@@ -54,6 +54,11 @@ OPTIMIZER_SHEET = "Optimizers"
 SETUP_FIRST_ROW = 4
 SETUP_VALUE_COLUMN = "B"
 SETUP_HEADER_ROW = SETUP_FIRST_ROW - 1  # name | value | meaning
+
+
+def setup_value_ref(row: int) -> str:
+    """Absolute reference to a value on the Setup sheet, e.g. Setup!$B$8."""
+    return f"{sheet_ref(SETUP_SHEET)}!{absolute_coordinate(f'{SETUP_VALUE_COLUMN}{row}')}"
 
 
 def setup_equations_row(entries: int) -> int:
@@ -180,9 +185,6 @@ class Column:
         return self.patterns[1]
 
 
-_PLACEHOLDER = re.compile(r"\{(?:(prev|setup) )?(\w+)\}")
-
-
 class SheetLayout(Formulas, BatchFormulas):
     """Every Setup entry and LR-sheet column of one network: the writer's and verifier's map.
 
@@ -238,18 +240,17 @@ class SheetLayout(Formulas, BatchFormulas):
         letters = {key: get_column_letter(k + 1) for k, key in enumerate(templates)}
         self.letter = letters
 
-        def compile_template(template: str) -> str:
-            def cell(match: re.Match[str]) -> str:
-                where, name = match.groups()
-                if where == "setup":
-                    return f"{sheet_ref(SETUP_SHEET)}!${SETUP_VALUE_COLUMN}${self.setup_row[name]}"
-                if name == "eta":
-                    return absolute_coordinate(ETA_CELL)
-                if name in ("schedule", "data"):
-                    return self.setup_range(name)
-                return letters[name] + ("{p}" if where == "prev" else "{r}")
+        def cell(where: str | None, name: str) -> str:
+            if where == "setup":
+                return setup_value_ref(self.setup_row[name])
+            if name == "eta":
+                return absolute_coordinate(ETA_CELL)
+            if name in ("schedule", "data"):
+                return self.setup_range(name)
+            return letters[name] + ("{p}" if where == "prev" else "{r}")
 
-            return _PLACEHOLDER.sub(cell, template)
+        def compile_template(template: str) -> str:
+            return fill(template, cell)
 
         self.columns = tuple(
             Column(
