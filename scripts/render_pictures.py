@@ -7,18 +7,9 @@ them.
     python scripts/render_pictures.py --preset ravine --optimizer sgd momentum adam --lr 0.04
     python scripts/render_pictures.py --preset moons --batch-size 8 --lr 0.5
 
-From a workbook (the seed's): outputs/lr_sheet.png (the first screen of one LR sheet),
-outputs/lr_sheet_gradients.png (its printed page with the gradients), outputs/lr_chart.png (its
-chart band) and outputs/error_vs_lr.png (the Error vs LR chart). With --preset or --network,
-builds that network at one learning rate (its own steps) and writes outputs/preset_NAME.png or
-outputs/net_LAYERS.png (the first screen of its LR sheet) and the same name with _chart (its
-chart band); with several --optimizer, also _optimizers (the Optimizers sheet's chart); with
---batch-size B, the names end in _bB.
-
-"The first screen" is the cells LibreOffice shows at 100 % zoom on a 1366×768 display when the
-sheet opens: a copy of the workbook gets that range as its print area, on one page. Then
-headless PDF export, pdftoppm, and the white margins trimmed (Pillow, which torchvision brings;
-without it the pages stay whole).
+A picture is what LibreOffice shows or prints, not a drawing of our own: a copy of the workbook
+gets the range as its print area on one page, then PDF export, pdftoppm and trimmed margins.
+The files it writes are listed in main's docstring.
 """
 
 from __future__ import annotations
@@ -189,6 +180,13 @@ def render_network(
 
 
 def main() -> None:
+    """From a workbook (the seed's): outputs/lr_sheet.png (the first screen of one LR sheet,
+    the cells LibreOffice shows at 100 % zoom on a 1366×768 display), lr_sheet_gradients.png
+    (its printed page with the gradients), lr_chart.png (its chart band) and error_vs_lr.png.
+    With --preset or --network: that network at one learning rate (its own steps), as
+    preset_NAME.png or net_LAYERS.png and the same name with _chart; with several --optimizer
+    also _optimizers (the Optimizers chart); with --batch-size B the names end in _bB. Margins
+    are trimmed with Pillow (which torchvision brings); without it the pages stay whole."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workbook", nargs="?", type=Path, default=Path("outputs/backprop.xlsx"))
     parser.add_argument("--sheet", default="LR 2", help="the LR sheet to picture")

@@ -1,18 +1,10 @@
 """Prove the CNN sheets (`MNIST digits`, `MNIST weights`, `MNIST net`) of an untrusted workbook.
 
-Two checks, as for the LR sheets, because each alone can be fooled:
-
-* Formulas. The architecture table on the weights sheet determines, through layout.py, the one
-  formula every computed cell must hold: the same relative formula in every cell of a feature
-  map (its k×k window, every input channel, the kernel and bias of its own channel), the exact
-  window of each pooled cell, the folding formulas of the weights sheet, the head and softmax.
-  A shifted window, a wrong channel or a typed-in number is named by sheet and cell.
-* Values. NumPy (cnn.forward, float64) recomputes the net from the workbook's own raw weights,
-  BatchNorm values and picked image, and every cell a spreadsheet engine computed (the values
-  cached in the file, or those of a recalculated copy passed as `computed`) must agree to
-  RTOL relative (+ ATOL absolute, for values that are ~0 after cancellation).
-
-Everything wrong inside the workbook is a `Finding` on the verifier's `Report`; sizes are
+Two checks, as for the LR sheets, because each alone can be fooled. Formulas: the architecture
+table on the weights sheet determines, through layout.py, the one formula every computed cell
+must hold, so a shifted window, a wrong channel or a typed-in number is named by its cell.
+Values: NumPy (cnn.forward, float64) recomputes the net from the workbook's own weights and
+picked image, and every value an engine computed must agree to RTOL (+ ATOL near 0). Sizes are
 bounded (layout.MAX_*) before anything is allocated from the file's numbers.
 """
 

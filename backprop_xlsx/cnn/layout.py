@@ -6,13 +6,7 @@ weights and BatchNorm values as in the checkpoint, and the folded weights as for
 `MNIST net` (the picked digit through every feature map to the ten probabilities). The writer
 (sheets.py) and the verifier (check.py, which must not trust the file) both build the same
 `NetLayout` from an `Arch`, so neither keeps its own idea of where a cell is. Pure Python: no
-torch, no openpyxl.
-
-BatchNorm is folded into the conv before it, in eval mode a per-channel affine map
-y = s·x + b′ with s = γ/√(var + ε), b′ = β + s·(bias − mean). When a max-pool sits between the
-conv and its BatchNorm (conv → pool → BN), the fold stays exact because s·x + b′ is monotonic:
-max-pool then BN equals max-pool of the folded map where s > 0, and *min*-pool of it where
-s < 0. So such a pool cell reads IF(s > 0, MAX(window), MIN(window)).
+torch, no openpyxl. BatchNorm is folded into the conv before it (see `stage_formula`).
 """
 
 from __future__ import annotations
@@ -459,7 +453,14 @@ class NetLayout:
         return f"=(INDEX({sheet_ref(DIGITS_SHEET)}!{pixels},{pick},{p})/255-{mean})/{std}"
 
     def stage_formula(self, s: int, c: int, i: int, j: int) -> str:
-        """The formula of cell (i, j) of channel c's map in stage s (1-based)."""
+        """The formula of cell (i, j) of channel c's map in stage s (1-based).
+
+        BatchNorm is folded into the conv before it: in eval mode a per-channel affine map
+        y = s·x + b′, s = γ/√(var + ε), b′ = β + s·(bias − mean). When a max-pool sits between
+        the conv and its BatchNorm (conv → pool → BN) the fold stays exact, as s·x + b′ is
+        monotonic: max-pool then BN is max-pool of the folded map where s > 0 and min-pool of it
+        where s < 0, so such a pool cell reads IF(s > 0, MAX(window), MIN(window)).
+        """
         stage = self.arch.stages[s - 1]
         below = self.blocks[s - 1]
         if isinstance(stage, Conv):

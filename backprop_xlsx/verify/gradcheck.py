@@ -1,17 +1,9 @@
 """The check of the Gradient check sheet: its formulas against bpxl's, its values against NumPy.
 
-Every formula cell must hold the formula mlp.gradcheck lays out for it (compared token by token,
-references relative to the cell, spaces, quoting and the case of names ignored), or one that
-computes the same on random values of every cell it reads; so a pass that nudges the wrong
-weight, by −h where +h belongs, by a typed 1e-5 instead of the h cell, or a θ read from the
-wrong iteration, is named by its cell even where its value happens to be right.
-
-The values come from the engine (LibreOffice's copy, or the values a spreadsheet saved) and are
-held to NumPy's run of the LR sheet's network at the sheet's own iteration and h: every z, a
-and E_total of both passes, θ and ∂E/∂θ within the LR sheets' tolerance; the central difference
-within the rounding noise the sheet states (the spreadsheet and NumPy round E(θ ± h) apart by
-about ε·E_total, which the division by 2h magnifies); the relative error from the sheet's own
-central difference, gradient and floor.
+Both, as for the LR sheets, because each alone can be fooled: a pass that nudges the wrong
+weight, by −h, by a typed 1e-5 instead of the h cell, or reads θ from the wrong iteration is named
+by its cell even where its value happens to be right; and the values, from the engine, are held
+to NumPy's run at the sheet's own iteration and h.
 """
 
 from __future__ import annotations
@@ -102,6 +94,9 @@ def _check_formulas(
     titles: dict[str, str],
     report: Report,
 ) -> None:
+    """Each formula cell holds the one mlp.gradcheck lays out (token by token, references
+    relative to the cell; spaces, quoting and the case of names ignored) or one that computes
+    the same on random values of every cell it reads."""
     own = G.GRADCHECK_SHEET
     for a1, want in formulas.items():
         row, col = cell_key(a1)
@@ -181,7 +176,11 @@ def _inputs(cells: Cells, steps: int, report: Report) -> tuple[float, int, float
 def _check_values(
     cells: Cells, g: G.GradCheckLayout, want: Mapping[str, float], report: Report
 ) -> int:
-    """Every formula cell's value against NumPy's (see the module docstring for the bounds)."""
+    """Every formula cell's value against NumPy's: every z, a and E_total of both passes, θ and
+    ∂E/∂θ within the LR sheets' tolerance; the central difference within the rounding noise the
+    sheet states (the engine and NumPy round E(θ ± h) apart by about ε·E_total, which the
+    division by 2h magnifies); the relative error from the sheet's own central difference,
+    gradient and floor."""
     where = {a1: coordinate_to_tuple(a1) for a1 in want}  # (row, column)
     scale: dict[int | str, float] = {}  # the largest |value| of each column, as the LR sheets use
     for a1, value in want.items():

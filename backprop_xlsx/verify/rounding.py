@@ -7,19 +7,9 @@ rounding is not a fixed fraction of the result: a sum of large terms that cancel
 is off by u·Σ|terms| (u = 2⁻⁵³), which can be 10⁶ times u·|sum|. So a fixed relative tolerance
 either flags a correct formula (deep nets, long runs: terms grow) or lets a wrong one through.
 
-`BOUNDED` is a `formula.Algebra` whose values carry, elementwise,
-
-* v: the value, computed exactly as NumPy computes it;
-* m: the magnitude, the formula evaluated on the absolute values of its operands (Σ|terms| for a
-  sum, |a|·|b| for a product): u·m bounds the rounding of any order of evaluating the same sums;
-* e: a bound on |v − the exact value of the formula on the same inputs|, first-order running
-  error analysis (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1), where each
-  operation adds u·m and propagates its operands' errors through its derivative.
-
-A correct formula and network.py then differ by at most about 2·e (each side's own rounding,
-both bounded by the same e since m does not depend on the order); `close` allows `SAFETY`·e.
-A wrong formula (another cell, weight, row or activation) is off by the size of a value, which
-is many orders of magnitude above e on inputs that keep values bounded.
+So `BOUNDED` runs each formula with a running error bound beside its value (`Bounded`), and
+`close` allows a few times that bound; a wrong formula is off by the size of a value, orders of
+magnitude more.
 """
 
 from __future__ import annotations
@@ -39,7 +29,17 @@ TINY = 1e-300  # what underflow to subnormal numbers can lose, absolutely
 
 @dataclass(frozen=True, slots=True)
 class Bounded:
-    """A value, its magnitude and its error bound (arrays of one shape, or scalars)."""
+    """A value, its magnitude and its error bound (arrays of one shape, or scalars), elementwise:
+
+    * v: the value, computed exactly as NumPy computes it;
+    * m: the magnitude, the formula evaluated on the absolute values of its operands (Σ|terms|
+      for a sum, |a|·|b| for a product): u·m bounds the rounding of any order of the same sums;
+    * e: a bound on |v − the exact value of the formula on the same inputs|, by first-order
+      running error analysis (Higham, *Accuracy and Stability of Numerical Algorithms*, §3.1):
+      each operation adds u·m and propagates its operands' errors through its derivative.
+
+    A correct formula and network.py then differ by at most about 2·e (each side's own
+    rounding, both bounded by the same e since m does not depend on the order)."""
 
     v: Any
     m: Any
