@@ -1,17 +1,13 @@
 """Many plain cells streamed into the sheets openpyxl saved, instead of through openpyxl.
 
 openpyxl writes what a person sees once (titles, headers, charts, one cell of each style); at
-~60 µs per styled cell it is far too slow for the bulk (the CNN sheets' ~125,000 cells took 11 s;
-an LR sheet has millions). One streamer, `FilledSheet`, takes the XML openpyxl saved for a sheet,
-puts NumPy's cached values into the formula cells openpyxl leaves empty, and lets a subclass add
-the bulk, in the style ids openpyxl gave a template cell, and set the sheet's dimension. Two
-shapes of bulk: `PatternRows`, rows made from one pattern per row after openpyxl's last row and
-streamed in chunks (the LR sheets and the E_total table: millions of cells, never all held), and
-`Bulk`, cells placed anywhere and merged into openpyxl's rows in row and column order (the
-trained net's sheets). Each streamer's `stream` goes to transplant.build_package, which writes it
-straight into the output zip. openpyxl's sheet XML, of one known form (r before s, an empty
-<v></v> after each formula), is edited as text by anchored patterns, not parsed: a parse and
-re-serialisation of every sheet is the cost the streaming exists to avoid.
+~60 µs per styled cell it is far too slow for the bulk (an LR sheet has millions of cells).
+`FilledSheet` takes the XML openpyxl saved for a sheet, puts NumPy's cached values into its
+empty formula cells, and lets a subclass add the bulk in the style ids of a template cell:
+`PatternRows`, rows from one pattern each, streamed in chunks (the LR sheets, the E_total
+table), or `Bulk`, cells placed anywhere (the trained net's sheets). openpyxl's XML, of one known
+form, is edited as text by anchored patterns, not parsed: a parse and re-serialisation of every
+sheet is the cost the streaming exists to avoid. `LETTERS` is the one column-letter table.
 """
 
 from __future__ import annotations
