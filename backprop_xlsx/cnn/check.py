@@ -102,7 +102,7 @@ def check_cnn_sheets(
     if computed is not None:
         values_w = merge_computed(weights, _cells(computed, L.WEIGHTS_SHEET, *w_bounds))
         values_n = merge_computed(net, _cells(computed, L.NET_SHEET, *n_bounds))
-    elif not any(c.value is not None for c in net.values() if c.formula):
+    elif not has_cached_values(pkg):
         problem = "no computed values (never calculated): use --engine libreoffice"
         report.add(Finding(L.NET_SHEET, "", problem))
         have_values = False

@@ -21,11 +21,10 @@ import numpy as np
 from lxml import etree
 
 from backprop_xlsx.cnn.check import check_cnn_sheets, has_cached_values, has_cnn_sheets
-from backprop_xlsx.cnn.layout import NET_SHEET
 from backprop_xlsx.cnn.layout import SHEETS as CNN_SHEETS
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import layout, summary_layout
-from backprop_xlsx.report import Finding, Report
+from backprop_xlsx.report import Report
 from backprop_xlsx.verify.lr_sheet import SETUP_VALUE_COL, LrSheet, read_lr_sheet
 from backprop_xlsx.xlsx.facts import application
 from backprop_xlsx.xlsx.formula import (
@@ -104,8 +103,9 @@ def read_summary_cells(
 
 
 def choose_engine(pkg: Package, engine: str, sheets: list[LrSheet]) -> str:
-    """cached when the formula cells carry values (saved by Excel or LibreOffice), else a
-    LibreOffice recalculation of a copy; a clear error when neither can give values."""
+    """The one source of every checked value: cached when the formula cells carry values (saved
+    by Excel or LibreOffice; the trained net's sheets too, when there), else a LibreOffice
+    recalculation of a copy; a clear error when neither can give values."""
     with_value = sum(int((s.has_value & s.has_formula).sum()) for s in sheets)
     formulas = sum(int(s.has_formula.sum()) for s in sheets)
     path = pkg.path
@@ -124,7 +124,8 @@ def choose_engine(pkg: Package, engine: str, sheets: list[LrSheet]) -> str:
             "libreoffice, or open and save it in Excel or LibreOffice, or build it with "
             "`bpxl build --recalc`"
         )
-    if engine == "cached" or (engine == "auto" and with_value == formulas):
+    cnn_cached = not has_cnn_sheets(pkg) or has_cached_values(pkg)
+    if engine == "cached" or (engine == "auto" and with_value == formulas and cnn_cached):
         return "cached"
     if find_soffice() is None:
         raise BpxlError(
@@ -181,20 +182,13 @@ def _read_in_worker(
 
 
 def check_cnn(pkg: Package, engine: str, report: Report) -> None:
-    """The trained net's sheets checked with values from the one source verify chose: those
-    cached in the file, or, when it has none (mnist.train leaves them uncalculated) and the
-    engine may recalculate, those of a LibreOffice copy."""
-    if not has_cnn_sheets(pkg):
-        return
+    """The trained net's sheets of a workbook without LR sheets, checked with values from the
+    source `choose_engine` chose (`engine`): the file's cached ones or a LibreOffice copy's.
+    (Beside LR sheets, `recalculated` checks them against its one copy.)"""
     with contextlib.ExitStack() as stack:
-        computed = None
         complete = all(t in pkg.parts for t in CNN_SHEETS)  # else the check names what is missing
-        if engine != "cached" and complete and not has_cached_values(pkg):
-            if find_soffice() is None:
-                problem = "no computed values (never calculated) and LibreOffice is not installed"
-                report.add(Finding(NET_SHEET, "", problem))
-            else:
-                computed = open_recalculated(pkg.path, stack, "cnn")
+        recalc = engine == "libreoffice" and complete
+        computed = open_recalculated(pkg.path, stack, "cnn") if recalc else None
         report.cnn = check_cnn_sheets(pkg, report, computed)
 
 

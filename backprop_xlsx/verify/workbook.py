@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backprop_xlsx.cnn.check import check_cnn_sheets
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import gradcheck as G
 from backprop_xlsx.mlp import layout
@@ -123,8 +124,8 @@ def verify_package(
             setup_cells, summary_cells = recalculated(
                 path, sheets, setup_cells, summary_cells, pkg, report, summary_title, others
             )
-        else:
-            check_cnn(pkg, engine, report)
+        else:  # every value cached, the trained net's sheets' too
+            report.cnn = check_cnn_sheets(pkg, report)
     except RecursionError:
         raise  # a bug, not a damaged file
     except CORRUPT as exc:
@@ -171,6 +172,6 @@ def verify_package(
 
 def _verify_cnn_only(pkg: Package, report: Report, engine: str) -> Report:
     """A workbook with the trained net's sheets and no LR sheets: check those alone."""
-    report.engine = "cached" if engine == "cached" else "libreoffice"
-    check_cnn(pkg, engine, report)
+    report.engine = choose_engine(pkg, engine, [])
+    check_cnn(pkg, report.engine, report)
     return report
