@@ -1,11 +1,10 @@
-"""The report every check writes on: each wrong cell as a `Finding`, statistics, text and JSON.
+"""The report verify and the trained net's check write on: each wrong cell, as text and JSON.
 
-It sits above the rooms that check (verify/, cnn/check.py, handmade/), importing only xlsx/, so
-each of them can write on it without importing another. It is the verifier's one output and is
-read by people, so it names every problem by
-sheet and cell, keeps at most MAX_FINDINGS of them (a broken file cannot make it unbounded), and
-echoes text from the untrusted file only through `printable`: no raw line breaks or
-bidirectional controls reach a terminal.
+It sits beside the rooms that check (verify/ and cnn/check.py write on it; handmade/ takes its
+changed-input seed), importing only xlsx/, so none of them imports another back. It is read by
+people, so it names every problem by sheet and cell, keeps at most MAX_FINDINGS of them (a broken
+file cannot make it unbounded), and echoes text from the untrusted file only through
+`printable`: no raw line breaks or bidirectional controls reach a terminal.
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _measure import timed
+
 from backprop_xlsx.mlp import description, layout
 from backprop_xlsx.mlp.optim import HYPERPARAMETERS, hyper_keys
 from backprop_xlsx.mlp.workbook import build_workbook
@@ -31,12 +33,8 @@ from backprop_xlsx.xlsx.libreoffice import find_soffice, recalculate
 
 
 def best(repeat: int, fn, *args, **kwargs) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn(*args, **kwargs)
-        times.append(time.perf_counter() - start)
-    return min(times)
+    """The fastest of `repeat` calls, in seconds."""
+    return min(timed(fn, *args, **kwargs)[0] for _ in range(repeat))
 
 
 def main() -> None:

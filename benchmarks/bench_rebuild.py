@@ -16,37 +16,22 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _measure import measure
 
 ROOT = Path(__file__).resolve().parent.parent
 LRS = ("0.1", "0.2", "0.5", "0.8", "1", "2")
 
 
-def run_cli(code: Path, args: list[str], cwd: Path) -> tuple[float, float]:
-    """Seconds and peak RSS (MB) of one `bpxl` run in its own process.
-
-    `cwd` must not be a checkout: `python -m` puts the working folder before PYTHONPATH.
-    """
-    env = dict(os.environ, PYTHONPATH=str(code), PYTHONDONTWRITEBYTECODE="1")
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backprop_xlsx", *args],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"bpxl {' '.join(args)} failed ({proc.returncode}): {err.strip()}")
-    return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+def run_cli(code: Path, args: list[str]) -> tuple[float, float]:
+    """Seconds and peak RSS (MB) of one `bpxl` run of checkout `code` (paths absolute)."""
+    got = measure(code, *args)
+    if got["rc"] != 0:
+        raise SystemExit(f"bpxl {' '.join(args)} failed ({got['rc']}): {' '.join(got['lines'])}")
+    return got["s"], got["rss"] / 2**20
 
 
 def add_user_sheet(workbook: Path, folder: Path) -> None:
@@ -87,16 +72,16 @@ def main() -> None:
             n, steps = (int(x) for x in size.split("x"))
             common = ["build", "--lr", *LRS[:n], "--steps", str(steps)]
             seed = folder / "seed.xlsx"
-            run_cli(args.code, [*common, "--out", str(seed)], folder)
+            run_cli(args.code, [*common, "--out", str(seed)])
             add_user_sheet(seed, folder)
             fresh, rebuilt = [], []
             for _ in range(args.repeat):
                 target = folder / "fresh.xlsx"
                 target.unlink(missing_ok=True)
-                fresh.append(run_cli(args.code, [*common, "--out", str(target)], folder))
+                fresh.append(run_cli(args.code, [*common, "--out", str(target)]))
                 target = folder / "rebuilt.xlsx"
                 shutil.copyfile(seed, target)
-                rebuilt.append(run_cli(args.code, [*common, "--out", str(target)], folder))
+                rebuilt.append(run_cli(args.code, [*common, "--out", str(target)]))
             t_f, t_r = min(t for t, _ in fresh), min(t for t, _ in rebuilt)
             m_f, m_r = min(m for _, m in fresh), min(m for _, m in rebuilt)
             print(

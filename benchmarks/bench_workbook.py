@@ -15,7 +15,6 @@ A script, not a timed test: the numbers depend on the machine and on what else r
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
@@ -41,16 +40,13 @@ def main() -> None:
 
     verify = None
     if not args.no_verify:
-        if importlib.util.find_spec("backprop_xlsx.verify") is None:
-            print("(backprop_xlsx.verify is not there yet: verify not timed)")
-        else:
-            from backprop_xlsx.verify.workbook import verify_workbook
-            from backprop_xlsx.xlsx.libreoffice import find_soffice, recalculate
+        from backprop_xlsx.verify.workbook import verify_workbook
+        from backprop_xlsx.xlsx.libreoffice import find_soffice, recalculate
 
-            if find_soffice() is None:
-                print("(LibreOffice not found: verify not timed)")
-            else:
-                verify = verify_workbook
+        if find_soffice() is None:
+            print("(LibreOffice not found: verify not timed)")
+        else:
+            verify = verify_workbook
 
     load = os.getloadavg()[0]
     print(f"{os.cpu_count()} CPUs, load average {load:.1f}")

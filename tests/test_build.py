@@ -140,7 +140,7 @@ def test_sheets_header_and_every_formula(book: openpyxl.Workbook) -> None:
 def test_setup_values_and_learning_rates(book: openpyxl.Workbook) -> None:
     ws = book[layout.SETUP_SHEET]
     start = seed_values()
-    assert start["w1"] == 0.15  # templates/network.toml
+    assert start["w1"] == 0.15  # templates/seed.toml
     for name in PARAMS:
         row = layout.SEED_LAYOUT.setup_row[name]
         assert ws[f"A{row}"].value == name

@@ -28,7 +28,7 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from backprop_xlsx import report as verify_report
+from backprop_xlsx import report
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import description, layout, network
 from backprop_xlsx.mlp.description import Network
@@ -247,23 +247,23 @@ def build(case: Case, etas: list[float], steps: int, out: Path) -> Network:
     return nw
 
 
-def formula_report(path: Path) -> verify.Report:
+def formula_report(path: Path) -> report.Report:
     """What `bpxl verify` finds in the formulas alone: every LR sheet's structure (one relative
     formula down each column) and each column's formula on changed inputs. Its values need a
     spreadsheet engine; the LibreOffice property below checks them."""
-    report = verify_report.Report(str(path))
-    rng = np.random.default_rng(verify_report.INPUT_SEED)
+    found = report.Report(str(path))
+    rng = np.random.default_rng(report.INPUT_SEED)
     pkg = Package(path)
     try:
         titles = [t for t in pkg.parts if layout.is_bpxl_sheet(t) and t.startswith("LR ")]
         assert titles, f"no LR sheets in {path}"
         sheet_layout = lr_values.read_network(source.network_cells(pkg))
         for sheet in source.read_lr_sheets(pkg, titles, [sheet_layout] * len(titles)):
-            lr_formulas.check_structure(sheet, report)
-            lr_formulas.check_formulas(sheet, report, rng, pkg.titles)
+            lr_formulas.check_structure(sheet, found)
+            lr_formulas.check_formulas(sheet, found, rng, pkg.titles)
     finally:
         pkg.close()
-    return report
+    return found
 
 
 learning_rates = st.lists(

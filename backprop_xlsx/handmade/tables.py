@@ -8,13 +8,14 @@ names all eight weights and most of the rest of the 2-2-2 network.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
 
 from openpyxl.utils import get_column_letter
 
-from ..xlsx.read import Cell, Package
+from ..xlsx.read import Cell, Package, cell_number
 
 INPUTS = ("t1", "t2", "i1", "i2")
 WEIGHTS = tuple(f"w{k}" for k in range(1, 9))
@@ -58,14 +59,9 @@ def label_quantity(text: str) -> str | None:
 
 
 def number(cell: Cell | None) -> float | None:
-    """A cell's cached value as a float, if it holds a number."""
-    if cell is None or cell.value is None or cell.type not in ("n", None):
-        return None
-    try:
-        value = float(cell.value)
-    except ValueError:
-        return None
-    return value if value == value and abs(value) != float("inf") else None
+    """A cell's cached value as a finite float, if it holds one."""
+    value = cell_number(cell)
+    return value if value is not None and math.isfinite(value) else None
 
 
 def text(cell: Cell | None) -> str | None:

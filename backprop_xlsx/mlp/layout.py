@@ -22,7 +22,7 @@ from openpyxl.utils.cell import absolute_coordinate
 
 from backprop_xlsx.errors import BpxlError
 from backprop_xlsx.mlp import batches
-from backprop_xlsx.mlp.description import Network
+from backprop_xlsx.mlp.description import DEFAULT_PRESET, Network, preset
 from backprop_xlsx.mlp.formulas import (  # noqa: F401  (re-exported: the layout's vocabulary)
     FORMAT_DATA,
     FORMAT_ITERATION,
@@ -37,7 +37,7 @@ from backprop_xlsx.mlp.formulas import (  # noqa: F401  (re-exported: the layout
     fill,
     neuron_letter,
 )
-from backprop_xlsx.mlp.network import QUANTITIES, SEED, History, train_network
+from backprop_xlsx.mlp.network import QUANTITIES, History, train_network
 from backprop_xlsx.mlp.optim import HYPERPARAMETERS, OPTIMIZERS
 from backprop_xlsx.xlsx.formula import sheet_ref
 
@@ -514,14 +514,9 @@ def check_size(layout: SheetLayout, n_lr: int, steps: int, total: int | None = N
         )
 
 
-def _seed_structure() -> Network:
-    """The seed's 2-2-2 network with zero values: all its layout depends on."""
-    zeros = np.zeros((2, 2))
-    zero_rows = np.zeros((1, 2))
-    return Network(SEED, "none", zero_rows, zero_rows, (zeros, zeros), (None, None), classic=True)
-
-
-SEED_LAYOUT = SheetLayout(_seed_structure())
+# The seed's layout: what verify assumes of a workbook whose Setup names no network (bpxl before
+# the network text), and the tests' reference of the assignment's columns.
+SEED_LAYOUT = SheetLayout(preset(DEFAULT_PRESET))
 assert tuple(SEED_LAYOUT.column) == (ITERATION, *QUANTITIES), "the seed's columns, in order"
 
 

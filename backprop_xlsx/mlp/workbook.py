@@ -1,13 +1,11 @@
 """`bpxl build`: the workbook from the layout, every computed cell a live formula.
 
 openpyxl builds everything a person sees first (Setup, the headers, iteration 0 of every table,
-styles, charts, page setup), but writing the bulk of the rows through openpyxl costs ~1 µs of
-Python per cell and more with styles: 6 learning rates × 10,000 steps are 1.9 million formulas
-(~22 s unstyled, XlsxWriter ~100 s, its formula preparation runs ~30 regexes per cell). So the
-rows after iteration 0 are streamed straight into the sheets' XML from one str.format pattern per
-row, reusing the style ids openpyxl gave iteration 0's cells: the same cells openpyxl would write,
-~10× faster (benchmarks/bench_workbook.py). NumPy runs first and its values go into the formula
-cells, so the file opens with numbers; a run that would overflow is refused before writing.
+styles, charts, page setup); the rows after iteration 0 are streamed straight into the sheets'
+XML from one pattern per row (xlsx/stream.py), in the style ids openpyxl gave iteration 0: the
+same cells, ~10× faster than through openpyxl (benchmarks/bench_workbook.py). NumPy runs first
+and its values go into the formula cells, so the file opens with numbers; a run that would
+overflow is refused before anything is written.
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""The verifier: the report, the source of values, and the checks of the LR and summary sheets."""
+"""The verifier: the one source of values, and the checks of the LR, summary and Gradient check
+sheets; it runs the trained net's check (cnn/) over the same values."""
