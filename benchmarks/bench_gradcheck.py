@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _measure import timed
 
 from backprop_xlsx.mlp import description
 from backprop_xlsx.mlp.workbook import build_workbook
@@ -50,16 +51,13 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         built, recalculated = Path(tmp) / "built.xlsx", Path(tmp) / "recalculated.xlsx"
-        start = time.perf_counter()
-        line = build_workbook(network(args.samples), [0.5], args.steps, built, gradient_check=True)
-        print(f"build      {time.perf_counter() - start:6.1f} s  {line.splitlines()[0]}")
+        net = network(args.samples)
+        seconds, line = timed(build_workbook, net, [0.5], args.steps, built, gradient_check=True)
+        print(f"build      {seconds:6.1f} s  {line.splitlines()[0]}")
         print(f"file       {built.stat().st_size / 1e6:6.1f} MB")
-        start = time.perf_counter()
-        recalculate(built, recalculated)
-        print(f"LibreOffice{time.perf_counter() - start:6.1f} s  full recalculation")
-        start = time.perf_counter()
-        report = verify_workbook(recalculated, engine="cached")
-        seconds = time.perf_counter() - start
+        seconds, _ = timed(recalculate, built, recalculated)
+        print(f"LibreOffice{seconds:6.1f} s  full recalculation")
+        seconds, report = timed(verify_workbook, recalculated, engine="cached")
         print(f"verify     {seconds:6.1f} s  ok={report.ok}, {report.gradcheck_cells:,} cells")
 
 

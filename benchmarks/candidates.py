@@ -26,7 +26,7 @@ from mnist import model, train, training  # noqa: E402
 W75 = (8, 12, 16, 16, 16)  # the 7,568-parameter net: the `ours-*` candidates, the default before
 W49 = (8, 10, 12, 12, 14)  # the 4,932-parameter net: the `4.9k*` candidates, the default before
 W68 = (8, 10, 12, 16, 20)  # 6,812 parameters, 384,944 multiply-adds: the default before
-W79 = (8, 10, 14, 18, 20)  # 7,900 parameters, 434,984 multiply-adds: today's `ours`
+W79 = model.Net.WIDTHS  # 7,900 parameters, 434,984 multiply-adds: today's `ours`
 W103 = (8, 12, 16, 20, 24)  # 10,264 parameters: past 8,000, if no net within holds
 
 

@@ -51,8 +51,10 @@ class Net(GapNet):
     on all of seeds 1-30 (docs/mnist.md).
     """
 
+    WIDTHS = (8, 10, 14, 18, 20)
+
     def __init__(self) -> None:
-        super().__init__((8, 10, 14, 18, 20), pool_after=1)
+        super().__init__(self.WIDTHS, pool_after=1)
 
 
 class WideNet(nn.Module):

@@ -11,6 +11,7 @@ import dataclasses
 import re
 
 from backprop_xlsx.mlp import layout
+from backprop_xlsx.mlp.batches import batches_per_epoch
 from backprop_xlsx.mlp.description import Network
 from backprop_xlsx.mlp.formulas import fill
 
@@ -144,7 +145,7 @@ def batch_equations(sheet: layout.SheetLayout) -> list[tuple[str, bool]]:
     """How a mini-batch row picks its samples, and what E_train is."""
     assert sheet.batching is not None
     B, S, seed = sheet.batching.batch_size, sheet.training_samples, sheet.batching.seed
-    nb = S // B
+    nb = batches_per_epoch(S, B)
     dropped = f"; the last {S % B} of each shuffle are dropped" if S % B else ""
     return [
         (f"Mini-batches of {B} of the {S} samples: {nb} steps per epoch{dropped}", True),

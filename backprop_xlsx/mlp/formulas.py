@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from backprop_xlsx.mlp.batches import batches_per_epoch
 from backprop_xlsx.mlp.optim import HYPERPARAMETERS, STATE_HEADERS, Optimizer
 
 # {name} this row's cell, {prev name} the row above's, {setup name} Setup's value
@@ -278,7 +279,7 @@ class BatchFormulas:
 
     def _batch_columns(self) -> dict[str, tuple[str, str, str, str]]:
         B = self.batching.batch_size
-        nb = self.training_samples // B
+        nb = batches_per_epoch(self.training_samples, B)
         epoch = "=QUOTIENT({" + ITERATION + "}," + str(nb) + ")+1"
         out = {"epoch": ("epoch", FORMAT_ITERATION, epoch, epoch)}
         for m in range(B):

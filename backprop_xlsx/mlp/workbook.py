@@ -83,9 +83,10 @@ def build_workbook(
         *(layout.sheet_title(o, e) for o in optimizers for e in etas),
         layout.summary_title(optimizers),
     ]
-    if gradient_check:
+    checker = gradcheck_layout(runs[0], etas, steps) if gradient_check else None
+    if checker is not None:
         titles.append(GRADCHECK_SHEET)
-        gradcheck_layout(runs[0], etas, steps).check_size()
+        checker.check_size()
     old = existing_sheets(out)
     new = {t.casefold() for t in titles}
     if old is not None:
@@ -109,7 +110,7 @@ def build_workbook(
         "carry": kept,
         "removed": removed,
         "blank": blank,
-        "gradient_check": gradient_check,
+        "checker": checker,
     }
     try:
         with atomic_output(out) as tmp:
@@ -136,10 +137,8 @@ def build_workbook(
         f"wrote {where}: {n} {kind} sheet{'s' if n != 1 else ''} × {steps + 1:,} "
         f"iterations, {formulas:,} formulas"
     )
-    if gradient_check:
-        line += (
-            f", a gradient check of {gradcheck_layout(runs[0], etas, steps).formulas:,} formulas"
-        )
+    if checker is not None:
+        line += f", a gradient check of {checker.formulas:,} formulas"
     if recalc:
         line += ", values computed by LibreOffice"
     lines = [f"{line} ({seconds:.1f} s)"]
@@ -295,14 +294,15 @@ def write_workbook(
     carry: Sequence[str] = (),
     removed: Sequence[str] = (),
     blank: frozenset[str] = frozenset(),
-    gradient_check: bool = False,
+    checker: GradCheckLayout | None = None,
 ) -> list[str]:
     """Write the complete workbook to `path` (not atomic: build_workbook wraps it).
 
     Every formula cell also carries the value NumPy computed for it, for viewers that do not
     calculate; Excel and LibreOffice still recalculate on open. The sheets `carry` of
     `carry_from` are carried over (see package.build_package, whose warnings are returned).
-    One training sheet per run (one per optimizer, made by `_runs`) and η.
+    One training sheet per run (one per optimizer, made by `_runs`) and η; with `checker`, the
+    Gradient check sheet it lays out.
     """
     optimizers = [r.sheet.optimizer.name for r in runs]
     sheet = runs[0].sheet
@@ -318,7 +318,7 @@ def write_workbook(
     setup.title = layout.SETUP_SHEET
     sheets = [wb.create_sheet(title) for title in titles]
     summary = wb.create_sheet(summary_title)
-    checker = wb.create_sheet(GRADCHECK_SHEET) if gradient_check else None
+    check_ws = wb.create_sheet(GRADCHECK_SHEET) if checker is not None else None
     wb.calculation.fullCalcOnLoad = True  # Excel and LibreOffice compute everything on open
     record = json.dumps(wb.sheetnames, ensure_ascii=False)
     wb.custom_doc_props.append(StringProperty(name=SHEETS_PROPERTY, value=record))
@@ -335,13 +335,12 @@ def write_workbook(
     )
     bounds = log_bounds(e_total)
     fill_summary(summary, sheet, titles, places, bounds, letters, heading)
-    if checker is not None:
-        first = runs[0]
-        g = gradcheck_layout(first, etas, steps)
+    if check_ws is not None:
+        first, g = runs[0], checker
         row = {key: first.values[key][0, 0] for key in first.sheet.keys}
         setup_values = {e.key: e.value for e in sheet.setup}
         check_values = g.values(setup_values, *g.at_iteration(row), DEFAULT_H, DEFAULT_THRESHOLD)
-        bulk = fill_gradcheck(checker, g, check_values)
+        bulk = fill_gradcheck(check_ws, g, check_values)
 
     template = io.BytesIO()
     wb.save(template)
@@ -351,7 +350,7 @@ def write_workbook(
     streams[summary_title] = _summary_bulk(
         titles, places, e_total, letters, every_eta, summary_title
     ).stream
-    if checker is not None:
+    if check_ws is not None:
         streams[GRADCHECK_SHEET] = gradcheck_stream(bulk, check_values)
     return build_package(
         template.getvalue(),

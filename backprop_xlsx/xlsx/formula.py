@@ -293,10 +293,6 @@ def pick(table: np.ndarray, r: Any, c: Any = 1.0) -> np.ndarray:
     return np.where(inside, table[at], np.nan)
 
 
-def _index(table: Any, r: Any, c: Any = 1.0) -> Any:
-    return pick(table, r, c)
-
-
 # name → (NumPy function, fewest and most arguments)
 _FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
     "EXP": (np.exp, 1, 1),
@@ -308,7 +304,7 @@ _FUNCTIONS: dict[str, tuple[Callable[..., Any], int, int]] = {
     "SQRT": (np.sqrt, 1, 1),  # RMSprop's and Adam's √v
     "QUOTIENT": (_quotient, 2, 2),
     "MOD": (_mod, 2, 2),
-    "INDEX": (_index, 2, 3),  # its first argument a range, resolved by the compiler's caller
+    "INDEX": (pick, 2, 3),  # its first argument a range, resolved by the compiler's caller
 }
 
 
